@@ -1,0 +1,134 @@
+"""Value types shared by every config section: durations, paths, secrets, kinded entries."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    SecretStr,
+    ValidationInfo,
+)
+from pydantic_core import PydanticCustomError
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(value: Any) -> float:
+    """Parse a Prometheus-style duration ("500ms", "30s", "1h30m", "7d") into seconds."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise PydanticCustomError(
+            "duration",
+            "durations are strings with a unit, like '30s', '15m' or '1h'; got {value!r}",
+            {"value": value},
+        )
+    text = value.strip()
+    sign = -1.0 if text.startswith("-") else 1.0
+    body = text.lstrip("-")
+    parts = _DURATION.findall(body)
+    if not body or "".join(n + u for n, u in parts) != body:
+        raise PydanticCustomError(
+            "duration",
+            "{value!r} is not a duration; use a number and a unit (ms, s, m, h, d, w), like '30s'",
+            {"value": value},
+        )
+    return sign * sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def _positive(seconds: float) -> float:
+    if seconds <= 0:
+        raise PydanticCustomError(
+            "positive_duration", "must be a positive duration, like '30s'", {}
+        )
+    return seconds
+
+
+def _non_negative(seconds: float) -> float:
+    if seconds < 0:
+        raise PydanticCustomError("duration", "must not be negative", {})
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
+"""Seconds, written in the config as a positive duration string."""
+
+OptionalDelay = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_non_negative)]
+"""Seconds, may be "0s"."""
+
+
+def base_dir(info: ValidationInfo) -> Path:
+    """The directory relative paths resolve against: the config file's own directory."""
+    ctx = info.context or {}
+    return Path(ctx.get("base_dir", "."))
+
+
+def _resolve(value: Path, info: ValidationInfo) -> Path:
+    path = Path(os.path.expanduser(str(value)))
+    return path if path.is_absolute() else (base_dir(info) / path).resolve()
+
+
+def _must_exist(path: Path) -> Path:
+    if not path.exists():
+        raise PydanticCustomError(
+            "path_missing", "file or directory {path!r} does not exist", {"path": str(path)}
+        )
+    return path
+
+
+ConfigPath = Annotated[Path, AfterValidator(_resolve)]
+"""A path; relative paths resolve against the config file's directory (as in Prometheus)."""
+
+ExistingPath = Annotated[Path, AfterValidator(_resolve), AfterValidator(_must_exist)]
+
+
+def _read_secret(value: Any, info: ValidationInfo) -> Any:
+    """Resolve ``{env: NAME}`` or ``{file: PATH}``; a plain string is taken as it is."""
+    if isinstance(value, SecretStr) or isinstance(value, str):
+        return value
+    if not isinstance(value, dict) or len(value) != 1 or not ({"env", "file"} & value.keys()):
+        raise PydanticCustomError(
+            "secret",
+            "a secret is a string, {{env: VARIABLE}} or {{file: PATH}}",
+            {},
+        )
+    if "env" in value:
+        name = str(value["env"])
+        if name not in os.environ:
+            raise PydanticCustomError(
+                "secret_env",
+                "environment variable {name!r} is not set; export it or use {{file: PATH}}",
+                {"name": name},
+            )
+        return os.environ[name]
+    path = _resolve(Path(str(value["file"])), info)
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise PydanticCustomError(
+            "secret_file",
+            "secret file {path!r} cannot be read ({reason}); mount it or fix the path",
+            {"path": str(path), "reason": exc.strerror or type(exc).__name__},
+        ) from None
+
+
+Secret = Annotated[SecretStr, BeforeValidator(_read_secret)]
+"""A secret value: literal, from an environment variable, or from a mounted file."""
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KindConfig(Strict):
+    """An entry of a kinded section (embedders, targets, probes, sinks): ``kind`` picks the class."""
+
+    kind: str

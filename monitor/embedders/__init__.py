@@ -1,0 +1,37 @@
+"""Embedders turn texts into vectors. One registry keyed by the config ``kind``.
+
+An embedder has a *fingerprint*: everything that decides which vector a text gets (model
+identity, dimension, normalisation, truncation). Stored references carry it, so vectors
+from different pipelines are never compared as if they were the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from monitor.embedders.sentence_transformers import SentenceTransformerEmbedder
+
+
+class Embedder(Protocol):
+    name: str
+
+    @property
+    def dimension(self) -> int: ...
+
+    def fingerprint(self) -> dict[str, Any]: ...
+
+    def fingerprint_id(self) -> str: ...
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+EMBEDDER_KINDS: dict[str, Any] = {
+    "sentence-transformers": SentenceTransformerEmbedder,
+}
+
+
+def build_embedder(name: str, config: Any) -> Embedder:
+    """Instantiate the embedder for a validated config entry (the model loads lazily)."""
+    return EMBEDDER_KINDS[config.kind](name, config)  # type: ignore[no-any-return]

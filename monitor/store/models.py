@@ -1,0 +1,153 @@
+"""SQLAlchemy 2.x models. Alembic (migrations/) owns the schema; these must match it
+(a test compares them with the migrated DDL on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use datetime.now(UTC)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ProbeRun(Base):
+    """One execution of one probe. Written in one transaction with its values and queries."""
+
+    __tablename__ = "probe_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    probe: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    golden_version: Mapped[str | None] = mapped_column(String(64))
+    embedder_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    target_fingerprint: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_probe_runs_probe_started", "probe", "started_at"),)
+
+
+class RunValue(Base):
+    """A numeric result of a run; ``labels`` is canonical ``k=10,mode=live`` (bounded keys)."""
+
+    __tablename__ = "run_values"
+
+    run_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("probe_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    labels: Mapped[str] = mapped_column(String(400), primary_key=True, default="")
+    value: Mapped[float] = mapped_column(Float)
+
+
+class QueryResult(Base):
+    """Per-query outcome of a run (ranks, hits, per-k metrics); never exported as labels."""
+
+    __tablename__ = "query_results"
+
+    run_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("probe_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    query_id: Mapped[str] = mapped_column(String(400), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ReferenceSample(Base):
+    """A reference window of embeddings: float32 row-major blob plus what produced it."""
+
+    __tablename__ = "reference_samples"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    probe: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    embedder_fingerprint: Mapped[str] = mapped_column(String(64))
+    dimension: Mapped[int] = mapped_column(Integer)
+    n: Mapped[int] = mapped_column(Integer)
+    vectors: Mapped[bytes] = mapped_column(LargeBinary)
+    item_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (Index("ix_reference_samples_probe", "probe", "source", "created_at"),)
+
+
+class AlertState(Base):
+    """State of one alert instance (rule + label set): inactive, pending, firing, resolved."""
+
+    __tablename__ = "alert_states"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16))
+    active_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_evaluated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (UniqueConstraint("rule", "fingerprint", name="uq_alert_states_rule_fp"),)
+
+
+class ReportRun(Base):
+    """One weekly report; the unique period makes sending it a claim only one replica wins."""
+
+    __tablename__ = "report_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    period: Mapped[str] = mapped_column(String(32), unique=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

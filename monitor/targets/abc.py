@@ -1,0 +1,156 @@
+"""The one protocol every vector index target implements, and the types it returns.
+
+Ids cross this boundary as strings, whatever the engine stores; ``Description.id_type``
+says what the engine really keys by (``"int"`` or ``"str"``), so a golden set whose ids
+cannot be keys of this index is caught before any number is computed.
+
+Vectors are float32 arrays of shape (n, dimension). Scores are what the engine returned
+(similarity or distance, possibly quantized); ragmon recomputes distances itself from
+fetched vectors wherever ties matter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from monitor.errors import DimensionMismatch, TargetError
+
+Metric = Literal["cosine", "ip", "l2"]
+
+
+@dataclass
+class SearchResult:
+    """Top-k answers for a batch of queries, in query order.
+
+    ``ids[i]`` may hold fewer than k ids (a shortfall); ``scores[i]`` matches it.
+    ``ground_truth_sample`` is set when an exact search could only run over a sample of the
+    index (its size); ``None`` means the whole index was searched.
+    """
+
+    ids: list[list[str]]
+    scores: list[list[float]]
+    latencies: list[float]
+    exact: bool
+    ground_truth_sample: int | None = None
+
+
+@dataclass
+class Vectors:
+    """Stored vectors read back by id or by sampling; ``missing`` lists ids not found."""
+
+    ids: list[str]
+    vectors: np.ndarray
+    missing: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Description:
+    """What the index is; its fingerprint changes when its configuration does."""
+
+    engine: str
+    engine_version: str
+    dimension: int
+    metric: Metric
+    count: int
+    id_type: Literal["int", "str"]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """Hash of everything but the count: a rebuilt or re-tuned index gets a new one."""
+        data = asdict(self)
+        data.pop("count")
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class VectorTarget(ABC):
+    """A live vector index. Implementations translate engine errors into TargetError."""
+
+    #: False when the engine has no exact mode and none can be emulated (exact_search raises).
+    supports_exact: ClassVar[bool] = True
+
+    def __init__(self, name: str, config: Any):
+        self.name = name
+        self.config = config
+
+    @abstractmethod
+    def search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None) -> SearchResult:
+        """The live, approximate top-k, with the engine's own knobs as configured."""
+
+    @abstractmethod
+    def exact_search(
+        self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None
+    ) -> SearchResult:
+        """The true top-k (ground truth) on the same index."""
+
+    @abstractmethod
+    def fetch(self, ids: list[str]) -> Vectors:
+        """Stored vectors for ``ids``; ids not found are listed in ``missing``."""
+
+    @abstractmethod
+    def sample(self, n: int, seed: int) -> Vectors:
+        """Up to ``n`` stored vectors drawn uniformly at random (deterministic per seed)."""
+
+    @abstractmethod
+    def count(self) -> int:
+        """Number of vectors in the index."""
+
+    @abstractmethod
+    def describe(self) -> Description:
+        """Dimension, metric, engine and version, index parameters."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the default does nothing."""
+
+    def check_queries(self, vectors: np.ndarray, dimension: int) -> np.ndarray:
+        """Validate query vectors: 2-D, finite, non-zero, of the index's dimension."""
+        arr = np.asarray(vectors, dtype=np.float32)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2:
+            raise TargetError(self.name, f"query vectors must be 2-D, got shape {arr.shape}")
+        if arr.shape[1] != dimension:
+            raise DimensionMismatch(self.name, arr.shape[1], dimension)
+        bad = ~np.isfinite(arr).all(axis=1)
+        if bad.any():
+            raise TargetError(
+                self.name, f"query vectors {np.flatnonzero(bad)[:10].tolist()} contain NaN or Inf"
+            )
+        zero = ~arr.any(axis=1)
+        if zero.any():
+            raise TargetError(
+                self.name,
+                f"query vectors {np.flatnonzero(zero)[:10].tolist()} are all zeros; "
+                "they have no direction to search by",
+            )
+        return np.ascontiguousarray(arr)
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A registry entry: the config model, where the adapter lives, and its optional client."""
+
+    Config: type
+    adapter: str  # "module:Class", imported only when a target of this kind is built
+    extra: str | None = None
+    modules: tuple[str, ...] = ()
+
+    def missing_requirement(self, entry: Any) -> str | None:
+        missing = [m for m in self.modules if importlib.util.find_spec(m) is None]
+        if missing and self.extra:
+            return (
+                f"target kind {entry.kind!r} needs {', '.join(missing)}: "
+                f"pip install 'ragmon[{self.extra}]'"
+            )
+        return None
+
+    def build(self, name: str, config: Any) -> VectorTarget:
+        module_name, _, cls_name = self.adapter.partition(":")
+        module = __import__(module_name, fromlist=[cls_name])
+        return getattr(module, cls_name)(name, config)  # type: ignore[no-any-return]

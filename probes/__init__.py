@@ -1,0 +1,16 @@
+"""Probe kinds, registered in one mapping keyed by the config ``kind``.
+
+To add a kind: write a module with a ``Probe`` subclass (its ``Config``, ``METRICS``, ``run``)
+and add it here. Error messages list valid kinds from this mapping.
+"""
+
+from __future__ import annotations
+
+from probes.base import Deadline, MetricSpec, Probe, ProbeResult
+from probes.canary import CanaryProbe
+
+PROBE_KINDS: dict[str, type[Probe]] = {
+    CanaryProbe.kind: CanaryProbe,
+}
+
+__all__ = ["PROBE_KINDS", "Deadline", "MetricSpec", "Probe", "ProbeResult"]

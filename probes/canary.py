@@ -1,0 +1,154 @@
+"""Canary probe: embed fixed texts and compare with their stored vectors.
+
+A cosine below the threshold, or a change of vector norm, means the embedding pipeline
+changed (model, version, normalisation, truncation), even at the same dimension. The first
+run (or a run after the canary texts were edited) stores the reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from monitor.config import ProbeConfig
+from probes.base import Deadline, MetricSpec, Probe, ProbeResult
+
+# Short and long texts from unrelated topics; the long ones exceed 128 tokens, so a change
+# of truncation length shows up too.
+DEFAULT_CANARIES: tuple[str, ...] = (
+    "How do I reset my password?",
+    "The quarterly revenue grew by twelve percent compared with last year.",
+    "Photosynthesis converts light energy into chemical energy stored in glucose.",
+    "What is the refund policy for annual subscriptions?",
+    "The patient presented with a mild fever and a persistent dry cough.",
+    "Kubernetes restarts a container when its liveness probe fails.",
+    "Bake the bread at 220 degrees for thirty minutes until golden.",
+    "The treaty was signed in 1648, ending the Thirty Years' War.",
+    "Error 503: the upstream service is temporarily unavailable.",
+    "Quelle est la capitale de l'Australie ?",
+    (
+        "Our service level agreement guarantees 99.9 percent monthly uptime for the managed "
+        "database offering. Scheduled maintenance windows are announced at least seven days in "
+        "advance and are excluded from the uptime calculation. If the monthly uptime falls "
+        "below the guaranteed level, customers may request a service credit of ten percent of "
+        "the monthly fee for each full hour of additional downtime, up to a maximum of half of "
+        "the monthly fee. Requests must be submitted through the support portal within thirty "
+        "days of the incident, and must include the affected instance identifiers, the time "
+        "window of the outage in UTC, and any error messages observed by the application."
+    ),
+    (
+        "To rotate the signing keys, first generate a new key pair with the command line tool, "
+        "upload the public key to the key registry, and wait until every verifier has fetched "
+        "the new key set, which normally takes one cache lifetime of fifteen minutes. Then "
+        "switch the signer to the new private key and keep the old public key published for at "
+        "least twenty four hours, so that tokens issued before the switch can still be "
+        "verified until they expire. Finally remove the old key from the registry and record "
+        "the rotation in the security change log together with the ticket number."
+    ),
+)
+
+
+class CanaryConfig(ProbeConfig):
+    kind: Literal["canary"]
+    embedder: str
+    texts: list[str] = Field(default_factory=lambda: list(DEFAULT_CANARIES), min_length=1)
+    threshold: float = Field(default=0.9999, gt=0.0, le=1.0)
+    norm_tolerance: float = Field(default=1e-3, gt=0.0)
+
+
+def texts_digest(texts: list[str]) -> str:
+    return hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
+
+
+class CanaryProbe(Probe):
+    kind = "canary"
+    Config = CanaryConfig
+    METRICS = {
+        "canary_cosine_min": MetricSpec("Lowest cosine of a canary text to its reference vector.", ("embedder",)),
+        "canary_cosine_mean": MetricSpec("Mean cosine of the canary texts to their reference vectors.", ("embedder",)),
+        "canary_norm_deviation_max": MetricSpec("Largest |norm/reference norm - 1| over the canary texts.", ("embedder",)),
+        "canary_changed": MetricSpec("1 when the embedding pipeline changed (cosine or norm moved, or dimension differs).", ("embedder",)),
+        "canary_dimension": MetricSpec("Dimension of the canary embeddings.", ("embedder",)),
+    }
+
+    def run(self, deadline: Deadline) -> ProbeResult:
+        cfg: CanaryConfig = self.config
+        embedder = self.context.embedder(cfg.embedder)
+        fingerprint = embedder.fingerprint_id()
+        vectors = embedder.encode(list(cfg.texts))
+        deadline.check("embedding")
+        result = ProbeResult(embedder_fingerprint=fingerprint)
+        result.add("canary_dimension", vectors.shape[1], embedder=cfg.embedder)
+        store = self.context.store
+        digest = texts_digest(list(cfg.texts))
+        reference = store.reference(self.name, "canary")
+        if reference is None or reference.details.get("texts_digest") != digest:
+            why = "first run" if reference is None else "canary texts changed"
+            store.save_reference(
+                self.name, "canary", fingerprint, vectors, list(range(len(cfg.texts))),
+                details={"texts_digest": digest, "fingerprint": embedder.fingerprint()},
+            )
+            result.details = {"reference": "captured", "reason": why}
+            result.add("canary_changed", 0, embedder=cfg.embedder)
+            return result
+        return self._compare(cfg, reference, vectors, embedder.fingerprint(), result)
+
+    def _compare(
+        self, cfg: CanaryConfig, reference: Any, vectors: np.ndarray,
+        fingerprint: dict[str, Any], result: ProbeResult,
+    ) -> ProbeResult:
+        ref = reference.vectors
+        old_fp = reference.details.get("fingerprint", {})
+        fp_diff = {k: [old_fp.get(k), v] for k, v in fingerprint.items() if old_fp.get(k) != v}
+        result.details = {"reference_id": reference.id, "fingerprint_diff": fp_diff}
+        if ref.shape[1] != vectors.shape[1]:
+            result.details["verdict"] = "dimension-changed"
+            result.details["message"] = (
+                f"embedding dimension changed from {ref.shape[1]} to {vectors.shape[1]}: "
+                "the embedding model was swapped"
+            )
+            result.add("canary_changed", 1, embedder=cfg.embedder)
+            return result
+        ref_norm = np.linalg.norm(ref, axis=1)
+        new_norm = np.linalg.norm(vectors, axis=1)
+        cos = np.sum(ref * vectors, axis=1) / np.maximum(ref_norm * new_norm, 1e-30)
+        deviation = np.abs(new_norm / np.maximum(ref_norm, 1e-30) - 1.0)
+        changed = bool(cos.min() < cfg.threshold or deviation.max() > cfg.norm_tolerance)
+        result.add("canary_cosine_min", float(cos.min()), embedder=cfg.embedder)
+        result.add("canary_cosine_mean", float(cos.mean()), embedder=cfg.embedder)
+        result.add("canary_norm_deviation_max", float(deviation.max()), embedder=cfg.embedder)
+        result.add("canary_changed", int(changed), embedder=cfg.embedder)
+        worst = int(np.argmin(cos))
+        result.details.update(
+            verdict="changed" if changed else "unchanged",
+            worst_text=cfg.texts[worst][:120],
+            worst_cosine=float(cos[worst]),
+            per_text_cosine=[round(float(c), 6) for c in cos],
+        )
+        return result
+
+    def render(self, result: ProbeResult) -> str:
+        d = result.details
+        head = f"canary {self.name}: {result.status}"
+        if result.error:
+            return f"{head}\n  error: {result.error}"
+        if d.get("reference") == "captured":
+            return f"{head}\n  reference captured ({d.get('reason')}); later runs compare against it"
+        values = {n: v for n, _, v in result.values}
+        lines = [head, f"  verdict: {d.get('verdict')}"]
+        if "message" in d:
+            lines.append(f"  {d['message']}")
+        if "canary_cosine_min" in values:
+            lines.append(
+                f"  cosine min {values['canary_cosine_min']:.6f}  mean "
+                f"{values['canary_cosine_mean']:.6f}  (threshold {self.config.threshold})"
+            )
+            lines.append(f"  norm deviation max {values['canary_norm_deviation_max']:.2e}")
+            lines.append(f"  worst text: {d.get('worst_text')!r}")
+        if d.get("fingerprint_diff"):
+            for key, (old, new) in d["fingerprint_diff"].items():
+                lines.append(f"  fingerprint {key}: {old!r} -> {new!r}")
+        return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""Fixtures shared by the whole suite: real PostgreSQL (pgserver wheel, or
+RAGMON_TEST_POSTGRES_URL), the bundled MiniLM embedder and the stdlib-docstring corpus
+with cached embeddings, and a store fixture parametrized over SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("RAGMON_CACHE_DIR", str(REPO / ".cache"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL with pgvector; one server for the session."""
+    url = os.environ.get("RAGMON_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    yield server.get_uri()
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh, empty database on the session's PostgreSQL server, dropped afterwards."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(postgres_server_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = base.set(database=name).render_as_string(hide_password=False)
+    yield url
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every store test runs on SQLite and on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ragmon.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(store_url: str):  # type: ignore[no-untyped-def]
+    from monitor.store import Store
+
+    s = Store(store_url)
+    s.migrate()
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def minilm():  # type: ignore[no-untyped-def]
+    """The bundled all-MiniLM-L6-v2 embedder (384-d, normalised), loaded once."""
+    from monitor.embedders.sentence_transformers import (
+        SentenceTransformerEmbedder,
+        SentenceTransformersConfig,
+    )
+
+    cfg = SentenceTransformersConfig(kind="sentence-transformers", model="all-MiniLM-L6-v2")
+    return SentenceTransformerEmbedder("minilm", cfg)
+
+
+@pytest.fixture(scope="session")
+def corpus():  # type: ignore[no-untyped-def]
+    """Real text: chunked stdlib docstrings (id, topic=module, text)."""
+    from monitor.demo.corpus import stdlib_corpus
+
+    return stdlib_corpus()
+
+
+@pytest.fixture(scope="session")
+def corpus_vectors(minilm, corpus) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """MiniLM embeddings of ``corpus`` (row i embeds corpus[i]), cached on disk."""
+    from monitor.demo.embeddings import cached_encode
+
+    return cached_encode(minilm, [c.text for c in corpus])
