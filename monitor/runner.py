@@ -1,0 +1,149 @@
+"""Run one probe: its own time limit, a typed result whatever happens, one transaction to store it.
+
+A probe body runs in its own daemon thread. Past the probe's timeout the runner records a
+``timeout`` result and returns, so later runs still happen; the abandoned thread is counted
+(``ragmon_probe_abandoned_runs``) and its eventual result is discarded. Probes also check
+their ``Deadline`` between phases, so most stop on their own soon after.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from monitor.context import ProbeContext
+from monitor.errors import ProbeTimeout, RagmonError, StoreError
+from monitor.store import RunRecord
+from probes import PROBE_KINDS, Deadline, Probe, ProbeResult
+
+log = logging.getLogger("ragmon.runner")
+STATUSES = ("ok", "failed", "timeout")
+
+
+class Runner:
+    def __init__(self, context: ProbeContext, registry: CollectorRegistry):
+        self.context = context
+        self.probes: dict[str, Probe] = {
+            name: PROBE_KINDS[cfg.kind](name, cfg, context)
+            for name, cfg in context.config.probes.items()
+        }
+        self._stopping = threading.Event()
+        self._stop_deadline = float("inf")
+        self._abandoned: dict[str, threading.Thread] = {}
+        self._inflight = 0
+        self._idle = threading.Condition()
+        self.runs_total = Counter(
+            "ragmon_probe_runs", "Probe runs by outcome.", ["probe", "status"], registry=registry
+        )
+        self.store_errors = Counter(
+            "ragmon_store_errors", "Failed writes to the store.", registry=registry
+        )
+        self.hook_failures = Counter(
+            "ragmon_after_run_hook_failures", "After-run hooks that raised.", registry=registry
+        )
+        abandoned = Gauge(
+            "ragmon_probe_abandoned_runs",
+            "Probe threads still running after their timeout.",
+            registry=registry,
+        )
+        abandoned.set_function(lambda: sum(t.is_alive() for t in self._abandoned.values()))
+        for name in self.probes:
+            for status in STATUSES:
+                self.runs_total.labels(name, status)
+
+    def stop(self, grace: float) -> None:
+        """Refuse new runs; runs still going after ``grace`` seconds are not stored."""
+        self._stop_deadline = time.monotonic() + grace
+        self._stopping.set()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no run is in flight; False if some still are after ``timeout``."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._inflight == 0, timeout)
+
+    def run(self, name: str) -> tuple[ProbeResult, int | None]:
+        """Run probe ``name`` now, store the result, call the after-run hooks."""
+        with self._idle:
+            self._inflight += 1
+        try:
+            return self._run(name)
+        finally:
+            with self._idle:
+                self._inflight -= 1
+                self._idle.notify_all()
+
+    def _run(self, name: str) -> tuple[ProbeResult, int | None]:
+        probe = self.probes[name]
+        started = datetime.now(UTC)
+        result = self._execute(probe)
+        if result is None:  # shutting down and the run did not finish within the grace time
+            return ProbeResult.failed("interrupted by shutdown"), None
+        finished = datetime.now(UTC)
+        record = RunRecord(
+            probe=name, kind=probe.kind, target=result.target or probe.target_name,
+            started_at=started, finished_at=finished, status=result.status, error=result.error,
+            details=result.details, values=result.values, queries=result.queries,
+            golden_version=result.golden_version,
+            embedder_fingerprint=result.embedder_fingerprint,
+            target_fingerprint=result.target_fingerprint,
+        )
+        self.runs_total.labels(name, result.status).inc()
+        extra = {"probe": name, "kind": probe.kind, "target": record.target or "",
+                 "status": result.status,
+                 "duration_seconds": round((finished - started).total_seconds(), 3)}
+        if result.status == "ok":
+            log.info("probe run finished", extra=extra)
+        else:
+            log.warning("probe run %s: %s", result.status, result.error, extra=extra)
+        try:
+            run_id: int | None = self.context.store.record_run(record)
+        except StoreError as exc:
+            self.store_errors.inc()
+            log.error("could not store the run: %s", exc, extra=extra)
+            return result, None
+        for hook in list(self.context.after_run):
+            try:
+                hook(name, record, run_id)
+            except Exception:
+                self.hook_failures.inc()
+                log.exception("after-run hook %r failed", getattr(hook, "__name__", hook),
+                              extra=extra)
+        return result, run_id
+
+    def _execute(self, probe: Probe) -> ProbeResult | None:
+        if self._stopping.is_set():
+            return None
+        timeout = float(probe.config.timeout)
+        outcome: list[ProbeResult] = []
+        thread = threading.Thread(
+            target=self._body, args=(probe, Deadline(timeout), outcome),
+            name=f"probe:{probe.name}", daemon=True,
+        )
+        limit = time.monotonic() + timeout
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.1)
+            now = time.monotonic()
+            if self._stopping.is_set() and now > self._stop_deadline:
+                return None
+            if now > limit and thread.is_alive():
+                self._abandoned[probe.name] = thread
+                return ProbeResult(status="timeout", error=f"timed out after {timeout:g}s")
+        return outcome[0]
+
+    @staticmethod
+    def _body(probe: Probe, deadline: Deadline, outcome: list[ProbeResult]) -> None:
+        try:
+            result = probe.run(deadline)
+        except ProbeTimeout as exc:
+            result = ProbeResult(status="timeout", error=str(exc))
+        except RagmonError as exc:
+            result = ProbeResult.failed(str(exc))
+        except Exception as exc:  # a bug or an unexpected library error: still a result
+            log.debug("probe %s raised", probe.name, exc_info=True)
+            result = ProbeResult.failed(f"{type(exc).__name__}: {exc}")
+        outcome.append(result)
+
