@@ -5,6 +5,7 @@ with cached embeddings, and a store fixture parametrized over SQLite and Postgre
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,21 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAGMON_CACHE_DIR", str(REPO / ".cache"))
+
+
+def promtool_path() -> str:
+    """The real promtool (the set-up extracts it from Debian's prometheus package into
+    .tools/bin). Missing promtool is a set-up error, never a skip."""
+    found = shutil.which("promtool") or str(REPO / ".tools" / "bin" / "promtool")
+    if not os.access(found, os.X_OK):
+        raise RuntimeError("promtool not found: run ./scripts/setup (it extracts promtool "
+                           "from Debian's prometheus package into .tools/bin)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    return promtool_path()
 
 
 def free_port() -> int:

@@ -105,7 +105,8 @@ class Store:
         except OperationalError as exc:
             raise StoreUnavailable(self._unavailable(exc)) from None
         except SQLAlchemyError as exc:
-            raise StoreError(f"store {self.safe_url}: {type(exc).__name__}: {exc.orig if hasattr(exc, 'orig') else exc}") from None
+            reason = exc.orig if hasattr(exc, "orig") else exc
+            raise StoreError(f"store {self.safe_url}: {type(exc).__name__}: {reason}") from None
 
     def _unavailable(self, exc: OperationalError) -> str:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from importlib.resources import files
 from pathlib import Path
 
@@ -12,6 +13,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
 from monitor.errors import SchemaError
+
+# Alembic's ``context`` and ``op`` are module-level proxies: two migrations in one process
+# must not overlap. Replicas (separate processes) are serialised by the advisory lock in
+# migrations/env.py instead.
+_ALEMBIC_LOCK = threading.Lock()
 
 
 def script_location() -> Path:
@@ -60,10 +66,10 @@ def _known(script: ScriptDirectory, revision: str) -> bool:
 
 def upgrade(engine: Engine, safe_url: str, revision: str = "head") -> None:
     check_known(engine, safe_url)
-    with engine.begin() as conn:
+    with _ALEMBIC_LOCK, engine.begin() as conn:
         command.upgrade(alembic_config(conn), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    with engine.begin() as conn:
+    with _ALEMBIC_LOCK, engine.begin() as conn:
         command.downgrade(alembic_config(conn), revision)
