@@ -10,9 +10,13 @@ from typing import Any
 
 from monitor import __version__
 from monitor.errors import ConfigError, RagmonError
+from monitor.extensions import optional_modules
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 DEFAULT_CONFIG = "ragmon.yaml"
+#: Modules that add commands (``ragmon alerts ...``, ``ragmon baseline ...``). Each defines
+#: ``add_commands(cli: CommandGroups)``; every command sets ``func(args) -> int``.
+COMMAND_MODULES = ("alerts.cli", "probes.recall.cli", "probes.drift.cli")
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -100,6 +104,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.data_dir, serve=args.serve)
 
 
+class CommandGroups:
+    """What a command module gets: the top-level subparsers, shared command groups (two
+    modules can both add to ``ragmon baseline``) and the standard ``--config`` option."""
+
+    def __init__(self, sub: argparse._SubParsersAction):
+        self.sub = sub
+        self._groups: dict[str, argparse._SubParsersAction] = {}
+        self.config_arg = _config_arg
+
+    def group(self, name: str, help: str) -> argparse._SubParsersAction:
+        """The subparsers of ``ragmon NAME``, created on first use."""
+        if name not in self._groups:
+            parser = self.sub.add_parser(name, help=help, description=help)
+            self._groups[name] = parser.add_subparsers(dest=f"{name}_command", required=True,
+                                                       metavar="COMMAND")
+        return self._groups[name]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ragmon",
@@ -108,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, func: Callable[[argparse.Namespace], int], help: str
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(func=func)
         return p
@@ -132,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the demo keeps its index, config and store (default: ./ragmon-demo)")
     p.add_argument("--serve", action="store_true",
                    help="after the demo runs, keep the daemon running (Ctrl-C stops it)")
+    groups = CommandGroups(sub)
+    for extension in optional_modules(COMMAND_MODULES):
+        extension.add_commands(groups)
     return parser
 
 

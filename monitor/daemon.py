@@ -24,12 +24,18 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
 
 from monitor.context import ProbeContext
+from monitor.extensions import optional_modules
 from monitor.http import App, HttpServer
 from monitor.metrics import StoreCollector, process_metrics
 from monitor.runner import Runner
 from monitor.store import Store
 
 log = logging.getLogger("ragmon.daemon")
+
+#: Modules that plug into a starting daemon (alert evaluation, the weekly report, ingest).
+#: Each defines ``install(daemon)``, called after the store, context, runner and scheduler
+#: exist and before the scheduler starts; it may add after-run hooks, jobs and HTTP routes.
+DAEMON_EXTENSIONS = ("alerts.engine", "probes.drift.ingest")
 
 
 def probe_trigger(cfg: Any) -> IntervalTrigger | CronTrigger:
@@ -87,6 +93,8 @@ class Daemon:
                 lambda n=name: float(n in self.context.loaded_embedders())
             )
         self.scheduler = self._build_scheduler()
+        for extension in optional_modules(DAEMON_EXTENSIONS):
+            extension.install(self)
         self._beat()
         self.scheduler.start()
         self.http = HttpServer(

@@ -46,7 +46,9 @@ class App:
         self.readyz = readyz
         self.routes = routes if routes is not None else {}
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
             return self.metrics(environ, start_response)  # type: ignore[no-any-return]

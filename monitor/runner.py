@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from monitor.context import ProbeContext

@@ -54,9 +54,14 @@ DEFAULT_CANARIES: tuple[str, ...] = (
 class CanaryConfig(ProbeConfig):
     kind: Literal["canary"]
     embedder: str
+    """The embedder whose pipeline is watched."""
     texts: list[str] = Field(default_factory=lambda: list(DEFAULT_CANARIES), min_length=1)
+    """Fixed texts embedded every run; default: a built-in set of 12 short and long texts on
+    unrelated topics. Editing them captures a new reference."""
     threshold: float = Field(default=0.9999, gt=0.0, le=1.0)
+    """A canary cosine to its reference below this means the pipeline changed."""
     norm_tolerance: float = Field(default=1e-3, gt=0.0)
+    """A relative change of vector norm above this means the pipeline changed (normalisation)."""
 
 
 def texts_digest(texts: list[str]) -> str:
@@ -67,10 +72,15 @@ class CanaryProbe(Probe):
     kind = "canary"
     Config = CanaryConfig
     METRICS = {
-        "canary_cosine_min": MetricSpec("Lowest cosine of a canary text to its reference vector.", ("embedder",)),
-        "canary_cosine_mean": MetricSpec("Mean cosine of the canary texts to their reference vectors.", ("embedder",)),
-        "canary_norm_deviation_max": MetricSpec("Largest |norm/reference norm - 1| over the canary texts.", ("embedder",)),
-        "canary_changed": MetricSpec("1 when the embedding pipeline changed (cosine or norm moved, or dimension differs).", ("embedder",)),
+        "canary_cosine_min": MetricSpec(
+            "Lowest cosine of a canary text to its reference vector.", ("embedder",)),
+        "canary_cosine_mean": MetricSpec(
+            "Mean cosine of the canary texts to their reference vectors.", ("embedder",)),
+        "canary_norm_deviation_max": MetricSpec(
+            "Largest |norm/reference norm - 1| over the canary texts.", ("embedder",)),
+        "canary_changed": MetricSpec(
+            "1 when the embedding pipeline changed (cosine or norm moved, or dimension "
+            "differs).", ("embedder",)),
         "canary_dimension": MetricSpec("Dimension of the canary embeddings.", ("embedder",)),
     }
 
@@ -136,7 +146,8 @@ class CanaryProbe(Probe):
         if result.error:
             return f"{head}\n  error: {result.error}"
         if d.get("reference") == "captured":
-            return f"{head}\n  reference captured ({d.get('reason')}); later runs compare against it"
+            return (f"{head}\n  reference captured ({d.get('reason')}); later runs compare "
+                    "against it")
         values = {n: v for n, _, v in result.values}
         lines = [head, f"  verdict: {d.get('verdict')}"]
         if "message" in d:

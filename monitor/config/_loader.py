@@ -31,7 +31,8 @@ _SECRET_WORDS = ("url", "password", "token", "secret", "api_key", "headers", "au
 # Error types whose message already says everything (or must not quote the input).
 _NO_INPUT_ECHO = {
     "missing", "extra_forbidden", "unknown_kind", "duration", "cron",
-    "listen", "path_missing", "store_dir", "model_missing", "schedule", "secret", "secret_env", "secret_file",
+    "listen", "path_missing", "store_dir", "model_missing", "schedule", "secret", "secret_env",
+    "secret_file",
 }
 
 
@@ -153,7 +154,9 @@ def _tag(tp: Any) -> str | None:
     return None
 
 
-def _issue(err: Any, raw: dict[str, Any], source: str, origins: dict[tuple[str, ...], str]) -> ConfigIssue:
+def _issue(
+    err: Any, raw: dict[str, Any], source: str, origins: dict[tuple[str, ...], str]
+) -> ConfigIssue:
     node: Any = raw
     path: list[Any] = []
     for part in err["loc"]:

@@ -36,8 +36,14 @@ class StoreConfig(Strict):
     """Where history lives. SQLite by default; PostgreSQL when several daemons share it."""
 
     url: Secret = SecretStr("sqlite:///ragmon.db")
+    """SQLAlchemy URL: `sqlite:///FILE` (relative to the config file; WAL mode) or
+    `postgresql://USER@HOST/DB` (psycopg 3). A secret: literal, `{env: VAR}` or `{file: PATH}`;
+    never logged."""
     retention: Duration = 90 * 86400.0
+    """Runs (with their values and query rows) older than this are deleted, every 6 hours."""
     migrate_on_start: bool = True
+    """Upgrade the schema at start (under an advisory lock on PostgreSQL); when false, refuse to
+    start unless the schema is at head."""
 
     @field_validator("url", mode="after")
     @classmethod
@@ -62,7 +68,10 @@ class ServerConfig(Strict):
     """The HTTP listener: /metrics, /healthz, /readyz."""
 
     listen: str = "127.0.0.1:9464"
+    """HOST:PORT of /metrics, /healthz and /readyz. Use `0.0.0.0:9464` in a container."""
     shutdown_grace: Duration = 10.0
+    """On SIGTERM/SIGINT, how long runs in flight may finish; a run still going after it is not
+    stored (never half-stored)."""
 
     @field_validator("listen")
     @classmethod
@@ -85,21 +94,30 @@ class ServerConfig(Strict):
 
 class LoggingConfig(Strict):
     format: Literal["text", "json"] = "text"
+    """`text` for people, `json` (one object per line, with probe and target fields) for log
+    pipelines."""
     level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level logged."""
 
 
 class SchedulerConfig(Strict):
     """Defaults for every probe job (APScheduler 3, UTC)."""
 
     max_workers: int = Field(default=4, ge=1, le=64)
+    """Probes that may run at the same time."""
     misfire_grace: Duration = 300.0
+    """A run that could not start on time (daemon busy or paused) still starts within this; later
+    ones are coalesced into one."""
     heartbeat: Duration = 5.0
+    """Scheduler heartbeat period; /healthz fails when the heartbeat is older than 3 periods + 5s.
+    """
 
 
 class GoldenSetConfig(Strict):
     """A set of queries with judged relevant documents."""
 
     path: ExistingPath
+    """The golden set file (or BEIR folder), relative to the config file."""
     format: Literal["ragmon", "beir", "trec"] = "ragmon"
     split: str = "test"
     queries: ExistingPath | None = None
@@ -110,10 +128,16 @@ class ProbeConfig(KindConfig):
     """Fields every probe kind has: how often, how long it may take."""
 
     every: Duration | None = None
+    """Interval schedule (`30s`, `5m`, `1h`). Default 5m when neither `every` nor `cron` is given.
+    """
     cron: str | None = None
+    """Cron schedule in UTC (`*/15 * * * *`), instead of `every`."""
     timeout: Duration = 60.0
+    """A run past this is recorded as `timeout`; later runs still happen."""
     jitter: OptionalDelay = 5.0
+    """Random delay up to this added to each run, so replicas and probes spread out."""
     misfire_grace: Duration | None = None
+    """Per-probe override of `scheduler.misfire_grace`."""
 
     @model_validator(mode="after")
     def _one_schedule(self) -> ProbeConfig:
@@ -159,13 +183,17 @@ class TargetConfig(KindConfig):
     """Fields every vector index target has."""
 
     embedder: str | None = None
+    """Name of the embedder (in `embedders`) that produced this index's vectors; probes embed
+    queries with it."""
     timeout: Duration = 30.0
+    """Time limit of one call to the store."""
 
 
 class EmbedderConfig(KindConfig):
     """Fields every embedder has."""
 
     batch_size: int = Field(default=64, ge=1)
+    """Texts encoded per batch."""
 
 
 class ReportConfig(Strict):

@@ -125,10 +125,13 @@ Secret = Annotated[SecretStr, BeforeValidator(_read_secret)]
 class Strict(BaseModel):
     """Base of every config model: unknown keys are errors, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Field docstrings are the descriptions in docs/config.md (generated from these models).
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class KindConfig(Strict):
-    """An entry of a kinded section (embedders, targets, probes, sinks): ``kind`` picks the class."""
+    """An entry of a kinded section (embedders, targets, probes, sinks): ``kind`` picks the class.
+    """
 
     kind: str
+    """Which implementation this entry uses."""

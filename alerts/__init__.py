@@ -1,0 +1,1 @@
+"""Alerting: Prometheus rules shipped in alerts/rules/, and rules evaluated in the daemon."""
