@@ -1,1 +1,2 @@
-"""The embedded default: a real-text corpus, its golden questions and a FAISS index, for `ragmon demo` and tests."""
+"""The embedded default: a real-text corpus, its golden questions and a FAISS index, for
+`ragmon demo` and tests."""

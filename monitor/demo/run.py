@@ -1,0 +1,125 @@
+"""``ragmon demo``: ragmon's main job on its embedded default, with nothing to configure.
+
+It writes a config into a data folder (SQLite store, the bundled MiniLM model, every probe
+kind this install has), prepares what those probes watch, runs each probe once with its
+readable report, then starts the daemon itself, reads its /metrics, /healthz and /readyz
+like Prometheus and a kubelet would, and stops it the way Kubernetes does (SIGTERM path).
+With ``--serve`` the daemon keeps running until Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from monitor.demo import scenario
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(data_dir: Path, port: int) -> Path:
+    """The demo config: what an operator would write, generated so it matches this install."""
+    config: dict[str, Any] = {
+        "store": {"url": "sqlite:///ragmon.db"},
+        "server": {"listen": f"127.0.0.1:{port}", "shutdown_grace": "10s"},
+        "logging": {"level": "warning"},
+        "embedders": {"minilm": {"kind": "sentence-transformers", "model": "all-MiniLM-L6-v2"}},
+        "probes": {"canary": {"kind": "canary", "embedder": "minilm", "every": "1m",
+                              "timeout": "2m"}},
+    }
+    scenario.extend_config(config, data_dir)
+    path = data_dir / "ragmon.yaml"
+    path.write_text("# Written by `ragmon demo`; edit and run `ragmon run -c " + str(path)
+                    + "`.\n" + yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def run_demo(data_dir: str | Path, serve: bool = False, out: Any = None) -> int:
+    from prometheus_client import CollectorRegistry
+
+    from monitor.config import load_config
+    from monitor.context import ProbeContext
+    from monitor.daemon import Daemon
+    from monitor.runner import Runner
+    from monitor.store import Store
+
+    out = out or sys.stdout
+    data = Path(data_dir).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    path = write_config(data, port)
+    print(f"ragmon demo: config {path}", file=out)
+    config = load_config(path)
+    scenario.prepare(config, data, out)
+
+    # 1. Each probe once, as `ragmon probe NAME --once` would print it.
+    store = Store(config.store.url.get_secret_value())
+    store.migrate()
+    context = ProbeContext(config, store)
+    failed = 0
+    try:
+        runner = Runner(context, CollectorRegistry())
+        for name in config.probes:
+            result, run_id = runner.run(name)
+            failed += result.status != "ok"
+            print("\n" + runner.probes[name].render(result) + f"\n(stored as run {run_id})",
+                  file=out)
+    finally:
+        context.close()
+        store.close()
+
+    # 2. The daemon itself: scheduled runs, the HTTP endpoints, a clean stop.
+    daemon = Daemon(config)
+    daemon.start()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while _get(base + "/healthz")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # The daemon runs every probe right after start: wait for those scheduled runs.
+        assert daemon.store is not None
+        store_ = daemon.store
+        while time.monotonic() < deadline + 150 and not all(
+            len(store_.runs(probe=name, limit=2)) >= 2 for name in config.probes
+        ):
+            time.sleep(0.5)
+        for endpoint in ("/healthz", "/readyz"):
+            status, body = _get(base + endpoint)
+            print(f"GET {endpoint} -> {status} {body.strip()}", file=out)
+        status, body = _get(base + "/metrics")
+        shown = [line for line in body.splitlines()
+                 if line.startswith("ragmon_") and "_created" not in line]
+        print(f"GET /metrics -> {status}, {len(shown)} ragmon samples, e.g.:", file=out)
+        for line in shown[:25]:
+            print("  " + line, file=out)
+        if serve:
+            print(f"\nserving on {base} (Ctrl-C to stop)", file=out)
+            signal.signal(signal.SIGTERM, lambda *_: daemon.stop_event.set())
+            while not daemon.stop_event.wait(1.0):
+                pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        daemon.shutdown()
+    print(f"\nragmon demo: {'all probes ok' if not failed else f'{failed} probe(s) failed'}; "
+          f"history in {data / 'ragmon.db'}", file=out)
+    return 0 if not failed else 1
