@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,7 +43,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server_url() -> Iterator[str]:
     """A real PostgreSQL with pgvector; one server for the session."""
     url = os.environ.get("RAGMON_TEST_POSTGRES_URL")
     if url:
@@ -50,8 +51,15 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         return
     import pgserver
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
-    yield server.get_uri()
+    # Not under pytest's basetemp: a concurrent pytest run prunes old basetemps, which would
+    # delete the data directory of a running server.
+    pgdata = Path(tempfile.mkdtemp(prefix="ragmon-test-pg-"))
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(pgdata, ignore_errors=True)
 
 
 @pytest.fixture

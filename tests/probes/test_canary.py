@@ -19,13 +19,17 @@ from monitor.runner import Runner
 from monitor.store import Store
 
 
-def run_canary(tmp_path: Path, store_url: str, **embedder: Any) -> Any:
+def run_canary(tmp_path: Path, store_url: str, texts: list[str] | None = None,
+               **embedder: Any) -> Any:
     """One canary run with the given embedder settings, through the real runner and store."""
+    canary: dict[str, Any] = {"kind": "canary", "embedder": "e", "every": "1m"}
+    if texts is not None:
+        canary["texts"] = texts
     cfg = {
         "store": {"url": store_url},
         "embedders": {"e": {"kind": "sentence-transformers", "model": "all-MiniLM-L6-v2",
                             **embedder}},
-        "probes": {"canary": {"kind": "canary", "embedder": "e", "every": "1m"}},
+        "probes": {"canary": canary},
     }
     path = tmp_path / "ragmon.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -98,13 +102,18 @@ def test_dimension_cut_is_its_own_result(tmp_path: Path, captured: str) -> None:
 def test_a_different_model_is_caught(tmp_path: Path, captured: str) -> None:
     """A model directory with CLS pooling instead of mean pooling: same dimension, same
     normalisation, different vectors, as when a team swaps the model behind one name."""
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+
+    try:  # the module path of sentence-transformers >= 6
+        from sentence_transformers.sentence_transformer import modules as models
+    except ImportError:
+        from sentence_transformers import models  # type: ignore[no-redef]
 
     from monitor.embedders.sentence_transformers import bundled_model_path
 
     base = str(bundled_model_path())
     word = models.Transformer(base)
-    pool = models.Pooling(word.get_word_embedding_dimension(), pooling_mode="cls")
+    pool = models.Pooling(word.get_embedding_dimension(), pooling_mode="cls")
     other = tmp_path / "other-model"
     SentenceTransformer(modules=[word, pool, models.Normalize()], device="cpu").save(str(other))
     result = run_canary(tmp_path, captured, model=str(other))
@@ -119,15 +128,5 @@ def test_a_different_model_is_caught(tmp_path: Path, captured: str) -> None:
 def test_edited_canary_texts_recapture(tmp_path: Path, store_url: str) -> None:
     """On SQLite and PostgreSQL: capture, then a new reference when the texts change."""
     run_canary(tmp_path, store_url)
-    cfg = yaml.safe_load((tmp_path / "ragmon.yaml").read_text())
-    cfg["probes"]["canary"]["texts"] = ["one text", "another text"]
-    (tmp_path / "ragmon.yaml").write_text(yaml.safe_dump(cfg))
-    config = load_config(tmp_path / "ragmon.yaml", environ={})
-    store = Store(store_url)
-    context = ProbeContext(config, store)
-    try:
-        result, _ = Runner(context, CollectorRegistry()).run("canary")
-    finally:
-        context.close()
-        store.close()
+    result = run_canary(tmp_path, store_url, texts=["one text", "another text"])
     assert result.details == {"reference": "captured", "reason": "canary texts changed"}
