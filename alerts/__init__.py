@@ -1,1 +1,1 @@
-"""Alerting: Prometheus rules shipped in alerts/rules/, and rules evaluated in the daemon."""
+"""Alerting: Prometheus rules shipped in alerts/rules/, and in-daemon rules and sinks."""

@@ -1,9 +1,260 @@
-"""The ``alerts:`` section of the config (rules and sinks are added by the alerting feature)."""
+"""The ``alerts`` section of the config: in-daemon rules and notification sinks.
+
+A rule watches one probe. After every run of that probe it looks at one thing the run
+produced — a numeric value (``field: recall_ratio`` with ``match: {k: "10", mode: live}``),
+the run ``status``, a value inside the run's ``details`` (``field: details.verdict``), or
+the attribution ``verdict`` — and compares it with a ``condition``. The alert fires when
+the condition has held for ``for`` (a duration) or in ``for_runs.k`` of the last
+``for_runs.n`` runs. Bad rules are config errors that name the rule and the key.
+"""
 
 from __future__ import annotations
 
-from monitor.config._types import Strict
+import re
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from alerts.sinks import SINK_KINDS
+from alerts.templates import check_template
+from monitor.config._model import kinded_union
+from monitor.config._types import Duration, OptionalDelay, Strict
+from monitor.errors import ConfigIssue
+
+_OPERATORS = ("<=", ">=", "==", "!=", "<", ">")
+_CONDITION = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(\S(?:.*\S)?)\s*$")
+_LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_LABELS = ("alertname", "severity", "probe")
+
+
+def parse_condition(text: str) -> tuple[str, float | str]:
+    """``"< 0.8"`` -> ``("<", 0.8)``; ``"!= ok"`` -> ``("!=", "ok")``."""
+    m = _CONDITION.match(text)
+    if not m:
+        raise PydanticCustomError(
+            "condition",
+            "not a condition; write an operator ({ops}) and a value, like '< 0.8'",
+            {"ops": ", ".join(_OPERATORS)},
+        )
+    op, raw = m.groups()
+    try:
+        return op, float(raw)
+    except ValueError:
+        if op not in ("==", "!="):
+            raise PydanticCustomError(
+                "condition",
+                "compares text with {op}; text only takes == or !=",
+                {"op": repr(op)},
+            ) from None
+        return op, raw.strip("'\"")
+
+
+class ForRuns(Strict):
+    """Persistence in runs: the condition held in at least ``k`` of the last ``n`` runs."""
+
+    k: int = Field(ge=1, description="Runs in which the condition must hold ...")
+    n: int = Field(ge=1, le=100, description="... among the last n runs.")
+
+    @model_validator(mode="after")
+    def _k_le_n(self) -> ForRuns:
+        if self.k > self.n:
+            raise PydanticCustomError("k_of_n", "k must not exceed n (k of the last n runs)", {})
+        return self
+
+
+class RuleConfig(Strict):
+    """One in-daemon alert rule (the key under ``alerts.rules`` is the alert name)."""
+
+    probe: str = Field(description="The probe (in `probes`) whose runs the rule watches.")
+    field: str | None = Field(default=None, description=(
+        "What to compare: a value of the run (`recall_ratio`), `status`, or "
+        "`details.PATH`. Give `field` with `condition`, or `verdict`."))
+    match: dict[str, str] = Field(default_factory=dict, description=(
+        "Label values a value must have (`{k: 10, mode: live}`); each matching series is "
+        "its own alert instance."))
+    verdict: list[str] | None = Field(default=None, description=(
+        "Fire when the run's attribution verdict is one of these."))
+    condition: str | None = Field(default=None, description=(
+        "An operator and a value: `< 0.8`, `>= 3`, `!= ok`."))
+    for_: OptionalDelay = Field(default=0.0, alias="for", description=(
+        "How long the condition must hold before the alert fires (written `for`)."))
+    for_runs: ForRuns | None = Field(default=None, description=(
+        "Instead of `for`: fire when the condition held in k of the last n runs."))
+    severity: Literal["critical", "warning", "info"] = Field(
+        default="warning", description="The `severity` label.")
+    labels: dict[str, str] = Field(default_factory=dict, description=(
+        "Extra labels on the alert (alertname, severity and probe are set by ragmon)."))
+    summary: str = Field(
+        default="{{ rule }}: probe {{ probe }} {{ field }} is {{ value }}",
+        description="Jinja2 template of the one-line summary (see docs/alerts.md).")
+    description: str = Field(
+        default="{{ rule }} is {{ status }} for probe {{ probe }}.",
+        description="Jinja2 template of the longer description; it can use the run's details.")
+    runbook_url: str | None = Field(default=None, description="Added as an annotation.")
+    sinks: list[str] | None = Field(default=None, description=(
+        "Sinks (in `alerts.sinks`) to notify; all of them when absent."))
+    repeat_interval: Duration | None = Field(default=None, description=(
+        "Re-notify a still-firing alert this often (default: `alerts.repeat_interval`)."))
+
+    @field_validator("match", mode="before")
+    @classmethod
+    def _match_as_text(cls, value: Any) -> Any:
+        # YAML reads `k: 10` as an int; label values are text.
+        if isinstance(value, dict):
+            return {k: v if isinstance(v, str) else str(v) for k, v in value.items()}
+        return value
+
+    @field_validator("condition")
+    @classmethod
+    def _condition(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_condition(value)
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _LABEL_NAME.match(name):
+                raise PydanticCustomError(
+                    "label_name", "label name {name} must match [A-Za-z_][A-Za-z0-9_]*",
+                    {"name": repr(name)},
+                )
+            if name in RESERVED_LABELS:
+                raise PydanticCustomError(
+                    "label_name", "label {name} is set by ragmon; choose another name",
+                    {"name": repr(name)},
+                )
+        return value
+
+    @field_validator("summary", "description")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        problem = check_template(value)
+        if problem:
+            raise PydanticCustomError("template", "template does not render: {problem}",
+                                      {"problem": problem})
+        return value
+
+    @model_validator(mode="after")
+    def _what_to_watch(self) -> RuleConfig:
+        if (self.field is None) == (self.verdict is None):
+            raise PydanticCustomError(
+                "rule_shape", "give either 'field' (with 'condition') or 'verdict'", {}
+            )
+        if self.field is not None and self.condition is None:
+            raise PydanticCustomError("rule_shape", "'field' needs a 'condition', like '< 0.8'", {})
+        if self.verdict is not None and self.condition is not None:
+            raise PydanticCustomError(
+                "rule_shape", "'verdict' lists the verdicts that fire; drop 'condition'", {}
+            )
+        if self.for_runs is not None and self.for_ > 0:
+            raise PydanticCustomError("rule_shape", "give either 'for' or 'for_runs', not both", {})
+        return self
+
+    @property
+    def watched(self) -> str:
+        """What the rule looks at, for messages and the ``field`` template variable."""
+        return self.field if self.field is not None else "verdict"
+
+
+class DeliveryConfig(Strict):
+    """How notifications are retried. Backoff doubles per attempt up to ``max_backoff``."""
+
+    max_attempts: int = Field(default=10, ge=1, le=1000, description=(
+        "Attempts per notification before it is marked failed."))
+    backoff: Duration = Field(default=2.0, description="Wait before the first retry.")
+    max_backoff: Duration = Field(default=300.0, description="Longest wait between retries.")
+    timeout: Duration = Field(default=10.0, description=(
+        "Time limit of one delivery (HTTP request or SMTP session); a sink may set its own."))
+    lease: Duration = Field(default=120.0, description=(
+        "How long a claimed notification is reserved for the replica sending it."))
+    poll: Duration = Field(default=1.0, description="How often due notifications are checked.")
 
 
 class AlertsConfig(Strict):
-    """In-daemon alert rules and the sinks that deliver them."""
+    """In-daemon alert rules and notification sinks."""
+
+    enabled: bool = Field(default=True, description=(
+        "Evaluate the rules and deliver notifications in this daemon."))
+    external_url: str | None = Field(default=None, description=(
+        "How people reach this daemon; notifications link to `<external_url>/alerts?rule=NAME`."))
+    repeat_interval: Duration = Field(default=4 * 3600.0, description=(
+        "Re-notify a still-firing alert this often."))
+    delivery: DeliveryConfig = DeliveryConfig()
+    sinks: dict[str, kinded_union("sink", SINK_KINDS)] = Field(default_factory=dict)  # type: ignore[valid-type]
+    rules: dict[str, RuleConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_sinks(self) -> AlertsConfig:
+        valid = ", ".join(sorted(self.sinks)) or "none: 'alerts.sinks' is empty"
+        errors = [
+            InitErrorDetails(
+                type=PydanticCustomError(
+                    "unknown_sink", "unknown sink; valid sinks: {valid}", {"valid": valid},
+                ),
+                loc=("rules", rule, "sinks", i),
+                input=sink,
+            )
+            for rule, cfg in self.rules.items()
+            for i, sink in enumerate(cfg.sinks or [])
+            if sink not in self.sinks
+        ]
+        if errors:
+            raise ValidationError.from_exception_data("AlertsConfig", errors)
+        return self
+
+    def sinks_for(self, rule: RuleConfig) -> list[str]:
+        return list(self.sinks) if rule.sinks is None else list(rule.sinks)
+
+    def secrets(self) -> list[str]:
+        """Every secret value in the sinks, so that error text can be scrubbed of them."""
+        found: list[str] = []
+        for sink in self.sinks.values():
+            for name in type(sink).model_fields:
+                value = getattr(sink, name)
+                values = value.values() if isinstance(value, dict) else [value]
+                found += [v.get_secret_value() for v in values
+                          if isinstance(v, SecretStr) and v.get_secret_value()]
+        return found
+
+
+def reference_issues(raw: dict[str, Any], source: str) -> list[ConfigIssue]:
+    """Rules naming a probe that is not configured, or a value its kind never produces.
+
+    Called by the config loader with the raw config, beside its other cross-references
+    (a rule's section cannot see ``probes`` while it is validated).
+    """
+    alerts = raw.get("alerts")
+    rules = alerts.get("rules") if isinstance(alerts, dict) else None
+    if not isinstance(rules, dict):
+        return []
+    probes = raw.get("probes") if isinstance(raw.get("probes"), dict) else {}
+    issues = []
+    for name, rule in rules.items():
+        if not isinstance(rule, dict) or not isinstance(rule.get("probe"), str):
+            continue
+        probe = probes.get(rule["probe"])
+        if not isinstance(probe, dict):
+            valid = ", ".join(sorted(probes)) if probes else "none: 'probes' is empty"
+            issues.append(ConfigIssue(source, f"alerts.rules.{name}.probe",
+                                      f"unknown probe {rule['probe']!r}; valid: {valid}"))
+            continue
+        problem = _field_problem(rule.get("field"), probe.get("kind"))
+        if problem:
+            issues.append(ConfigIssue(source, f"alerts.rules.{name}.field", problem))
+    return issues
+
+
+def _field_problem(field: Any, kind: Any) -> str | None:
+    """Why ``field`` is not something a probe of ``kind`` produces, or None."""
+    from probes import PROBE_KINDS
+
+    if not isinstance(field, str) or field == "status" or field.startswith("details."):
+        return None
+    probe_class = PROBE_KINDS.get(kind) if isinstance(kind, str) else None
+    if probe_class is None or not probe_class.METRICS or field in probe_class.METRICS:
+        return None
+    valid = ", ".join(["status", "details.PATH", *sorted(probe_class.METRICS)])
+    return f"probe kind {kind!r} produces no value {field!r}; valid: {valid}"

@@ -35,6 +35,7 @@ log = logging.getLogger("ragmon.daemon")
 #: Modules that plug into a starting daemon (alert evaluation, the weekly report, ingest).
 #: Each defines ``install(daemon)``, called after the store, context, runner and scheduler
 #: exist and before the scheduler starts; it may add after-run hooks, jobs and HTTP routes.
+#: Whatever it returns that has ``close(wait=...)`` is closed at shutdown, before the store.
 DAEMON_EXTENSIONS = ("alerts.engine", "probes.drift.ingest")
 
 
@@ -58,6 +59,7 @@ class Daemon:
         self.http: HttpServer | None = None
         self._gauges = process_metrics(self.registry)
         self._heartbeat = 0.0
+        self._extensions: list[Any] = []
 
     # --- health ----------------------------------------------------------------------------
     def healthz(self) -> tuple[bool, str]:
@@ -94,7 +96,9 @@ class Daemon:
             )
         self.scheduler = self._build_scheduler()
         for extension in optional_modules(DAEMON_EXTENSIONS):
-            extension.install(self)
+            installed = extension.install(self)
+            if hasattr(installed, "close"):
+                self._extensions.append(installed)
         self._beat()
         self.scheduler.start()
         self.http = HttpServer(
@@ -163,6 +167,11 @@ class Daemon:
             self.runner.wait_idle(grace + 1)
         if self.http is not None:
             self.http.stop()
+        for extension in self._extensions:
+            try:
+                extension.close(wait=False)
+            except Exception:
+                log.exception("closing %r failed", extension)
         if hasattr(self, "context"):
             self.context.close()
         if self.store is not None:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from monitor.config._model import root_model
 from monitor.errors import ConfigError, ConfigIssue
+from monitor.extensions import optional_modules
 
 ENV_PREFIX = "RAGMON_"
 ENV_SEPARATOR = "__"
@@ -32,8 +33,11 @@ _SECRET_WORDS = ("url", "password", "token", "secret", "api_key", "headers", "au
 _NO_INPUT_ECHO = {
     "missing", "extra_forbidden", "unknown_kind", "duration", "cron",
     "listen", "path_missing", "store_dir", "model_missing", "schedule", "secret", "secret_env",
-    "secret_file",
+    "secret_file", "rule_shape", "k_of_n",
 }
+#: Modules with cross-section checks of their own: ``reference_issues(raw, source)`` returns
+#: ConfigIssues (alert rules naming probes, for example). Absent modules are skipped.
+CONFIG_CHECKS: tuple[str, ...] = ()
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -119,7 +123,7 @@ def _model_at(path: list[Any], raw: Any) -> type[BaseModel] | None:
     node = raw
     for part in path:
         if isinstance(tp, type) and issubclass(tp, BaseModel):
-            field = tp.model_fields.get(str(part))
+            field = _field(tp, str(part))
             if field is None:
                 return None
             tp = field.annotation
@@ -128,6 +132,14 @@ def _model_at(path: list[Any], raw: Any) -> type[BaseModel] | None:
         node = node.get(part) if isinstance(node, dict) else None
         tp = _unwrap(tp, node)
     return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _field(model: type[BaseModel], key: str) -> Any:
+    """The field a YAML key sets: by name, or by alias (``for``, ``from``)."""
+    field = model.model_fields.get(key)
+    if field is None:
+        field = next((f for f in model.model_fields.values() if f.alias == key), None)
+    return field
 
 
 def _unwrap(tp: Any, node: Any) -> Any:
@@ -173,7 +185,7 @@ def _issue(
     message = str(err["msg"]).removeprefix("Value error, ")
     if kind == "extra_forbidden":
         model = _model_at(path[:-1], raw)
-        valid = sorted(model.model_fields) if model else []
+        valid = sorted(f.alias or n for n, f in model.model_fields.items()) if model else []
         message = "unknown key" + (f"; valid keys: {', '.join(valid)}" if valid else "")
     elif kind == "missing":
         message = "required key is missing"
@@ -232,6 +244,8 @@ def validate_raw(
     except ValidationError as exc:
         issues.extend(_issue(e, raw, source, origins) for e in exc.errors())
     issues.extend(_reference_issues(raw, source))
+    for module in optional_modules(CONFIG_CHECKS):
+        issues.extend(module.reference_issues(raw, source))
     if model is not None:
         issues.extend(_environment_issues(model, source))
     if issues:

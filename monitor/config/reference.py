@@ -126,10 +126,11 @@ def render_model(model: type[BaseModel], path: str, level: int, out: list[str]) 
     later: list[tuple[str, type[BaseModel]]] = []
     for name, field in model.model_fields.items():
         type_name = _type_name(field.annotation, list(field.metadata))
-        rows.append(f"| `{name}` | {type_name} | {_default(field, type_name)} | "
+        rows.append(f"| `{field.alias or name}` | {type_name} | {_default(field, type_name)} | "
                     f"{_describe(field)} |")
         origin = get_origin(field.annotation)
-        entry = f"{path}.{name}" + (".NAME" if origin is dict else "[]" if origin is list else "")
+        suffix = ".NAME" if origin is dict else "[]" if origin is list else ""
+        entry = f"{path}.{field.alias or name}{suffix}"
         for _, sub in _nested(field.annotation):
             later.append((entry, sub))
     if rows:

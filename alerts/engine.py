@@ -1,0 +1,270 @@
+"""Rule evaluation after each probe run: inactive -> pending -> firing -> resolved, in SQL.
+
+Each rule is evaluated in one transaction that locks the rule's state rows (``SELECT ...
+FOR UPDATE`` on PostgreSQL; SQLite has one writer), so replicas sharing a store see each
+other's transitions. A transition that must be told (firing, a repeat, resolved) writes
+one outbox row per sink with a unique ``dedup_key`` in the same transaction; the delivery
+worker sends it. Because state and outbox live in SQL, a restart neither re-notifies nor
+forgets a firing alert.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from alerts.config import AlertsConfig, RuleConfig
+from alerts.metrics import AlertStats
+from alerts.rules import Observation, fingerprint, instance_labels, observe
+from alerts.sinks import Notification, build_sink
+from alerts.templates import render
+from monitor.store import RunRecord, Store
+from monitor.store.models import AlertState
+from monitor.store.tables_alerts import AlertNotification
+
+log = logging.getLogger("ragmon.alerts")
+
+ACTIVE = ("pending", "firing")
+
+
+class AlertEngine:
+    """Evaluates the configured rules against each stored run."""
+
+    def __init__(
+        self,
+        config: AlertsConfig,
+        store: Store,
+        stats: AlertStats | None = None,
+        on_enqueue: Callable[[], None] | None = None,
+    ):
+        self.config = config
+        self.store = store
+        self.stats = stats or AlertStats()
+        self.on_enqueue = on_enqueue
+        self._resolved_wanted = {
+            name: build_sink(name, cfg).send_resolved for name, cfg in config.sinks.items()
+        }
+
+    def evaluate(self, probe: str, record: RunRecord, run_id: int | None = None) -> int:
+        """Evaluate every rule on ``probe``; returns the number of notifications queued.
+
+        A rule that fails is logged and counted; the other rules still run.
+        """
+        queued = 0
+        for name, rule in self.config.rules.items():
+            if rule.probe != probe:
+                continue
+            try:
+                queued += self._evaluate_rule(name, rule, record, run_id)
+            except Exception as exc:  # noqa: BLE001 - one rule must not stop the others
+                self.stats.evaluation_failed()
+                log.error("alert rule %r could not be evaluated: %s", name, exc)
+        if queued and self.on_enqueue is not None:
+            self.on_enqueue()
+        return queued
+
+    # --- one rule ------------------------------------------------------------------------
+    def _evaluate_rule(
+        self, name: str, rule: RuleConfig, record: RunRecord, run_id: int | None
+    ) -> int:
+        now = _utc(record.finished_at)
+        observed: dict[str, tuple[dict[str, str], Observation]] = {}
+        for obs in observe(rule, record):
+            labels = instance_labels(name, rule, record, obs.series)
+            observed[fingerprint(labels)] = (labels, obs)
+        queued = 0
+        with self.store.session() as s:
+            # Rows are created and locked in one order, so replicas cannot deadlock.
+            for fp, (labels, _) in sorted(observed.items()):
+                _insert_ignore(s, AlertState, dict(
+                    rule=name, fingerprint=fp, labels=labels, state="inactive", details={}
+                ), ["rule", "fingerprint"])
+            rows = s.scalars(
+                select(AlertState).where(AlertState.rule == name)
+                .order_by(AlertState.fingerprint).with_for_update()
+            ).all()
+            for row in rows:
+                if row.last_evaluated_at is not None and now < _utc(row.last_evaluated_at):
+                    continue  # an older run evaluated late (another replica got further)
+                if row.fingerprint in observed:
+                    obs = observed[row.fingerprint][1]
+                elif row.state in ACTIVE and record.status == "ok":
+                    obs = Observation({}, False, None)  # the series is gone: not alerting
+                else:
+                    continue
+                queued += self._step(s, name, rule, row, obs, record, run_id, now)
+        return queued
+
+    def _step(
+        self, s: Session, name: str, rule: RuleConfig, row: AlertState, obs: Observation,
+        record: RunRecord, run_id: int | None, now: datetime,
+    ) -> int:
+        details = dict(row.details or {})
+        row.last_evaluated_at = now
+        if obs.matched is None:
+            return 0
+        keep = rule.for_runs.n if rule.for_runs else 1
+        history = [*details.get("history", []), obs.matched][-keep:]
+        details["history"] = history
+        details["value"] = obs.value
+        # With k-of-n an alert is pending while 1..k-1 of the last n runs matched.
+        active = sum(history) >= rule.for_runs.k if rule.for_runs else obs.matched
+        watched = any(history) if rule.for_runs else obs.matched
+        queued = 0
+        if active or (watched and row.state != "firing"):
+            if row.state not in ACTIVE:
+                row.state, row.active_since = "pending", now
+                row.fired_at = row.resolved_at = None
+                details["notify_seq"] = 0
+            since = _utc(row.active_since or now)
+            if row.state == "pending" and active and now - since >= timedelta(seconds=rule.for_):
+                row.state, row.fired_at = "firing", now
+                queued += self._enqueue(s, name, rule, row, details, record, run_id, now)
+            elif row.state == "firing" and self._repeat_due(rule, row, now):
+                details["notify_seq"] = int(details.get("notify_seq", 0)) + 1
+                queued += self._enqueue(s, name, rule, row, details, record, run_id, now)
+        elif row.state == "firing":
+            row.state, row.resolved_at = "resolved", now
+            queued += self._enqueue(s, name, rule, row, details, record, run_id, now)
+        elif row.state == "pending":
+            row.state, row.active_since = "inactive", None
+        row.details = details
+        return queued
+
+    def _repeat_due(self, rule: RuleConfig, row: AlertState, now: datetime) -> bool:
+        every = rule.repeat_interval or self.config.repeat_interval
+        last = row.last_notified_at or row.fired_at or now
+        return now - _utc(last) >= timedelta(seconds=every)
+
+    # --- notifications -------------------------------------------------------------------
+    def _enqueue(
+        self, s: Session, name: str, rule: RuleConfig, row: AlertState, details: dict[str, Any],
+        record: RunRecord, run_id: int | None, now: datetime,
+    ) -> int:
+        event = "resolved" if row.state == "resolved" else "firing"
+        notification = self.notification(name, rule, row, details, record, run_id, event)
+        episode = _utc(row.active_since or now).isoformat()
+        seq = details.get("notify_seq", 0) if event == "firing" else 0
+        row.last_notified_at = now
+        queued = 0
+        for sink in self.config.sinks_for(rule):
+            if event == "resolved" and not self._resolve_needed(s, name, row, sink):
+                continue
+            key = "\0".join([name, row.fingerprint, episode, event, str(seq), sink])
+            queued += _insert_ignore(s, AlertNotification, dict(
+                dedup_key=hashlib.sha256(key.encode()).hexdigest(), rule=name,
+                fingerprint=row.fingerprint, sink=sink, event=event,
+                payload=notification.to_payload(), created_at=now, status="pending",
+                attempts=0, next_attempt_at=now,
+            ), ["dedup_key"])
+        return queued
+
+    def _resolve_needed(self, s: Session, name: str, row: AlertState, sink: str) -> bool:
+        """Whether ``sink`` must hear that this episode ended.
+
+        A firing notice still waiting (the receiver may be down) is stale now and is
+        dropped; a receiver that never heard of the alert is not told it resolved.
+        """
+        if not self._resolved_wanted.get(sink, True):
+            return False
+        same = (
+            AlertNotification.rule == name, AlertNotification.fingerprint == row.fingerprint,
+            AlertNotification.sink == sink, AlertNotification.event == "firing",
+        )
+        s.execute(update(AlertNotification).where(
+            *same, AlertNotification.status == "pending"
+        ).values(status="superseded"))
+        since = _utc(row.active_since) if row.active_since else None
+        told = select(func.count()).select_from(AlertNotification).where(
+            *same, AlertNotification.status.in_(("sent", "sending")),
+        )
+        if since is not None:
+            told = told.where(AlertNotification.created_at >= since)
+        return bool(s.scalar(told))
+
+    def notification(
+        self, name: str, rule: RuleConfig, row: AlertState, details: dict[str, Any],
+        record: RunRecord, run_id: int | None, event: str,
+    ) -> Notification:
+        run_details = json.loads(json.dumps(record.details, default=_json_default))
+        context = {
+            "rule": name, "probe": rule.probe, "kind": record.kind, "target": record.target,
+            "severity": rule.severity, "field": rule.watched, "value": details.get("value"),
+            "labels": dict(row.labels), "status": event,
+            "since": _utc(row.active_since).isoformat() if row.active_since else None,
+            "run": {"id": run_id, "status": record.status, "error": record.error,
+                    "started_at": _utc(record.started_at).isoformat(),
+                    "finished_at": _utc(record.finished_at).isoformat()},
+            "details": run_details,
+            "values": _values_by_name(record),
+        }
+        annotations = {
+            "summary": render(rule.summary, context),
+            "description": render(rule.description, context),
+        }
+        if rule.runbook_url:
+            annotations["runbook_url"] = rule.runbook_url
+        value = details.get("value")
+        return Notification(
+            status=event, rule=name, fingerprint=row.fingerprint,
+            labels={k: str(v) for k, v in row.labels.items()}, annotations=annotations,
+            starts_at=_iso(row.active_since or record.finished_at),
+            ends_at=_iso(row.resolved_at) if event == "resolved" and row.resolved_at else None,
+            generator_url=self._generator_url(name), run_id=run_id,
+            value=value if isinstance(value, int | float) else None, details=run_details,
+        )
+
+    def _generator_url(self, name: str) -> str:
+        base = self.config.external_url
+        return f"{base.rstrip('/')}/alerts?rule={quote(name)}" if base else ""
+
+
+def install(daemon: Any) -> Any:
+    """The daemon's entry point (``monitor.daemon.DAEMON_EXTENSIONS``); see alerts.runtime."""
+    from alerts.runtime import install as install_runtime
+
+    return install_runtime(daemon)
+
+
+def _values_by_name(record: RunRecord) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, labels, value in record.values:
+        out.setdefault(name, []).append({"labels": dict(labels), "value": float(value)})
+    return out
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, set):
+        return sorted(obj)
+    return str(obj)
+
+
+def _insert_ignore(s: Session, model: type, values: dict[str, Any], keys: list[str]) -> int:
+    """INSERT that does nothing when the unique key exists (another replica was first)."""
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
+    # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
+    return len(s.execute(statement.returning(model.id)).all())  # type: ignore[attr-defined]
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _iso(ts: datetime) -> str:
+    return _utc(ts).isoformat().replace("+00:00", "Z")

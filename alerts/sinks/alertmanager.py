@@ -1,0 +1,63 @@
+"""Alertmanager API v2: ``POST /api/v2/alerts`` with labels, annotations, startsAt, endsAt
+and generatorURL, as Prometheus sends them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import Field
+
+from alerts.sinks.base import Notification, Sink
+from monitor.config._types import Duration, KindConfig, Secret
+
+
+class AlertmanagerConfig(KindConfig):
+    """Alertmanager's API v2 (``POST /api/v2/alerts``)."""
+
+    kind: Literal["alertmanager"]
+    url: Secret = Field(description="Alertmanager's base URL, like `http://alertmanager:9093`.")
+    bearer_token: Secret | None = Field(default=None,
+                                        description="Sent as `Authorization: Bearer`.")
+    # A firing alert is posted with endsAt = now + ttl: if ragmon stops refreshing it (the
+    # repeat interval re-posts it), Alertmanager resolves it by itself after the ttl.
+    ttl: Duration = Field(default=24 * 3600.0, description=(
+        "A firing alert ends by itself this long after it was last posted; keep it longer "
+        "than the repeat interval."))
+    timeout: Duration | None = Field(default=None, description=(
+        "Time limit of one request (default: `alerts.delivery.timeout`)."))
+
+
+def alertmanager_alert(n: Notification, ttl: float) -> dict[str, Any]:
+    labels = {k: str(v) for k, v in n.labels.items()}
+    ends_at = n.ends_at or _iso(datetime.now(UTC) + timedelta(seconds=ttl))
+    alert = {
+        "labels": labels,
+        "annotations": {k: str(v) for k, v in n.annotations.items()},
+        "startsAt": n.starts_at,
+        "endsAt": ends_at,
+    }
+    if n.generator_url:
+        alert["generatorURL"] = n.generator_url
+    return alert
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class AlertmanagerSink(Sink):
+    kind = "alertmanager"
+    Config = AlertmanagerConfig
+
+    @property
+    def send_resolved(self) -> bool:
+        return True  # Alertmanager must hear the resolve, or it waits for endsAt
+
+    def send(self, notification: Notification) -> None:
+        cfg: AlertmanagerConfig = self.config
+        headers = {}
+        if cfg.bearer_token is not None:
+            headers["Authorization"] = f"Bearer {cfg.bearer_token.get_secret_value()}"
+        url = cfg.url.get_secret_value().rstrip("/") + "/api/v2/alerts"
+        self.post_json(url, [alertmanager_alert(notification, cfg.ttl)], headers)

@@ -1,0 +1,103 @@
+"""The shipped Prometheus rules: promtool check/test with the real promtool (Prometheus 2.42),
+kubernetes-mixin conventions, a runbook per alert, and a firing and a quiet case per alert."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ..conftest import promtool_path
+
+REPO = Path(__file__).resolve().parents[2]
+RULES_DIR = REPO / "alerts" / "rules"
+RULES = RULES_DIR / "ragmon.rules.yaml"
+TESTS = RULES_DIR / "tests.yaml"
+PROMTOOL = promtool_path()
+RUNBOOK_BASE = "https://github.com/ragmon/ragmon/blob/main/docs/runbooks/"
+
+
+def promtool(*args: str, cwd: Path = RULES_DIR) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+def alerts() -> list[dict]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def test_promtool_is_2_42() -> None:
+    out = promtool("--version")
+    assert "version 2.42" in out.stdout + out.stderr
+
+
+def test_promtool_check_rules() -> None:
+    out = promtool("check", "rules", str(RULES))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCESS" in out.stdout
+
+
+def test_promtool_test_rules() -> None:
+    out = promtool("test", "rules", str(TESTS))
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_promtool_tests_fail_when_a_threshold_changes(tmp_path: Path) -> None:
+    """The unit tests pin behaviour: moving the recall floor must break them."""
+    text = RULES.read_text()
+    floor = 'ragmon_recall_ratio{mode="live"} < 0.5'
+    assert floor in text
+    (tmp_path / "ragmon.rules.yaml").write_text(text.replace(floor, floor[:-3] + "0.2"))
+    shutil.copy(TESTS, tmp_path / "tests.yaml")
+    out = promtool("test", "rules", "tests.yaml", cwd=tmp_path)
+    assert out.returncode != 0
+    assert "RagmonRecallBelowFloor" in out.stdout + out.stderr
+
+
+def test_required_alerts_are_covered() -> None:
+    names = {rule["alert"] for rule in alerts()}
+    assert names >= {
+        "RagmonDown", "RagmonAbsent", "RagmonProbeFailing", "RagmonProbeStale",
+        "RagmonRecallBelowFloor", "RagmonRecallDropped", "RagmonIndexFidelityLow",
+        "RagmonEmbeddingPipelineChanged", "RagmonEmbeddingDrift", "RagmonCoverageGapRising",
+        "RagmonReportMissing",
+    }
+
+
+@pytest.mark.parametrize("rule", alerts(), ids=lambda r: r["alert"])
+def test_alert_follows_mixin_conventions(rule: dict) -> None:
+    name = rule["alert"]
+    assert re.fullmatch(r"Ragmon(?:[A-Z][a-z0-9]*)+", name)
+    assert rule.get("for"), f"{name}: 'for' must be set"
+    assert rule["labels"]["severity"] in ("critical", "warning", "info")
+    assert set(rule["annotations"]) == {"summary", "description", "runbook_url"}
+    assert rule["annotations"]["runbook_url"] == f"{RUNBOOK_BASE}{name}.md"
+    runbook = REPO / "docs" / "runbooks" / f"{name}.md"
+    assert runbook.exists(), f"{name}: write {runbook.relative_to(REPO)}"
+    assert runbook.read_text().startswith(f"# {name}\n")
+
+
+@pytest.mark.parametrize("rule", alerts(), ids=lambda r: r["alert"])
+def test_alert_has_firing_and_quiet_unit_tests(rule: dict) -> None:
+    cases = [
+        case for test in yaml.safe_load(TESTS.read_text())["tests"]
+        for case in test.get("alert_rule_test", []) if case["alertname"] == rule["alert"]
+    ]
+    assert any(case.get("exp_alerts") for case in cases), f"{rule['alert']}: no firing case"
+    assert any(not case.get("exp_alerts") for case in cases), f"{rule['alert']}: no quiet case"
+
+
+def test_only_metrics_from_the_documented_list_are_used() -> None:
+    """The rules use only the metric names published in docs/alerts.md for probe authors."""
+    doc = (REPO / "docs" / "alerts.md").read_text()
+    documented = set(re.findall(r"`(ragmon_[a-z_]+)", doc)) | {"up"}
+    used = set()
+    for rule in yaml.safe_load(RULES.read_text())["groups"]:
+        for r in rule["rules"]:
+            used |= set(re.findall(r"\b(ragmon_[a-z_]+|up)\b(?=[{\[ )]|$)", r["expr"]))
+    assert used <= documented, used - documented
