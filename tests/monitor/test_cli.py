@@ -15,7 +15,7 @@ from monitor.cli import build_parser, main
 CONFIG = {
     "store": {"url": "sqlite:///ragmon.db"},
     "embedders": {"minilm": {"kind": "sentence-transformers", "model": "all-MiniLM-L6-v2"}},
-    "probes": {"canary": {"kind": "canary", "embedder": "minilm", "every": "1m"}},
+    "probes": {"canary": {"kind": "canary", "embedder": "minilm", "every": "1m", "timeout": "5m"}},
 }
 
 

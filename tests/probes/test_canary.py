@@ -22,7 +22,7 @@ from monitor.store import Store
 def run_canary(tmp_path: Path, store_url: str, texts: list[str] | None = None,
                **embedder: Any) -> Any:
     """One canary run with the given embedder settings, through the real runner and store."""
-    canary: dict[str, Any] = {"kind": "canary", "embedder": "e", "every": "1m"}
+    canary: dict[str, Any] = {"kind": "canary", "embedder": "e", "every": "1m", "timeout": "5m"}
     if texts is not None:
         canary["texts"] = texts
     cfg = {
