@@ -33,7 +33,7 @@ _SECRET_WORDS = ("url", "password", "token", "secret", "api_key", "headers", "au
 _NO_INPUT_ECHO = {
     "missing", "extra_forbidden", "unknown_kind", "duration", "cron",
     "listen", "path_missing", "store_dir", "model_missing", "schedule", "secret", "secret_env",
-    "secret_file", "rule_shape", "k_of_n",
+    "secret_file", "rule_shape", "k_of_n", "target_location",
 }
 #: Modules with cross-section checks of their own: ``reference_issues(raw, source)`` returns
 #: ConfigIssues (alert rules naming probes, for example). Absent modules are skipped.

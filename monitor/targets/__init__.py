@@ -1,16 +1,39 @@
 """Vector index targets: one protocol (``abc.VectorTarget``), one module per engine,
-one registry keyed by the config ``kind``. Engine clients are imported lazily."""
+one registry keyed by the config ``kind``.
+
+Importing this package imports the config models only; each engine's client is imported
+when a target of that kind is first built, and a missing client is reported at config
+load with the ``pip install 'ragmon[extra]'`` line that fixes it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from monitor.targets.abc import Description, SearchResult, TargetSpec, VectorTarget, Vectors
+from monitor.targets.abc import Description, SearchResult, TargetSpec, Vectors, VectorTarget
+from monitor.targets.chroma import ChromaConfig
+from monitor.targets.faiss import FaissConfig
+from monitor.targets.http import HttpConfig
+from monitor.targets.lancedb import LanceDBConfig
+from monitor.targets.pgvector import PgvectorConfig
+from monitor.targets.qdrant import QdrantConfig
 
-TARGET_KINDS: dict[str, TargetSpec] = {}
+TARGET_KINDS: dict[str, TargetSpec] = {
+    "faiss": TargetSpec(FaissConfig, "monitor.targets.faiss:FaissTarget", None, ("faiss",)),
+    "pgvector": TargetSpec(PgvectorConfig, "monitor.targets.pgvector:PgvectorTarget",
+                           "pgvector", ("psycopg", "pgvector")),
+    "qdrant": TargetSpec(QdrantConfig, "monitor.targets.qdrant:QdrantTarget", "qdrant",
+                         ("qdrant_client",)),
+    "chroma": TargetSpec(ChromaConfig, "monitor.targets.chroma:ChromaTarget", "chroma",
+                         ("chromadb",)),
+    "lancedb": TargetSpec(LanceDBConfig, "monitor.targets.lancedb:LanceDBTarget", "lancedb",
+                          ("lancedb",)),
+    "http": TargetSpec(HttpConfig, "monitor.targets.http:HttpTarget", "http", ("httpx",)),
+}
 
 
 def build_target(name: str, config: Any) -> VectorTarget:
+    """The adapter for ``config.kind``, its client imported now."""
     return TARGET_KINDS[config.kind].build(name, config)
 
 

@@ -15,8 +15,9 @@ import hashlib
 import importlib.util
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -61,31 +62,57 @@ class Description:
     count: int
     id_type: Literal["int", "str"]
     params: dict[str, Any] = field(default_factory=dict)
+    #: Live statistics that change without the index changing (dead tuples, segments).
+    stats: dict[str, Any] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
-        """Hash of everything but the count: a rebuilt or re-tuned index gets a new one."""
+        """Hash of everything but the count and stats: a rebuilt or re-tuned index gets a new
+        one, a growing one does not."""
         data = asdict(self)
         data.pop("count")
-        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        data.pop("stats")
+        text = json.dumps(data, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class VectorTarget(ABC):
     """A live vector index. Implementations translate engine errors into TargetError."""
 
     #: False when the engine has no exact mode and none can be emulated (exact_search raises).
-    supports_exact: ClassVar[bool] = True
+    #: A class default that an instance may override (an HTTP target without exact endpoint).
+    supports_exact: bool = True
+    #: False when stored vectors cannot be read back (fetch, sample and count raise).
+    supports_fetch: bool = True
+    #: "text" when the engine embeds queries itself: search needs ``texts=``.
+    query_input: Literal["vector", "text"] = "vector"
 
     def __init__(self, name: str, config: Any):
         self.name = name
         self.config = config
 
     @abstractmethod
-    def search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None) -> SearchResult:
-        """The live, approximate top-k, with the engine's own knobs as configured."""
+    def search(
+        self,
+        vectors: np.ndarray,
+        k: int,
+        filter: dict[str, Any] | None = None,
+        *,
+        texts: Sequence[str] | None = None,
+    ) -> SearchResult:
+        """The live, approximate top-k, with the engine's own knobs as configured.
+
+        ``filter`` is an equality conjunction ``{column: value}``; ``texts`` (the query texts,
+        row for row) is only read by targets whose ``query_input`` is ``"text"``.
+        """
 
     @abstractmethod
     def exact_search(
-        self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None
+        self,
+        vectors: np.ndarray,
+        k: int,
+        filter: dict[str, Any] | None = None,
+        *,
+        texts: Sequence[str] | None = None,
     ) -> SearchResult:
         """The true top-k (ground truth) on the same index."""
 

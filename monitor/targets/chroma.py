@@ -1,0 +1,251 @@
+"""Chroma: a collection in a persistent directory (``path``) or on a Chroma server (``url``).
+
+Live search is ``collection.query`` with the collection's own HNSW settings. Chroma has no
+exact mode, so exact search is a client-side flat FAISS search over the vectors read back
+with ``get(include=["embeddings"])`` page by page (a uniform sample when the collection is
+larger than ``exact_memory``; the result then says so). Exact scores are converted to
+Chroma's distances (``l2``: squared L2, ``ip``: 1 - dot, ``cosine``: 1 - cosine) so live and
+exact scores are on one scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import numpy as np
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from monitor.config import ConfigPath, Secret, TargetConfig
+from monitor.errors import TargetError, TargetUnavailable
+from monitor.targets._exact import DEFAULT_BUDGET, exact_over_store
+from monitor.targets._helpers import (
+    ByteSize,
+    check_filter,
+    check_k,
+    choose,
+    engine_errors,
+    timed_per_query,
+)
+from monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
+
+_SPACES: dict[str, Metric] = {"cosine": "cosine", "ip": "ip", "l2": "l2"}
+
+
+class ChromaConfig(TargetConfig):
+    """A Chroma collection (see docs/adapters.md)."""
+
+    kind: Literal["chroma"]
+    path: ConfigPath | None = Field(default=None, description="A PersistentClient directory "
+                                    "(give this or `url`).")
+    url: str | None = Field(default=None, description="A Chroma server, like "
+                            "`http://chroma:8000` (give this or `path`).")
+    collection: str = Field(description="Collection name.")
+    headers: dict[str, Secret] = Field(default_factory=dict, description="HTTP headers for the "
+                                       "server (auth); values are secrets.")
+    filter_columns: list[str] = Field(default_factory=list, description="Metadata keys a probe "
+                                      "may filter on (equality).")
+    exact_memory: ByteSize = Field(
+        default=DEFAULT_BUDGET, description="Memory for the client-side exact search; above it "
+        "ground truth is computed over a uniform sample, and says so.")
+    page_size: int = Field(default=1000, ge=1, description="Vectors read back per request.")
+
+    @model_validator(mode="after")
+    def _one_location(self) -> ChromaConfig:
+        if (self.path is None) == (self.url is None):
+            # an error type the config loader does not echo the input of: the entry may
+            # hold secrets (api_key, headers)
+            raise PydanticCustomError(
+                "target_location",
+                "give exactly one of 'path' (a persistent directory) or 'url'",
+            )
+        return self
+
+
+class ChromaTarget(VectorTarget):
+    """Search one Chroma collection."""
+
+    config: ChromaConfig
+
+    def __init__(self, name: str, config: ChromaConfig):
+        super().__init__(name, config)
+        self.endpoint = (f"Chroma directory {str(config.path)!r}" if config.path is not None
+                         else f"Chroma server at {config.url}")
+        self._secrets = [s.get_secret_value() for s in config.headers.values()]
+        self._client: Any = None
+        self._collection: Any = None
+
+    def _errors(self) -> Any:
+        import httpx
+
+        return engine_errors(self.name, self.endpoint, timeouts=(httpx.TimeoutException,),
+                             unavailable=(httpx.TransportError,), timeout=self.config.timeout,
+                             secrets=self._secrets)
+
+    def _col(self) -> Any:
+        if self._collection is None:
+            self._client = self._connect()
+            with self._errors():
+                names = [c if isinstance(c, str) else c.name
+                         for c in self._client.list_collections()]
+                if self.config.collection not in names:
+                    raise TargetError(self.name, f"collection {self.config.collection!r} does not "
+                                      f"exist in {self.endpoint}; collections: "
+                                      f"{', '.join(sorted(names)) or '(none)'}")
+                self._collection = self._client.get_collection(self.config.collection)
+        return self._collection
+
+    def _connect(self) -> Any:
+        import chromadb
+
+        settings = chromadb.Settings(anonymized_telemetry=False)
+        cfg = self.config
+        if cfg.path is not None:
+            if not cfg.path.is_dir():
+                raise TargetUnavailable(self.name, f"{self.endpoint} does not exist")
+            with self._errors():
+                return chromadb.PersistentClient(path=str(cfg.path), settings=settings)
+        parts = urlsplit(cfg.url or "")
+        headers = {k: v.get_secret_value() for k, v in cfg.headers.items()}
+        try:
+            default_port = 443 if parts.scheme == "https" else 8000
+            return chromadb.HttpClient(host=parts.hostname or "127.0.0.1",
+                                       port=parts.port or default_port,
+                                       ssl=parts.scheme == "https", headers=headers,
+                                       settings=settings)
+        except Exception as exc:  # the client checks the server on construction
+            raise TargetUnavailable(self.name, f"{self.endpoint} is unreachable: "
+                                    f"{type(exc).__name__}") from exc
+
+    def close(self) -> None:
+        self._collection = None
+        self._client = None
+
+    # -- metadata --------------------------------------------------------------------------
+
+    def _metric(self) -> Metric:
+        col = self._col()
+        hnsw = (getattr(col, "configuration", None) or {}).get("hnsw") or {}
+        space = hnsw.get("space") or (col.metadata or {}).get("hnsw:space") or "l2"
+        return _SPACES[space]
+
+    def _dimension(self) -> int:
+        """The stored vectors' dimension; 0 for an empty collection (nothing to check)."""
+        with self._errors():
+            got = self._col().get(limit=1, include=["embeddings"])
+        embeddings = got.get("embeddings")
+        return 0 if embeddings is None or len(embeddings) == 0 else len(embeddings[0])
+
+    def _where(self, filter: dict[str, Any] | None) -> dict[str, Any] | None:
+        where = check_filter(self.name, filter, self.config.filter_columns)
+        if not where:
+            return None
+        terms = [{key: value} for key, value in where.items()]
+        return terms[0] if len(terms) == 1 else {"$and": terms}
+
+    def _queries(self, vectors: np.ndarray) -> np.ndarray:
+        dimension = self._dimension()
+        arr = np.asarray(vectors, dtype=np.float32)
+        return self.check_queries(arr, dimension or (arr.shape[-1] if arr.ndim else 0))
+
+    # -- protocol --------------------------------------------------------------------------
+
+    def search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None, *,
+               texts: Sequence[str] | None = None) -> SearchResult:
+        """``collection.query`` one query at a time, so each latency is a caller's latency."""
+        k = check_k(self.name, k)
+        queries = self._queries(vectors)
+        where = self._where(filter)
+        col = self._col()
+
+        def one(query: np.ndarray) -> tuple[list[str], list[float]]:
+            got = col.query(query_embeddings=query[None, :], n_results=k, where=where,
+                            include=["distances"])
+            return list(got["ids"][0]), [float(d) for d in got["distances"][0]]
+
+        with self._errors():
+            ids, scores, latencies = timed_per_query(queries, one)
+        return SearchResult(ids, scores, latencies, exact=False)
+
+    def exact_search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None, *,
+                     texts: Sequence[str] | None = None) -> SearchResult:
+        """Client-side flat search over the vectors read back (a sample above exact_memory)."""
+        import time
+
+        k = check_k(self.name, k)
+        queries = self._queries(vectors)
+        where = self._where(filter)
+        metric = self._metric()
+        start = time.perf_counter()
+        with self._errors():
+            total = self._col().count() if where is None else len(self._all_ids(where))
+            ids, scores, sample = exact_over_store(
+                queries, k, metric, total=total, budget=self.config.exact_memory,
+                dimension=queries.shape[1], pages=lambda: self._pages(where),
+                sample=lambda n: self._sample(n, 0, where))
+        if metric != "l2":  # FAISS similarity -> Chroma distance
+            scores = [[1.0 - s for s in row] for row in scores]
+        per_query = (time.perf_counter() - start) / max(len(queries), 1)
+        return SearchResult(ids, scores, [per_query] * len(queries), exact=True,
+                            ground_truth_sample=sample)
+
+    def _pages(self, where: dict[str, Any] | None) -> Iterator[tuple[list[str], np.ndarray]]:
+        col, size, offset = self._col(), self.config.page_size, 0
+        while True:
+            got = col.get(where=where, limit=size, offset=offset, include=["embeddings"])
+            if not got["ids"]:
+                return
+            yield list(got["ids"]), np.asarray(got["embeddings"], dtype=np.float32)
+            offset += len(got["ids"])
+
+    def _all_ids(self, where: dict[str, Any] | None = None) -> list[str]:
+        col, size, offset, ids = self._col(), self.config.page_size * 10, 0, []
+        while True:
+            got = col.get(where=where, limit=size, offset=offset, include=[])
+            if not got["ids"]:
+                return ids
+            ids.extend(got["ids"])
+            offset += len(got["ids"])
+
+    def _sample(self, n: int, seed: int, where: dict[str, Any] | None) -> tuple[list[str],
+                                                                                np.ndarray]:
+        picked = self.fetch(choose(self._all_ids(where), n, seed))
+        return picked.ids, picked.vectors
+
+    def fetch(self, ids: list[str]) -> Vectors:
+        dimension = self._dimension()
+        found: dict[str, np.ndarray] = {}
+        with self._errors():
+            for start in range(0, len(ids), self.config.page_size):
+                got = self._col().get(ids=list(ids[start:start + self.config.page_size]),
+                                      include=["embeddings"])
+                found.update(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32),
+                                 strict=True))
+        present = [i for i in ids if i in found]
+        matrix = (np.vstack([found[i] for i in present]) if present
+                  else np.zeros((0, dimension), dtype=np.float32))
+        return Vectors(present, matrix, [i for i in ids if i not in found])
+
+    def sample(self, n: int, seed: int) -> Vectors:
+        with self._errors():
+            ids = self._all_ids()
+        return self.fetch(choose(ids, n, seed))
+
+    def count(self) -> int:
+        with self._errors():
+            return int(self._col().count())
+
+    def describe(self) -> Description:
+        import chromadb
+
+        col = self._col()
+        hnsw = dict((getattr(col, "configuration", None) or {}).get("hnsw") or {})
+        params = {"collection": self.config.collection,
+                  "hnsw": {k: v for k, v in hnsw.items() if isinstance(v, int | float | str)}}
+        with self._errors():
+            version = (chromadb.__version__ if self.config.path is not None
+                       else str(self._client.get_version()))
+            return Description("chroma", version, self._dimension(), self._metric(),
+                               self.count(), "str", params)

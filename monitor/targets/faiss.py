@@ -1,0 +1,371 @@
+"""FAISS: an index file on disk, any factory type (Flat, HNSW, IVF, PQ and their mixes).
+
+Ids: an ``IndexIDMap``/``IndexIDMap2`` wrapper carries integer ids in the file; otherwise an
+optional sidecar ``ids_path`` (UTF-8 text, one id per line, line i names the i-th vector
+added) gives string ids; with neither, the vector's position is its id.
+
+The file is checked on every call and re-opened when its (mtime, size, inode) changes, so a
+rebuilt index written with an atomic rename is seen at the next call. It is read from one
+open file descriptor, so a rename during the read yields the complete old index (and the new
+one next time), never a mix.
+
+Exact search is a flat search over the stored vectors: read in place when the index keeps
+them flat (Flat, HNSWFlat), otherwise reconstructed once per file version (IVF, PQ: the
+decoded, quantized vectors, which is what the index really compares against) and cached.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from monitor.config import ConfigPath, TargetConfig
+from monitor.errors import TargetError, TargetResponseError, TargetUnavailable
+from monitor.targets._exact import DEFAULT_BUDGET, ExactTopK, rows_within
+from monitor.targets._helpers import (
+    ByteSize,
+    check_k,
+    choose,
+    engine_errors,
+    no_filter,
+    timed_per_query,
+)
+from monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
+
+
+class FaissConfig(TargetConfig):
+    """A FAISS index file (see docs/adapters.md)."""
+
+    kind: Literal["faiss"]
+    path: ConfigPath = Field(description="The index file (faiss.write_index); re-opened when "
+                             "it changes on disk.")
+    ids_path: ConfigPath | None = Field(
+        default=None, description="Text file, one id per line, line i naming the i-th vector "
+        "added; for indexes without an IDMap wrapper.")
+    metric: Metric | None = Field(
+        default=None, description="Defaults to the index's metric (ip or l2); say `cosine` when "
+        "the stored vectors are normalised (queries are then normalised too).")
+    ef_search: int | None = Field(default=None, ge=1, description="HNSW efSearch for live "
+                                  "search; the file's value when unset.")
+    nprobe: int | None = Field(default=None, ge=1, description="IVF lists probed in live "
+                               "search; the file's value when unset.")
+    exact_memory: ByteSize = Field(
+        default=DEFAULT_BUDGET, description="Memory for vectors decoded for exact search (IVF, "
+        "PQ); above it ground truth is computed over a uniform sample, and says so.")
+
+
+class _Labels:
+    """Position -> id string, without materialising a million strings."""
+
+    def __init__(self, ids: np.ndarray | list[str]):
+        self.ids = ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, position: int) -> str:
+        return str(self.ids[position])
+
+
+@dataclass
+class _Loaded:
+    """One version of the index file, with everything derived from it."""
+
+    version: tuple[Any, ...]
+    index: Any  # what is searched: the file's top-level index, knobs applied
+    inner: Any  # the index under an IDMap wrapper (or the same index)
+    labels: np.ndarray | list[str] | None  # position -> id; None: labels come from the index
+    id_type: Literal["int", "str"]
+    positions: dict[str, int] | None = None
+    exact_vectors: tuple[np.ndarray, np.ndarray] | None = None  # (positions, vectors)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class FaissTarget(VectorTarget):
+    """Search a FAISS index file in process."""
+
+    config: FaissConfig
+
+    def __init__(self, name: str, config: FaissConfig):
+        super().__init__(name, config)
+        self._loaded: _Loaded | None = None
+        self._lock = threading.Lock()  # probes in parallel threads: load each version once
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def _stat(self, path: Any, what: str = "index file") -> tuple[int, int, int]:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError as exc:
+            raise TargetUnavailable(self.name, f"{what} {str(path)!r} does not exist") from exc
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _current(self) -> _Loaded:
+        cfg = self.config
+        version = (self._stat(cfg.path),
+                   self._stat(cfg.ids_path, "ids file") if cfg.ids_path else None)
+        with self._lock:
+            if self._loaded is None or self._loaded.version != version:
+                self._loaded = self._load()
+            return self._loaded
+
+    def _read_index(self) -> tuple[Any, tuple[int, int, int]]:
+        import faiss
+
+        path = self.config.path
+        with engine_errors(self.name, f"index file {str(path)!r}"):
+            with open(path, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                index = faiss.read_index(faiss.PyCallbackIOReader(fh.read, 1 << 22))
+        return index, (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _read_ids(self) -> tuple[list[str] | None, tuple[int, int, int] | None]:
+        if self.config.ids_path is None:
+            return None, None
+        with engine_errors(self.name, f"ids file {str(self.config.ids_path)!r}"):
+            with open(self.config.ids_path, encoding="utf-8") as fh:
+                st = os.fstat(fh.fileno())
+                ids = fh.read().splitlines()
+        return ids, (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _load(self) -> _Loaded:
+        import faiss
+
+        index, index_version = self._read_index()
+        sidecar, ids_version = self._read_ids()
+        top = faiss.downcast_index(index)
+        wrapped = isinstance(top, faiss.IndexIDMap | faiss.IndexIDMap2)
+        inner = faiss.downcast_index(top.index) if wrapped else top
+        labels: np.ndarray | list[str] | None
+        if wrapped:
+            labels, id_type = faiss.vector_to_array(top.id_map), "int"
+        elif sidecar is not None:
+            if len(sidecar) != index.ntotal:
+                raise TargetResponseError(
+                    self.name,
+                    f"ids file {str(self.config.ids_path)!r} has {len(sidecar)} lines but the "
+                    f"index holds {index.ntotal} vectors; they must be written together",
+                )
+            labels, id_type = sidecar, "str"
+        else:
+            labels, id_type = None, "int"
+        self._apply_knobs(index)
+        # keep ``index`` itself: it owns the C++ object that ``top`` and ``inner`` point into
+        loaded = _Loaded((index_version, ids_version), top, inner, labels, id_type)  # type: ignore[arg-type]
+        loaded.extra["owner"] = index
+        return loaded
+
+    def _apply_knobs(self, index: Any) -> None:
+        import faiss
+
+        space = faiss.ParameterSpace()
+        for knob, value in (("efSearch", self.config.ef_search), ("nprobe", self.config.nprobe)):
+            if value is None:
+                continue
+            try:
+                space.set_index_parameter(index, knob, value)
+            except RuntimeError as exc:
+                raise TargetError(
+                    self.name,
+                    f"{knob} does not apply to this index ({self._kind_chain(index)}); remove "
+                    f"{'ef_search' if knob == 'efSearch' else 'nprobe'} from the config",
+                ) from exc
+
+    @staticmethod
+    def _kind_chain(index: Any) -> str:
+        import faiss
+
+        names = []
+        while index is not None:
+            index = faiss.downcast_index(index)
+            names.append(type(index).__name__)
+            index = getattr(index, "index", None) or getattr(index, "base_index", None)
+        return "/".join(names)
+
+    # -- protocol --------------------------------------------------------------------------
+
+    def _metric(self, loaded: _Loaded) -> Metric:
+        import faiss
+
+        if self.config.metric is not None:
+            return self.config.metric
+        return "l2" if loaded.index.metric_type == faiss.METRIC_L2 else "ip"
+
+    @staticmethod
+    def _map_ids(loaded: _Loaded, row: np.ndarray) -> list[str]:
+        found = row[row >= 0].tolist()
+        if isinstance(loaded.labels, list):  # sidecar: the index returns positions
+            return [loaded.labels[i] for i in found]
+        return [str(i) for i in found]  # IDMap ids, or positions as ids
+
+    def search(
+        self,
+        vectors: np.ndarray,
+        k: int,
+        filter: dict[str, Any] | None = None,
+        *,
+        texts: Sequence[str] | None = None,
+    ) -> SearchResult:
+        """Live search, one query at a time (per-query latency), with efSearch/nprobe set."""
+        no_filter(self.name, "faiss", filter)
+        k = check_k(self.name, k)
+        loaded = self._current()
+        queries = self.check_queries(vectors, loaded.index.d)
+        if self._metric(loaded) == "cosine":
+            queries = _unit(queries)
+        index = loaded.index
+
+        def one(query: np.ndarray) -> tuple[list[str], list[float]]:
+            dist, pos = index.search(query[None, :], k)
+            keep = pos[0] >= 0
+            return self._map_ids(loaded, pos[0]), dist[0][keep].tolist()
+
+        with engine_errors(self.name, f"index file {str(self.config.path)!r}"):
+            ids, scores, latencies = timed_per_query(queries, one)
+        return SearchResult(ids, scores, latencies, exact=False)
+
+    def exact_search(
+        self,
+        vectors: np.ndarray,
+        k: int,
+        filter: dict[str, Any] | None = None,
+        *,
+        texts: Sequence[str] | None = None,
+    ) -> SearchResult:
+        """Flat search over the stored vectors (a sample when they exceed exact_memory)."""
+        no_filter(self.name, "faiss", filter)
+        k = check_k(self.name, k)
+        loaded = self._current()
+        queries = self.check_queries(vectors, loaded.index.d)
+        metric = self._metric(loaded)
+        start = time.perf_counter()
+        with engine_errors(self.name, f"index file {str(self.config.path)!r}"):
+            positions, stored = self._exact_vectors(loaded)
+            # cosine: the index compares by inner product over the vectors it stores
+            top = ExactTopK(_unit(queries) if metric == "cosine" else queries, k,
+                            "l2" if metric == "l2" else "ip")
+            labels = _Labels(loaded.labels) if loaded.labels is not None else None
+            ids_of = _Positions(positions, labels)
+            top.add(ids_of, stored)
+            ids, scores = top.result()
+        per_query = (time.perf_counter() - start) / max(len(queries), 1)
+        sample = len(positions) if len(positions) < loaded.index.ntotal else None
+        return SearchResult(ids, scores, [per_query] * len(queries), exact=True,
+                            ground_truth_sample=sample)
+
+    def _exact_vectors(self, loaded: _Loaded) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, vectors) to search exactly, cached per file version."""
+        import faiss
+
+        if loaded.exact_vectors is not None:
+            return loaded.exact_vectors
+        inner, n = loaded.inner, loaded.inner.ntotal
+        flat = faiss.downcast_index(getattr(inner, "storage", inner))
+        if isinstance(flat, faiss.IndexFlat):  # stored flat: read in place, no copy
+            view = faiss.rev_swig_ptr(flat.get_xb(), n * flat.d).reshape(n, flat.d)
+            loaded.exact_vectors = (np.arange(n), view)
+            return loaded.exact_vectors
+        limit = rows_within(self.config.exact_memory, inner.d)
+        positions = np.arange(n) if n <= limit else np.sort(
+            np.random.default_rng(0).choice(n, size=limit, replace=False))
+        loaded.exact_vectors = (positions, self._reconstruct(inner, positions))
+        return loaded.exact_vectors
+
+    @staticmethod
+    def _reconstruct(inner: Any, positions: np.ndarray) -> np.ndarray:
+        import faiss
+
+        try:
+            ivf = faiss.extract_index_ivf(inner)
+        except RuntimeError:
+            ivf = None  # not an IVF index: reconstruct works without a direct map
+        if ivf is not None and ivf.direct_map.type == faiss.DirectMap.NoMap:
+            ivf.make_direct_map()  # once per loaded file, not once per fetch
+        if len(positions) == 0:
+            return np.zeros((0, inner.d), dtype=np.float32)
+        if len(positions) == inner.ntotal:
+            return inner.reconstruct_n(0, inner.ntotal)
+        return inner.reconstruct_batch(positions.astype(np.int64))
+
+    def fetch(self, ids: list[str]) -> Vectors:
+        """Stored vectors by id (decoded codes for quantized indexes)."""
+        loaded = self._current()
+        lookup = self._positions(loaded)
+        found = [i for i in ids if i in lookup]
+        missing = [i for i in ids if i not in lookup]
+        with engine_errors(self.name, f"index file {str(self.config.path)!r}"):
+            positions = np.array([lookup[i] for i in found], dtype=np.int64)
+            vectors = self._reconstruct(loaded.inner, positions) if found else np.zeros(
+                (0, loaded.index.d), dtype=np.float32)
+        return Vectors(found, np.asarray(vectors, dtype=np.float32), missing)
+
+    def _positions(self, loaded: _Loaded) -> dict[str, int]:
+        if loaded.positions is None:
+            n = loaded.index.ntotal
+            labels = loaded.labels if loaded.labels is not None else np.arange(n)
+            loaded.positions = {str(label): pos for pos, label in enumerate(
+                labels.tolist() if isinstance(labels, np.ndarray) else labels)}
+        return loaded.positions
+
+    def sample(self, n: int, seed: int) -> Vectors:
+        return self.fetch(choose(list(self._positions(self._current())), n, seed))
+
+    def count(self) -> int:
+        return int(self._current().index.ntotal)
+
+    def describe(self) -> Description:
+        import faiss
+
+        loaded = self._current()
+        index = loaded.index
+        params: dict[str, Any] = {"index": self._kind_chain(index),
+                                  "file_mtime_ns": loaded.version[0][0]}
+        ivf = _try(lambda: faiss.extract_index_ivf(index))
+        if ivf is not None:
+            params.update(nlist=ivf.nlist, nprobe=ivf.nprobe)
+        hnsw = getattr(loaded.inner, "hnsw", None)
+        if hnsw is not None:
+            params.update(efSearch=hnsw.efSearch, efConstruction=hnsw.efConstruction,
+                          M=(hnsw.nb_neighbors(1)))
+        pq = getattr(loaded.inner, "pq", None)
+        if pq is not None:
+            params.update(pq_m=pq.M, pq_nbits=pq.nbits)
+        return Description("faiss", faiss.__version__, int(index.d), self._metric(loaded),
+                           int(index.ntotal), loaded.id_type, params)
+
+    def close(self) -> None:
+        self._loaded = None
+
+
+class _Positions:
+    """Ids of a subset of positions, looked up lazily."""
+
+    def __init__(self, positions: np.ndarray, labels: _Labels | None):
+        self.positions, self.labels = positions, labels
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int) -> str:
+        pos = int(self.positions[i])
+        return self.labels[pos] if self.labels is not None else str(pos)
+
+
+def _unit(queries: np.ndarray) -> np.ndarray:
+    from monitor.targets._helpers import normalised
+
+    return normalised(queries)
+
+
+def _try(fn: Any) -> Any:
+    try:
+        return fn()
+    except RuntimeError:
+        return None

@@ -1,0 +1,307 @@
+"""pgvector: a PostgreSQL table with an id column, a ``vector`` column and optional filter
+columns.
+
+Live search runs ``ORDER BY vector <op> query LIMIT k`` with ``hnsw.ef_search`` /
+``ivfflat.probes`` set by ``SET LOCAL`` in its own transaction. Exact search is the
+documented pgvector recipe: ``SET LOCAL enable_indexscan = off`` inside a transaction, so the
+planner scans the table. The metric picks the operator (cosine ``<=>``, ip ``<#>``, l2
+``<->``); scores are what the operator returns (``<#>`` is the negated inner product).
+When ``metric`` is not configured it is read from the vector index's operator class.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from monitor.config import Secret, TargetConfig
+from monitor.errors import TargetError
+from monitor.targets._helpers import check_filter, check_k, engine_errors, int_ids
+from monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
+
+_OPERATORS: dict[str, str] = {"cosine": "<=>", "ip": "<#>", "l2": "<->"}
+_OPCLASSES = {"vector_cosine_ops": "cosine", "vector_ip_ops": "ip", "vector_l2_ops": "l2"}
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
+_INT_TYPES = {"smallint", "integer", "bigint"}
+
+
+class PgvectorConfig(TargetConfig):
+    """A pgvector table (see docs/adapters.md)."""
+
+    kind: Literal["pgvector"]
+    url: Secret = Field(description="postgresql://user:password@host:port/database (a secret: "
+                        "`{env: VAR}` or `{file: PATH}`).")
+    table: str = Field(description="Table (or schema.table) holding the vectors.")
+    id_column: str = Field(default="id", description="Column with the document id.")
+    vector_column: str = Field(default="embedding", description="Column of type vector(d).")
+    filter_columns: list[str] = Field(default_factory=list, description="Columns a probe may "
+                                      "filter on (equality).")
+    metric: Metric | None = Field(default=None, description="Defaults to the vector index's "
+                                  "operator class (vector_cosine_ops, vector_ip_ops, "
+                                  "vector_l2_ops).")
+    ef_search: int | None = Field(default=None, ge=1, le=1000, description="`SET LOCAL "
+                                  "hnsw.ef_search` for live search; server default when unset.")
+    probes: int | None = Field(default=None, ge=1, description="`SET LOCAL ivfflat.probes` for "
+                               "live search; server default when unset.")
+
+    @field_validator("table", "id_column", "vector_column")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not _IDENT.fullmatch(value):
+            raise ValueError("not a plain SQL identifier (letters, digits, _; schema.table "
+                             "allowed)")
+        return value
+
+    @field_validator("filter_columns")
+    @classmethod
+    def _identifiers(cls, values: list[str]) -> list[str]:
+        return [cls._identifier(v) for v in values]
+
+
+class PgvectorTarget(VectorTarget):
+    """Search a pgvector table over one psycopg connection, reconnecting after failures."""
+
+    config: PgvectorConfig
+
+    def __init__(self, name: str, config: PgvectorConfig):
+        super().__init__(name, config)
+        self._conn: Any = None
+        # one connection, shared by probes running in parallel threads: one transaction at a time
+        self._lock = threading.RLock()
+        self._meta: dict[str, Any] | None = None
+        from sqlalchemy.engine import make_url
+
+        raw = config.url.get_secret_value()
+        try:
+            parsed = make_url(raw).set(drivername="postgresql")  # "+psycopg" is SQLAlchemy's
+        except Exception as exc:
+            raise TargetError(name, "url is not a PostgreSQL URL "
+                              "(postgresql://user:password@host:port/database)") from exc
+        # libpq does not know SQLAlchemy's driver suffix; the store's URL form works here too
+        self._dsn = parsed.render_as_string(hide_password=False)
+        self.endpoint = parsed.render_as_string(hide_password=True)
+        self._secrets = [raw, self._dsn] + ([str(parsed.password)] if parsed.password else [])
+
+    # -- connection ------------------------------------------------------------------------
+
+    @contextmanager
+    def _session(self) -> Iterator[Any]:
+        """A cursor inside one transaction; engine errors become TargetErrors."""
+        import psycopg
+
+        with engine_errors(self.name, f"PostgreSQL at {self.endpoint}",
+                           unavailable=(psycopg.OperationalError,),
+                           timeouts=(psycopg.errors.QueryCanceled,),
+                           timeout=self.config.timeout, secrets=self._secrets):
+            with self._lock:
+                try:
+                    conn = self._connect()
+                    with conn.transaction(), conn.cursor() as cur:
+                        cur.execute("SET LOCAL statement_timeout = "
+                                    f"{int(self.config.timeout * 1000)}")
+                        yield cur
+                except psycopg.OperationalError:
+                    self.close()
+                    raise
+
+    def _connect(self) -> Any:
+        import psycopg
+        from pgvector.psycopg import register_vector
+
+        if self._conn is None or self._conn.closed:
+            # prepare_threshold=None: no server-side prepared statements. A cached plan is
+            # not re-made when enable_indexscan changes, so after a few live searches the
+            # "exact" search would silently reuse their index-scan plan.
+            conn = psycopg.connect(self._dsn, autocommit=True, prepare_threshold=None,
+                                   connect_timeout=max(1, int(self.config.timeout)))
+            try:
+                register_vector(conn)
+            except psycopg.ProgrammingError as exc:
+                conn.close()
+                raise TargetError(self.name, f"PostgreSQL at {self.endpoint} has no pgvector "
+                                  "extension; run CREATE EXTENSION vector") from exc
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    # -- metadata --------------------------------------------------------------------------
+
+    def _metadata(self) -> dict[str, Any]:
+        if self._meta is None:
+            self._meta = self._read_metadata()
+        return self._meta
+
+    def _read_metadata(self) -> dict[str, Any]:
+        cfg = self.config
+        with self._session() as cur:
+            cur.execute("SELECT to_regclass(%s)::oid", (cfg.table,))
+            oid = cur.fetchone()[0]
+            if oid is None:
+                raise TargetError(self.name,
+                                  f"table {cfg.table!r} does not exist at {self.endpoint}")
+            cur.execute(
+                "SELECT attname, format_type(atttypid, atttypmod), atttypmod FROM pg_attribute "
+                "WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped", (oid,))
+            columns = {row[0]: (row[1], row[2]) for row in cur.fetchall()}
+            # the operator class, not the DDL text: pg_get_indexdef omits a default opclass
+            cur.execute(
+                "SELECT pg_get_indexdef(i.indexrelid), opc.opcname FROM pg_index i "
+                "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+                "JOIN pg_opclass opc ON opc.oid = i.indclass[0] "
+                "WHERE i.indrelid = %s AND a.attname = %s", (oid, cfg.vector_column))
+            indexes = [(row[0], row[1]) for row in cur.fetchall()]
+            cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            version = cur.fetchone()[0]
+        for column in (cfg.id_column, cfg.vector_column, *cfg.filter_columns):
+            if column not in columns:
+                raise TargetError(self.name, f"table {cfg.table!r} has no column {column!r}; "
+                                  f"columns: {', '.join(sorted(columns))}")
+        vector_type, dimension = columns[cfg.vector_column]
+        if not vector_type.startswith("vector"):
+            raise TargetError(self.name,
+                              f"column {cfg.vector_column!r} is {vector_type}, not vector")
+        vector_indexes = [(d, opclass) for d, opclass in indexes if opclass in _OPCLASSES]
+        return {"dimension": int(dimension), "indexes": [d for d, _ in vector_indexes],
+                "version": version,
+                "id_type": "int" if columns[cfg.id_column][0] in _INT_TYPES else "str",
+                "metric": self._infer_metric([opclass for _, opclass in vector_indexes])}
+
+    def _infer_metric(self, opclasses: list[str]) -> Metric:
+        if self.config.metric is not None:
+            return self.config.metric
+        for opclass in opclasses:
+            return _OPCLASSES[opclass]  # type: ignore[return-value]
+        raise TargetError(self.name, f"table {self.config.table!r} has no vector index to read "
+                          "the metric from; set metric (cosine, ip or l2)")
+
+    # -- searching -------------------------------------------------------------------------
+
+    def search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None, *,
+               texts: Sequence[str] | None = None) -> SearchResult:
+        """Live top-k, one query per transaction, with ef_search/probes applied."""
+        knobs = []
+        if self.config.ef_search is not None:
+            knobs.append(f"SET LOCAL hnsw.ef_search = {self.config.ef_search}")
+        if self.config.probes is not None:
+            knobs.append(f"SET LOCAL ivfflat.probes = {self.config.probes}")
+        return self._run(vectors, k, filter, knobs, exact=False)
+
+    def exact_search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None, *,
+                     texts: Sequence[str] | None = None) -> SearchResult:
+        """True top-k: a sequential scan forced with ``SET LOCAL enable_indexscan = off``."""
+        return self._run(vectors, k, filter, ["SET LOCAL enable_indexscan = off"], exact=True)
+
+    def _run(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None,
+             settings: list[str], exact: bool) -> SearchResult:
+        k = check_k(self.name, k)
+        meta = self._metadata()
+        queries = self.check_queries(vectors, meta["dimension"])
+        where = check_filter(self.name, filter, self.config.filter_columns)
+        sql, params = self._query_sql(meta["metric"], where)
+        ids, scores, latencies = [], [], []
+        for query in queries:
+            start = time.perf_counter()
+            with self._session() as cur:
+                for setting in settings:
+                    cur.execute(setting)
+                cur.execute(sql, (query, *params, query, k))
+                rows = cur.fetchall()
+            latencies.append(time.perf_counter() - start)
+            ids.append([str(r[0]) for r in rows])
+            scores.append([float(r[1]) for r in rows])
+        return SearchResult(ids, scores, latencies, exact=exact)
+
+    def _query_sql(self, metric: Metric, where: dict[str, Any]) -> tuple[str, list[Any]]:
+        cfg = self.config
+        op = _OPERATORS[metric]
+        conditions = " AND ".join(f"{_quote(c)} = %s" for c in where) or "TRUE"
+        sql = (f"SELECT {_quote(cfg.id_column)}, {_quote(cfg.vector_column)} {op} %s "
+               f"FROM {_quote(cfg.table)} WHERE {conditions} "
+               f"ORDER BY {_quote(cfg.vector_column)} {op} %s LIMIT %s")
+        return sql, list(where.values())
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def fetch(self, ids: list[str]) -> Vectors:
+        meta = self._metadata()
+        keys: list[Any] = list(ids)
+        if meta["id_type"] == "int":
+            keys, _ = int_ids(self.name, ids)
+        cfg = self.config
+        rows: list[Any] = []
+        if keys:
+            with self._session() as cur:
+                cur.execute(f"SELECT {_quote(cfg.id_column)}, {_quote(cfg.vector_column)} "
+                            f"FROM {_quote(cfg.table)} WHERE {_quote(cfg.id_column)} = ANY(%s)",
+                            (keys,))
+                rows = cur.fetchall()
+        return _vectors(ids, {str(r[0]): r[1] for r in rows}, meta["dimension"])
+
+    def sample(self, n: int, seed: int) -> Vectors:
+        """Uniform by a seeded hash order of the ids (one query, deterministic per seed)."""
+        cfg = self.config
+        meta = self._metadata()
+        with self._session() as cur:
+            cur.execute(f"SELECT {_quote(cfg.id_column)}, {_quote(cfg.vector_column)} "
+                        f"FROM {_quote(cfg.table)} ORDER BY md5({_quote(cfg.id_column)}::text "
+                        f"|| %s) LIMIT %s", (str(seed), max(n, 0)))
+            rows = cur.fetchall()
+        return _vectors([str(r[0]) for r in rows], {str(r[0]): r[1] for r in rows},
+                        meta["dimension"])
+
+    def count(self) -> int:
+        self._metadata()  # names a missing table or column instead of a raw SQL error
+        with self._session() as cur:
+            cur.execute(f"SELECT count(*) FROM {_quote(self.config.table)}")
+            return int(cur.fetchone()[0])
+
+    def describe(self) -> Description:
+        """Also reports ``n_dead_tup`` (deleted rows not yet vacuumed) and the index DDL."""
+        meta = self._metadata()
+        with self._session() as cur:
+            cur.execute("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = %s::regclass",
+                        (self.config.table,))
+            dead = cur.fetchone()
+            cur.execute("SELECT current_setting('hnsw.ef_search', true), "
+                        "current_setting('ivfflat.probes', true)")
+            defaults = cur.fetchone()
+        cfg = self.config
+        params = {"table": cfg.table, "indexes": meta["indexes"],
+                  "ef_search": cfg.ef_search or _int_or_none(defaults[0]),
+                  "probes": cfg.probes or _int_or_none(defaults[1])}
+        stats = {"n_dead_tup": int(dead[0]) if dead else 0}
+        return Description("pgvector", meta["version"], meta["dimension"], meta["metric"],
+                           self.count(), meta["id_type"], params, stats)
+
+
+def _array(value: Any) -> Any:
+    """pgvector's psycopg loaders return numpy arrays (text) or ``Vector`` (binary)."""
+    return value.to_numpy() if hasattr(value, "to_numpy") else value
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value else None
+
+
+def _quote(identifier: str) -> str:
+    return ".".join(f'"{part}"' for part in identifier.split("."))
+
+
+def _vectors(ids: list[str], found: dict[str, Any], dimension: int) -> Vectors:
+    present = [i for i in ids if i in found]
+    arrays = [np.asarray(_array(found[i]), dtype=np.float32) for i in present]
+    matrix = np.vstack(arrays) if arrays else np.zeros((0, dimension), dtype=np.float32)
+    return Vectors(present, matrix, [i for i in ids if i not in found])

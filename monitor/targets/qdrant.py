@@ -1,0 +1,252 @@
+"""Qdrant: a collection on a server (``url``) or in a local directory (``path``).
+
+Live search is ``query_points`` with ``hnsw_ef`` as configured; exact search is the same
+call with ``SearchParams(exact=True)`` and quantization ignored, so ground truth is over the
+original vectors. Local mode (``path``) is always a brute-force search inside the client:
+live and exact results are then the same, which ``describe()`` states (``mode: local``).
+
+Point ids are unsigned integers or UUIDs; ids that look like integers are sent as integers.
+Scores are Qdrant's: similarity for Cosine and Dot (higher is better), distance for
+Euclid. A collection with named vectors needs ``vector_name``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from monitor.config import ConfigPath, Secret, TargetConfig
+from monitor.errors import TargetError, TargetUnavailable
+from monitor.targets._helpers import check_filter, check_k, choose, engine_errors
+from monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
+
+_METRICS: dict[str, Metric] = {"Cosine": "cosine", "Dot": "ip", "Euclid": "l2"}
+
+
+class QdrantConfig(TargetConfig):
+    """A Qdrant collection (see docs/adapters.md)."""
+
+    kind: Literal["qdrant"]
+    url: str | None = Field(default=None, description="A Qdrant server, like "
+                            "`http://qdrant:6333` (give this or `path`).")
+    path: ConfigPath | None = Field(default=None, description="A local-mode directory (always "
+                                    "brute force: live equals exact).")
+    api_key: Secret | None = Field(default=None, description="API key for the server (a "
+                                   "secret).")
+    collection: str = Field(description="Collection name.")
+    vector_name: str | None = Field(default=None, description="Which named vector to search, "
+                                    "for collections with several.")
+    filter_columns: list[str] = Field(default_factory=list, description="Payload keys a probe "
+                                      "may filter on (match value).")
+    hnsw_ef: int | None = Field(default=None, ge=1, description="HNSW ef for live search; the "
+                                "collection's default when unset.")
+
+    @model_validator(mode="after")
+    def _one_location(self) -> QdrantConfig:
+        if (self.path is None) == (self.url is None):
+            # an error type the config loader does not echo the input of: the entry may
+            # hold secrets (api_key, headers)
+            raise PydanticCustomError(
+                "target_location",
+                "give exactly one of 'url' (a Qdrant server) or 'path' (local mode)",
+            )
+        return self
+
+
+class QdrantTarget(VectorTarget):
+    """Search one Qdrant collection."""
+
+    config: QdrantConfig
+
+    def __init__(self, name: str, config: QdrantConfig):
+        super().__init__(name, config)
+        self.local = config.path is not None
+        self.endpoint = (f"Qdrant local directory {str(config.path)!r}" if self.local
+                         else f"Qdrant at {config.url}")
+        self._secrets = [config.api_key.get_secret_value()] if config.api_key else []
+        self._client: Any = None
+        self._info: Any = None
+
+    def _errors(self) -> Any:
+        import httpx
+        from qdrant_client.http.exceptions import ResponseHandlingException
+
+        return engine_errors(self.name, self.endpoint,
+                             timeouts=(httpx.TimeoutException,),
+                             unavailable=(httpx.TransportError, ResponseHandlingException),
+                             timeout=self.config.timeout, secrets=self._secrets)
+
+    def _qc(self) -> Any:
+        from qdrant_client import QdrantClient
+
+        if self._client is None:
+            cfg = self.config
+            if self.local and not cfg.path.is_dir():  # type: ignore[union-attr]
+                raise TargetUnavailable(self.name, f"{self.endpoint} does not exist")
+            with self._errors():
+                if self.local:
+                    # probes may share this target from several threads
+                    client = QdrantClient(path=str(cfg.path),
+                                          force_disable_check_same_thread=True)
+                else:
+                    client = QdrantClient(
+                        url=cfg.url, timeout=max(1, int(cfg.timeout)), check_compatibility=False,
+                        api_key=cfg.api_key.get_secret_value() if cfg.api_key else None)
+                if not client.collection_exists(cfg.collection):
+                    names = [c.name for c in client.get_collections().collections]
+                    client.close()
+                    raise TargetError(self.name, f"collection {cfg.collection!r} does not exist "
+                                      f"in {self.endpoint}; collections: "
+                                      f"{', '.join(sorted(names)) or '(none)'}")
+            self._client = client
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            finally:
+                self._client = None
+
+    # -- metadata --------------------------------------------------------------------------
+
+    def _vector_params(self) -> Any:
+        with self._errors():
+            info = self._qc().get_collection(self.config.collection)
+        vectors = info.config.params.vectors
+        if isinstance(vectors, dict):
+            name = self.config.vector_name
+            if name not in vectors:
+                raise TargetError(self.name, f"collection {self.config.collection!r} has named "
+                                  f"vectors {sorted(vectors)}; set vector_name to one of them")
+            return info, vectors[name]
+        return info, vectors
+
+    def _filter(self, filter: dict[str, Any] | None) -> Any:
+        from qdrant_client import models
+
+        where = check_filter(self.name, filter, self.config.filter_columns)
+        if not where:
+            return None
+        return models.Filter(must=[
+            models.FieldCondition(key=key, match=models.MatchValue(value=value))
+            for key, value in where.items()])
+
+    # -- protocol --------------------------------------------------------------------------
+
+    def search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None, *,
+               texts: Sequence[str] | None = None) -> SearchResult:
+        """HNSW search with ``hnsw_ef`` (local mode: the client's brute force)."""
+        return self._run(vectors, k, filter, exact=False)
+
+    def exact_search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None, *,
+                     texts: Sequence[str] | None = None) -> SearchResult:
+        """``SearchParams(exact=True)``, quantization ignored: a full scan of the originals."""
+        return self._run(vectors, k, filter, exact=True)
+
+    def _run(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None,
+             exact: bool) -> SearchResult:
+        from qdrant_client import models
+
+        k = check_k(self.name, k)
+        _, params = self._vector_params()
+        queries = self.check_queries(vectors, int(params.size))
+        query_filter = self._filter(filter)
+        search_params = None
+        if not self.local:  # local mode ignores search params (and warns about them)
+            search_params = models.SearchParams(
+                exact=exact, hnsw_ef=None if exact else self.config.hnsw_ef,
+                quantization=models.QuantizationSearchParams(ignore=True) if exact else None)
+        client, ids, scores, latencies = self._qc(), [], [], []
+        with self._errors():
+            for query in queries:
+                start = time.perf_counter()
+                got = client.query_points(
+                    self.config.collection, query=query.tolist(), using=self.config.vector_name,
+                    limit=k, query_filter=query_filter, search_params=search_params,
+                    with_payload=False, with_vectors=False)
+                latencies.append(time.perf_counter() - start)
+                ids.append([str(p.id) for p in got.points])
+                scores.append([float(p.score) for p in got.points])
+        return SearchResult(ids, scores, latencies, exact=exact or self.local)
+
+    def fetch(self, ids: list[str]) -> Vectors:
+        _, params = self._vector_params()
+        keys = [key for key in map(_point_id, ids) if key is not None]
+        found: dict[str, np.ndarray] = {}
+        with self._errors():
+            for start in range(0, len(keys), 1000):
+                points = self._qc().retrieve(self.config.collection, ids=keys[start:start + 1000],
+                                             with_payload=False, with_vectors=True)
+                for point in points:
+                    vector = point.vector
+                    if isinstance(vector, dict):
+                        vector = vector[self.config.vector_name]
+                    found[str(point.id)] = np.asarray(vector, dtype=np.float32)
+        present = [i for i in ids if str(_point_id(i)) in found]
+        matrix = (np.vstack([found[str(_point_id(i))] for i in present]) if present
+                  else np.zeros((0, int(params.size)), dtype=np.float32))
+        return Vectors(present, matrix, [i for i in ids if str(_point_id(i)) not in found])
+
+    def _all_ids(self) -> list[str]:
+        ids: list[str] = []
+        offset = None
+        with self._errors():
+            while True:
+                points, offset = self._qc().scroll(self.config.collection, limit=10_000,
+                                                   offset=offset, with_payload=False,
+                                                   with_vectors=False)
+                ids.extend(str(p.id) for p in points)
+                if offset is None:
+                    return ids
+
+    def sample(self, n: int, seed: int) -> Vectors:
+        return self.fetch(choose(self._all_ids(), n, seed))
+
+    def count(self) -> int:
+        with self._errors():
+            return int(self._qc().count(self.config.collection, exact=True).count)
+
+    def describe(self) -> Description:
+        import importlib.metadata
+
+        info, params = self._vector_params()
+        hnsw = info.config.hnsw_config
+        details: dict[str, Any] = {
+            "collection": self.config.collection, "mode": "local" if self.local else "server",
+            "hnsw_ef": self.config.hnsw_ef,
+            "hnsw": {"m": hnsw.m, "ef_construct": hnsw.ef_construct} if hnsw else None,
+            "quantization": str(info.config.quantization_config or params.quantization_config
+                                or "none"),
+        }
+        version = ("qdrant-client " + importlib.metadata.version("qdrant-client")) if self.local \
+            else self._server_version()
+        return Description("qdrant", version, int(params.size), _METRICS[params.distance.value],
+                           self.count(), self._id_type(), details,
+                           {"status": str(getattr(info.status, "value", info.status))})
+
+    def _id_type(self) -> Literal["int", "str"]:
+        with self._errors():
+            points, _ = self._qc().scroll(self.config.collection, limit=1, with_payload=False,
+                                          with_vectors=False)
+        return "int" if points and isinstance(points[0].id, int) else "str"
+
+    def _server_version(self) -> str:
+        with self._errors():
+            return str(self._qc().info().version)
+
+
+def _point_id(value: str) -> int | str | None:
+    """Qdrant keys are unsigned integers or UUID strings; anything else cannot be stored."""
+    if value.isdigit():
+        return int(value)
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None

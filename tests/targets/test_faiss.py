@@ -1,0 +1,138 @@
+"""FAISS specifics: file versions, id sidecars, knobs, metrics, empty and broken files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import pytest
+
+from monitor.errors import TargetError, TargetResponseError, TargetUnavailable
+from monitor.targets import VectorTarget
+
+Build = Callable[..., VectorTarget]
+
+
+def write(path: Path, vectors: np.ndarray, factory: str = "Flat",
+          metric: int = faiss.METRIC_INNER_PRODUCT) -> Path:
+    index = faiss.index_factory(vectors.shape[1], factory, metric)
+    if not index.is_trained:
+        index.train(vectors)
+    index.add(vectors)
+    tmp = path.with_name(path.name + ".tmp")
+    faiss.write_index(index, str(tmp))
+    os.replace(tmp, path)  # what an index builder does: atomic rename
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(7)
+
+
+def test_a_rebuilt_file_is_seen_at_the_next_call(build: Build, tmp_path: Path,
+                                                 data: Any) -> None:
+    path = write(tmp_path / "i.faiss", data.vectors[:100])
+    target = build("docs", {"kind": "faiss", "path": str(path)})
+    before = target.describe()
+    assert target.count() == 100
+    write(path, data.vectors[:300], "HNSW16")
+    after = target.describe()
+    assert target.count() == after.count == 300
+    assert after.params["index"] == "IndexHNSWFlat"
+    assert after.fingerprint() != before.fingerprint()
+    hit = target.search(data.vectors[250:251], 1)
+    assert hit.ids == [["250"]]
+
+
+def test_a_file_replaced_while_open_is_read_whole(build: Build, tmp_path: Path,
+                                                  data: Any) -> None:
+    """The index is read from one descriptor: a rename during the read cannot mix files."""
+    path = write(tmp_path / "i.faiss", data.vectors[:100])
+    target = build("docs", {"kind": "faiss", "path": str(path)})
+    handle = open(path, "rb")  # noqa: SIM115 - held open across the rename on purpose
+    write(path, data.vectors[:50])
+    try:
+        old = faiss.read_index(faiss.PyCallbackIOReader(handle.read, 1 << 22))
+    finally:
+        handle.close()
+    assert old.ntotal == 100 and target.count() == 50
+
+
+def test_sidecar_ids_name_the_vectors(build: Build, tmp_path: Path, data: Any) -> None:
+    path = write(tmp_path / "i.faiss", data.vectors[:20])
+    ids = tmp_path / "ids.txt"
+    ids.write_text("".join(f"doc-{i}\n" for i in range(20)))
+    target = build("docs", {"kind": "faiss", "path": str(path), "ids_path": str(ids)})
+    assert target.describe().id_type == "str"
+    assert target.search(data.vectors[3:4], 1).ids == [["doc-3"]]
+    assert target.exact_search(data.vectors[3:4], 1).ids == [["doc-3"]]
+    got = target.fetch(["doc-4", "doc-99"])
+    assert got.ids == ["doc-4"] and got.missing == ["doc-99"]
+    np.testing.assert_array_equal(got.vectors[0], data.vectors[4])
+    ids.write_text("doc-0\n")
+    with pytest.raises(TargetResponseError, match=r"has 1 lines but the index holds 20 vectors"):
+        target.count()
+
+
+def test_knobs_that_do_not_apply_are_named(build: Build, tmp_path: Path, data: Any) -> None:
+    path = write(tmp_path / "i.faiss", data.vectors[:20])
+    target = build("docs", {"kind": "faiss", "path": str(path), "ef_search": 32})
+    with pytest.raises(TargetError, match=r"efSearch does not apply to this index \(IndexFlatIP\); "
+                       "remove ef_search from the config"):
+        target.search(data.queries[:1], 5)
+
+
+def test_missing_and_corrupt_files(build: Build, tmp_path: Path, data: Any) -> None:
+    missing = build("docs", {"kind": "faiss", "path": str(tmp_path / "nope.faiss")})
+    with pytest.raises(TargetUnavailable, match=r"target 'docs': index file '.*nope.faiss' "
+                       "does not exist"):
+        missing.search(data.queries[:1], 5)
+    bad = tmp_path / "bad.faiss"
+    bad.write_bytes(b"not an index at all")
+    with pytest.raises(TargetError, match=r"index file '.*bad.faiss' failed: RuntimeError"):
+        build("docs", {"kind": "faiss", "path": str(bad)}).count()
+
+
+def test_empty_index_answers_nothing(build: Build, tmp_path: Path) -> None:
+    path = tmp_path / "empty.faiss"
+    faiss.write_index(faiss.IndexFlatIP(8), str(path))
+    target = build("docs", {"kind": "faiss", "path": str(path)})
+    query = np.ones((2, 8), dtype=np.float32)
+    assert target.count() == 0
+    assert target.search(query, 5).ids == [[], []]
+    assert target.exact_search(query, 5).ids == [[], []]
+    assert target.sample(5, 0).ids == []
+
+
+@pytest.mark.parametrize(("metric", "faiss_metric"), [("l2", faiss.METRIC_L2),
+                                                     ("ip", faiss.METRIC_INNER_PRODUCT)])
+def test_l2_and_inner_product_match_numpy(build: Build, tmp_path: Path, rng: Any,
+                                          metric: str, faiss_metric: int) -> None:
+    vectors = rng.normal(size=(500, 16)).astype(np.float32)
+    queries = rng.normal(size=(10, 16)).astype(np.float32)
+    path = write(tmp_path / "i.faiss", vectors, "HNSW16", faiss_metric)
+    target = build("docs", {"kind": "faiss", "path": str(path), "ef_search": 200})
+    assert target.describe().metric == metric
+    if metric == "l2":
+        truth = np.argsort(((queries[:, None, :] - vectors[None]) ** 2).sum(-1), axis=1)[:, :5]
+    else:
+        truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :5]
+    want = [[str(i) for i in row] for row in truth]
+    assert target.exact_search(queries, 5).ids == want
+    assert target.search(queries, 5).ids == want  # ef 200 on 500 points: exact in practice
+
+
+def test_exact_memory_budget_searches_a_sample_and_says_so(build: Build, tmp_path: Path,
+                                                           data: Any) -> None:
+    path = write(tmp_path / "ivf.faiss", data.vectors, "IVF8,Flat")
+    budget = 300 * 384 * 4
+    target = build("docs", {"kind": "faiss", "path": str(path), "exact_memory": budget})
+    result = target.exact_search(data.queries[:2], 5)
+    assert result.ground_truth_sample == 300
+    whole = build("whole", {"kind": "faiss", "path": str(path), "exact_memory": "1GiB"})
+    assert whole.exact_search(data.queries[:2], 5).ground_truth_sample is None
