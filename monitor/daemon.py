@@ -50,8 +50,12 @@ def probe_trigger(cfg: Any) -> IntervalTrigger | CronTrigger:
 
 
 class Daemon:
-    def __init__(self, config: Any, registry: CollectorRegistry | None = None):
+    def __init__(self, config: Any, registry: CollectorRegistry | None = None,
+                 context: ProbeContext | None = None):
+        """``context`` lets a caller that already loaded embedders and targets (the demo)
+        hand them over instead of loading them twice."""
         self.config = config
+        self._given_context = context
         self.registry = registry or CollectorRegistry()
         self.stop_event = threading.Event()
         self.store: Store | None = None
@@ -86,7 +90,7 @@ class Daemon:
             self.store.migrate()
         else:
             self.store.require_head()
-        self.context = ProbeContext(cfg, self.store)
+        self.context = self._given_context or ProbeContext(cfg, self.store)
         self.runner = Runner(self.context, self.registry)
         self.registry.register(StoreCollector(self.store, cfg))
         self._gauges["start_time"].set(time.time())

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from probes.base import Deadline, MetricSpec, Probe, ProbeResult
 from probes.canary import CanaryProbe
+from probes.recall.probe import RecallProbe
 
 PROBE_KINDS: dict[str, type[Probe]] = {
     CanaryProbe.kind: CanaryProbe,
+    RecallProbe.kind: RecallProbe,
 }
 
 __all__ = ["PROBE_KINDS", "Deadline", "MetricSpec", "Probe", "ProbeResult"]

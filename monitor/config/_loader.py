@@ -36,7 +36,8 @@ _NO_INPUT_ECHO = {
     "secret_file", "rule_shape", "k_of_n", "target_location",
 }
 #: Modules with cross-section checks of their own: ``reference_issues(raw, source)`` returns
-#: ConfigIssues (alert rules naming probes, for example). Absent modules are skipped.
+#: ConfigIssues. Absent modules are skipped. (Alert rules naming unknown probes are reported
+#: by the daemon at start, as warnings, until alerts.config.reference_issues joins here.)
 CONFIG_CHECKS: tuple[str, ...] = ()
 
 

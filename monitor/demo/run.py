@@ -28,7 +28,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(data_dir: Path, port: int) -> Path:
+def write_config(data_dir: Path, port: int, out: Any) -> Path:
     """The demo config: what an operator would write, generated so it matches this install."""
     config: dict[str, Any] = {
         "store": {"url": "sqlite:///ragmon.db"},
@@ -39,10 +39,24 @@ def write_config(data_dir: Path, port: int) -> Path:
                               "timeout": "2m"}},
     }
     scenario.extend_config(config, data_dir)
+    scenario.prepare(config, data_dir, out)
     path = data_dir / "ragmon.yaml"
     path.write_text("# Written by `ragmon demo`; edit and run `ragmon run -c " + str(path)
                     + "`.\n" + yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+HEADLINE = ("ragmon_probe_success", "ragmon_canary_cosine_min", "ragmon_canary_changed",
+            "ragmon_recall_ratio", "ragmon_ndcg_ratio", "ragmon_index_fidelity_ratio",
+            "ragmon_recall_verdict", "ragmon_drift_alarm", "ragmon_alerts_firing")
+
+
+def _headline(sample: str) -> bool:
+    """The samples worth showing a person: outcomes, not bookkeeping (k=10 only)."""
+    name = sample.split("{")[0].split(" ")[0]
+    if name not in HEADLINE or ('k="' in sample and 'k="10"' not in sample):
+        return False
+    return not (name == "ragmon_recall_verdict" and sample.endswith(" 0.0"))
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -66,29 +80,26 @@ def run_demo(data_dir: str | Path, serve: bool = False, out: Any = None) -> int:
     data = Path(data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
     port = _free_port()
-    path = write_config(data, port)
+    path = write_config(data, port, out)
     print(f"ragmon demo: config {path}", file=out)
     config = load_config(path)
-    scenario.prepare(config, data, out)
 
     # 1. Each probe once, as `ragmon probe NAME --once` would print it.
     store = Store(config.store.url.get_secret_value())
     store.migrate()
     context = ProbeContext(config, store)
     failed = 0
-    try:
-        runner = Runner(context, CollectorRegistry())
-        for name in config.probes:
-            result, run_id = runner.run(name)
-            failed += result.status != "ok"
-            print("\n" + runner.probes[name].render(result) + f"\n(stored as run {run_id})",
-                  file=out)
-    finally:
-        context.close()
-        store.close()
+    runner = Runner(context, CollectorRegistry())
+    for name in config.probes:
+        result, run_id = runner.run(name)
+        failed += result.status != "ok"
+        print("\n" + runner.probes[name].render(result) + f"\n(stored as run {run_id})",
+              file=out)
 
-    # 2. The daemon itself: scheduled runs, the HTTP endpoints, a clean stop.
-    daemon = Daemon(config)
+    # 2. The daemon itself (sharing the loaded model and index): scheduled runs, the HTTP
+    # endpoints, a clean stop.
+    before = {name: len(store.runs(probe=name, limit=1000)) for name in config.probes}
+    daemon = Daemon(config, context=context)
     daemon.start()
     try:
         base = f"http://127.0.0.1:{port}"
@@ -96,21 +107,19 @@ def run_demo(data_dir: str | Path, serve: bool = False, out: Any = None) -> int:
         while _get(base + "/healthz")[0] != 200 and time.monotonic() < deadline:
             time.sleep(0.2)
         # The daemon runs every probe right after start: wait for those scheduled runs.
-        assert daemon.store is not None
-        store_ = daemon.store
         while time.monotonic() < deadline + 150 and not all(
-            len(store_.runs(probe=name, limit=2)) >= 2 for name in config.probes
+            len(store.runs(probe=name, limit=1000)) > before[name] for name in config.probes
         ):
             time.sleep(0.5)
         for endpoint in ("/healthz", "/readyz"):
             status, body = _get(base + endpoint)
             print(f"GET {endpoint} -> {status} {body.strip()}", file=out)
         status, body = _get(base + "/metrics")
-        shown = [line for line in body.splitlines()
-                 if line.startswith("ragmon_") and "_created" not in line]
-        print(f"GET /metrics -> {status}, {len(shown)} ragmon samples, e.g.:", file=out)
-        for line in shown[:25]:
-            print("  " + line, file=out)
+        samples = [line for line in body.splitlines() if line.startswith("ragmon_")]
+        print(f"GET /metrics -> {status}, {len(samples)} ragmon samples, among them:", file=out)
+        for line in samples:
+            if _headline(line):
+                print("  " + line, file=out)
         if serve:
             print(f"\nserving on {base} (Ctrl-C to stop)", file=out)
             signal.signal(signal.SIGTERM, lambda *_: daemon.stop_event.set())
@@ -120,6 +129,7 @@ def run_demo(data_dir: str | Path, serve: bool = False, out: Any = None) -> int:
         pass
     finally:
         daemon.shutdown()
+        store.close()
     print(f"\nragmon demo: {'all probes ok' if not failed else f'{failed} probe(s) failed'}; "
           f"history in {data / 'ragmon.db'}", file=out)
     return 0 if not failed else 1

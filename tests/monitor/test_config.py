@@ -11,6 +11,7 @@ import pytest
 
 from monitor.config import load_config, parse_duration
 from monitor.errors import ConfigError
+from probes import PROBE_KINDS
 
 GOOD = """
 embedders:
@@ -46,7 +47,8 @@ BAD_CONFIGS = [
     ("dangling reference", GOOD.replace("embedder: minilm, every", "embedder: mini, every"),
      ["{f}: probes.canary.embedder: unknown embedder 'mini'; valid: minilm"]),
     ("unknown kind", GOOD.replace("kind: canary", "kind: canery"),
-     ["{f}: probes.canary: unknown probe kind 'canery'; valid kinds: canary"]),
+     ["{f}: probes.canary: unknown probe kind 'canery'; valid kinds: "
+      + ", ".join(sorted(PROBE_KINDS))]),
     ("bad schedule", GOOD.replace("every: 1m", "cron: '61 * * * *'"),
      ["{f}: probes.canary.cron: '61 * * * *' is not a cron expression (Error validating expression "
       "'61': the last value (61) is higher than the maximum value (59))"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import threading
@@ -164,9 +165,15 @@ def test_replicas_migrating_together_on_postgres(postgres_url: str) -> None:
 
 def test_installed_wheel_migrates_from_any_directory(tmp_path: Path) -> None:
     """A non-editable install carries migrations/ and can upgrade a fresh database."""
+    # Build from a copy of the sources: a build/ folder left in the checkout by an earlier
+    # build would otherwise put stale modules into the wheel.
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".tools", ".cache", "build", "dist", "*.egg-info", "__pycache__",
+        ".pytest_cache", ".hypothesis", ".bench-venv", "ragmon-demo"))
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(wheels), str(REPO)], check=True, capture_output=True)
+                    "-q", "-w", str(wheels), str(source)], check=True, capture_output=True)
     site = tmp_path / "site"
     (wheel,) = wheels.glob("ragmon-*.whl")
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",

@@ -1,0 +1,146 @@
+"""One verdict per recall run, from the evidence the run gathered (see docs/recall.md).
+
+In order (the first that applies wins):
+
+1. ``embedding``: golden query vectors differ from the baseline's, the canary probe of the
+   embedder reports a change, or the embedder fingerprint changed.
+2. ``content``: a golden document is missing, or its stored vector changed (unless the index
+   configuration changed and *every* golden vector moved: a rebuild with quantization).
+3. ``index``: ANN-vs-exact recall dropped (paired) or is below the floor, or live search
+   returned fewer than k (shortfall), or the index configuration changed and only live
+   labelled recall dropped.
+4. ``inconclusive``: labelled recall dropped significantly and nothing above explains it.
+5. ``golden-set-changed``: the golden set is not the baseline's version, nothing else moved.
+6. ``healthy``: none of the above.
+
+The order is the order of the table: the query pipeline first (it moves every query),
+then the documents, then the index. The evidence behind a verdict is kept with it, so a
+reader can disagree with the rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+VERDICTS = ("healthy", "index", "embedding", "content", "golden-set-changed", "inconclusive")
+
+
+@dataclass
+class Evidence:
+    baseline: bool = False
+    golden_changed: bool = False
+    live_drop: bool = False
+    exact_drop: bool = False
+    fidelity_measurable: bool = True
+    fidelity: float | None = None
+    fidelity_baseline: float | None = None
+    fidelity_drop: bool = False
+    fidelity_floor: float = 0.5
+    shortfall_ratio: float = 0.0
+    docs_total: int = 0
+    docs_missing: int = 0
+    docs_compared: int = 0
+    docs_changed: int = 0
+    index_config_changed: bool = False
+    queries_compared: int = 0
+    query_vectors_changed: int = 0
+    query_min_cosine: float | None = None
+    embedder_changed: bool = False
+    canary_changed: bool | None = None
+    queries_failed: int = 0
+
+
+@dataclass
+class Attribution:
+    verdict: str
+    reasons: list[str] = field(default_factory=list)
+    evidence: dict[str, Any] = field(default_factory=dict)
+    #: Other causes that matched too (verdict -> reasons): two things can break at once.
+    also: dict[str, list[str]] = field(default_factory=dict)
+
+
+def attribute(ev: Evidence) -> Attribution:
+    """The verdict for ``ev`` with the reasons that decided it, and any other cause seen."""
+    causes = [(name, found(ev)) for name, found in
+              (("embedding", _embedding), ("content", _content), ("index", _index))]
+    matched = [(name, reasons) for name, reasons in causes if reasons]
+    if matched:
+        (name, reasons), *others = matched
+        result = _verdict(name, reasons, ev)
+        result.also = dict(others)
+        return result
+    if ev.live_drop or ev.exact_drop:
+        modes = " and ".join(m for m, d in (("live", ev.live_drop), ("exact", ev.exact_drop)) if d)
+        reasons = [f"labelled recall dropped significantly ({modes} search) but the index "
+                   "fidelity, the golden documents and the embedding pipeline look unchanged"]
+        if ev.queries_failed:
+            reasons.append(f"{ev.queries_failed} queries failed or timed out and score 0; "
+                           "their rows hold the errors")
+        return _verdict("inconclusive", reasons, ev)
+    if ev.golden_changed:
+        return _verdict("golden-set-changed", [
+            "the golden set is not the baseline's version; the queries both versions share "
+            "did not regress"], ev)
+    return _verdict("healthy", [], ev)
+
+
+def _verdict(name: str, reasons: list[str], ev: Evidence) -> Attribution:
+    return Attribution(name, reasons, asdict(ev))
+
+
+def _drop_note(ev: Evidence) -> str:
+    if ev.live_drop or ev.exact_drop:
+        return "; labelled recall dropped"
+    return "; labelled recall has not dropped (yet)" if ev.baseline else ""
+
+
+def _embedding(ev: Evidence) -> list[str]:
+    out = []
+    if ev.query_vectors_changed:
+        out.append(
+            f"{ev.query_vectors_changed} of {ev.queries_compared} golden query vectors differ "
+            f"from the baseline's (lowest cosine {ev.query_min_cosine:.4f}): the query "
+            "embedding pipeline changed (model, version, normalisation or truncation)"
+        )
+    if ev.canary_changed:
+        out.append("the canary probe of this embedder reports a changed pipeline")
+    if ev.embedder_changed:
+        out.append("the embedder's fingerprint differs from the baseline run's")
+    if out:
+        out[-1] += _drop_note(ev)
+    return out
+
+
+def _content(ev: Evidence) -> list[str]:
+    out = []
+    if ev.docs_missing:
+        out.append(f"{ev.docs_missing} of {ev.docs_total} golden documents are missing from "
+                   "the index (deleted, or ingested under another id)")
+    requantized = ev.index_config_changed and ev.docs_changed == ev.docs_compared
+    if ev.docs_changed and not requantized:
+        out.append(f"{ev.docs_changed} of {ev.docs_compared} golden documents have a stored "
+                   "vector that differs from the baseline's (edited or re-ingested)")
+    return out
+
+
+def _index(ev: Evidence) -> list[str]:
+    out = []
+    if ev.fidelity_drop:
+        out.append(f"ANN-vs-exact recall fell from {ev.fidelity_baseline:.3f} to "
+                   f"{ev.fidelity:.3f} (paired)")
+    elif ev.fidelity is not None and ev.fidelity < ev.fidelity_floor:
+        out.append(f"ANN-vs-exact recall is {ev.fidelity:.3f}, below the floor "
+                   f"{ev.fidelity_floor:g}")
+    if ev.shortfall_ratio > 0:
+        out.append(f"{ev.shortfall_ratio:.0%} of the queries got fewer results than asked "
+                   "(filtering, dead tuples or a result-size cap)")
+    if not out and ev.index_config_changed and ev.live_drop and not ev.exact_drop:
+        out.append("the index configuration changed and live recall dropped while exact "
+                   "recall held")
+    if out and ev.index_config_changed:
+        out.append("the index configuration changed since the baseline")
+    if out:
+        out[-1] += ("; exact labelled recall dropped too" if ev.exact_drop
+                    else "; exact labelled recall held" if ev.baseline else "")
+    return out

@@ -1,0 +1,157 @@
+"""Per-query comparison of a run with its baseline run.
+
+A drop is judged per query, paired, not by a threshold on a mean of a few dozen numbers:
+
+- **McNemar** (exact, two-sided binomial on the discordant pairs) on per-query hits at k:
+  ``b`` queries hit in the baseline and miss now, ``c`` the reverse.
+- **Paired bootstrap** confidence interval of the mean per-query recall@k difference
+  (current - baseline), resampling queries with a fixed seed, so a rerun gives the same CI.
+- A drop is *significant* when either test says so (McNemar p < alpha with b > c, or the
+  whole CI below 0) **and** it is large enough to matter: the mean recall or hit-rate
+  difference is at least ``min_effect``. Identical runs never differ.
+
+Only queries present in both runs with the same judgments are paired; a changed golden set
+is compared on what it still shares with the baseline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+def mcnemar_p(b: int, c: int) -> float:
+    """Exact two-sided McNemar p-value from the discordant counts (1.0 with none)."""
+    if b + c == 0:
+        return 1.0
+    from scipy.stats import binomtest
+
+    return float(binomtest(min(b, c), b + c, 0.5).pvalue)
+
+
+def paired_bootstrap_ci(
+    deltas: np.ndarray, resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile CI of the mean of paired differences (queries resampled with replacement)."""
+    if deltas.size == 0:
+        return (0.0, 0.0)
+    if np.all(deltas == deltas[0]):
+        return (float(deltas[0]), float(deltas[0]))
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    chunk = max(1, 2_000_000 // deltas.size)  # bounded memory for large golden sets
+    for start in range(0, resamples, chunk):
+        stop = min(resamples, start + chunk)
+        idx = rng.integers(0, deltas.size, size=(stop - start, deltas.size))
+        means[start:stop] = deltas[idx].mean(axis=1)
+    tail = (1.0 - confidence) / 2.0
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
+
+
+@dataclass
+class Comparison:
+    """The paired comparison of one mode (live or exact) at one k."""
+
+    mode: str
+    k: int
+    n: int = 0
+    b: int = 0
+    c: int = 0
+    p_value: float = 1.0
+    mean_delta: float = 0.0
+    hit_delta: float = 0.0
+    ci: tuple[float, float] = (0.0, 0.0)
+    significant_drop: bool = False
+    regressed: list[dict[str, Any]] = field(default_factory=list)
+    improved: list[dict[str, Any]] = field(default_factory=list)
+    overlap: float | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode, "k": self.k, "paired_queries": self.n,
+            "mcnemar": {"lost_hits": self.b, "gained_hits": self.c, "p_value": self.p_value},
+            "recall_delta": self.mean_delta, "hit_rate_delta": self.hit_delta,
+            "recall_delta_ci": list(self.ci), "significant_drop": self.significant_drop,
+            "regressed_count": len(self.regressed), "improved_count": len(self.improved),
+            "topk_overlap": self.overlap,
+        }
+
+
+def _side(data: Mapping[str, Any], mode: str) -> Mapping[str, Any]:
+    return data.get(mode) or {}
+
+
+def _change(qid: str, before: Mapping[str, Any], after: Mapping[str, Any], k: int) -> dict:
+    key = str(k)
+    return {
+        "query_id": qid,
+        "recall_before": before.get("recall", {}).get(key, 0.0),
+        "recall_after": after.get("recall", {}).get(key, 0.0),
+        "ranks_before": before.get("relevant_ranks", {}),
+        "ranks_after": after.get("relevant_ranks", {}),
+    }
+
+
+def paired_queries(
+    baseline: Mapping[str, Mapping[str, Any]], current: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
+    """Query ids in both runs whose judgments did not change, sorted."""
+    return sorted(
+        q for q in current
+        if q in baseline and baseline[q].get("judgments") == current[q].get("judgments")
+    )
+
+
+def compare_runs(
+    baseline: Mapping[str, Mapping[str, Any]], current: Mapping[str, Mapping[str, Any]],
+    k: int, mode: str = "live", *, alpha: float = 0.05, min_effect: float = 0.02,
+    resamples: int = 2000, seed: int = 0,
+) -> Comparison:
+    """Compare per-query rows (query id -> stored data) of two runs at ``k``."""
+    out = Comparison(mode=mode, k=k)
+    qids = paired_queries(baseline, current)
+    out.n = len(qids)
+    if not qids:
+        return out
+    key = str(k)
+    before = [_side(baseline[q], mode) for q in qids]
+    after = [_side(current[q], mode) for q in qids]
+    r0 = np.array([s.get("recall", {}).get(key, 0.0) for s in before])
+    r1 = np.array([s.get("recall", {}).get(key, 0.0) for s in after])
+    h0 = np.array([s.get("hit", {}).get(key, 0.0) > 0 for s in before])
+    h1 = np.array([s.get("hit", {}).get(key, 0.0) > 0 for s in after])
+    out.b, out.c = int(np.sum(h0 & ~h1)), int(np.sum(~h0 & h1))
+    out.p_value = mcnemar_p(out.b, out.c)
+    deltas = r1 - r0
+    out.mean_delta = float(deltas.mean())
+    out.hit_delta = (out.c - out.b) / len(qids)
+    out.ci = paired_bootstrap_ci(deltas, resamples, 1.0 - alpha, seed)
+    tested = (out.p_value < alpha and out.b > out.c) or out.ci[1] < 0
+    large = min(out.mean_delta, out.hit_delta) <= -min_effect
+    out.significant_drop = bool(tested and large)
+    for q, s0, s1, d in zip(qids, before, after, deltas, strict=True):
+        if d < 0:
+            out.regressed.append(_change(q, s0, s1, k))
+        elif d > 0:
+            out.improved.append(_change(q, s0, s1, k))
+    out.regressed.sort(key=lambda r: (r["recall_after"] - r["recall_before"], r["query_id"]))
+    out.improved.sort(key=lambda r: (r["recall_before"] - r["recall_after"], r["query_id"]))
+    out.overlap = topk_overlap(before, after, k)
+    return out
+
+
+def topk_overlap(
+    before: list[Mapping[str, Any]], after: list[Mapping[str, Any]], k: int
+) -> float | None:
+    """Mean share of the baseline's top-k ids still in the current top-k (1 = no churn)."""
+    shares = []
+    for s0, s1 in zip(before, after, strict=True):
+        ids0, ids1 = s0.get("ids"), s1.get("ids")
+        if ids0 is None or ids1 is None:
+            continue
+        top0, top1 = set(ids0[:k]), set(ids1[:k])
+        shares.append(len(top0 & top1) / max(len(top0), len(top1), 1))
+    return float(np.mean(shares)) if shares else None

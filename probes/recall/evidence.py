@@ -1,0 +1,183 @@
+"""The causes phase of a recall run and the evidence the verdict is decided on.
+
+Causes: are the golden documents still in the index, are their stored vectors and the
+golden query vectors the same as the baseline's (by cosine, not only by digest), what did
+the canary of the same embedder see, and has the index configuration changed. Evidence adds
+the paired comparisons with the baseline run (labelled recall live and exact, and index
+fidelity).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+
+from monitor.store import Store
+from monitor.targets.abc import Description, VectorTarget
+from probes.recall import history
+from probes.recall.attribution import Evidence
+from probes.recall.compare import Comparison, compare_runs, paired_bootstrap_ci, paired_queries
+from probes.recall.config import RecallConfig
+from probes.recall.golden import GoldenSet
+
+
+def gather_causes(
+    probe: str, cfg: RecallConfig, context: Any, target: VectorTarget, golden: GoldenSet,
+    vectors: np.ndarray | None, emb_fp: str | None, desc: Description,
+) -> dict[str, Any]:
+    """Golden documents present and their vectors, the stored reference samples this run
+    used, and the canary's latest word."""
+    store = context.store
+    doc_ids = golden.doc_ids()
+    causes: dict[str, Any] = {"index_count": desc.count, "docs_total": len(doc_ids)}
+    refs: dict[str, int | None] = {}
+    qids = [q.id for q in golden.queries]
+    refs["queries"] = None if vectors is None else history.keep_reference(
+        store, probe, history.QUERY_SOURCE, emb_fp or "vectors", qids, vectors)
+    if target.supports_fetch:
+        got = target.fetch(doc_ids)
+        causes["docs_missing"] = sorted(got.missing)
+        causes["doc_vectors"] = {d: got.vectors[n] for n, d in enumerate(got.ids)}
+        refs["docs"] = history.keep_reference(store, probe, history.DOC_SOURCE,
+                                              desc.fingerprint(), list(got.ids), got.vectors)
+    causes["references"] = refs
+    if target.supports_fetch and cfg.sample_size:
+        causes["sample"] = vector_stats(target.sample(cfg.sample_size, seed=0).vectors)
+    try:
+        emb_name, _ = context.embedder_for(cfg)
+    except ValueError:
+        emb_name = None
+    causes["canary"] = history.latest_canary(
+        store, context.config.probes, emb_name or "", cfg.canary
+    ) if (emb_name or cfg.canary) else None
+    return causes
+
+
+def build_evidence(
+    cfg: RecallConfig, store: Store, baseline: history.Baseline | None,
+    rows: dict[str, dict[str, Any]], causes: dict[str, Any], emb_fp: str | None,
+    desc: Description, golden_version: str,
+) -> tuple[Evidence, dict[str, Comparison]]:
+    """Everything the verdict is decided on, and the comparisons with the baseline
+    (``live@k`` for every k, ``exact@k`` at the verdict's k)."""
+    kv = cfg.decision_k
+    measured = [r["fidelity"] for r in rows.values() if "fidelity" in r]
+    ev = Evidence(fidelity_floor=cfg.fidelity_floor, docs_total=causes["docs_total"])
+    ev.docs_missing = len(causes.get("docs_missing", []))
+    ev.queries_failed = sum(r["status"] != "ok" for r in rows.values())
+    ev.fidelity = mean([f["recall"][str(kv)] for f in measured]) if measured else None
+    ev.fidelity_measurable = ev.fidelity is not None
+    ev.shortfall_ratio = mean([float(f["shortfall"][str(kv)]) for f in measured])
+    canary = causes.get("canary")
+    ev.canary_changed = None if canary is None else bool(canary["changed"])
+    comparisons: dict[str, Comparison] = {}
+    if baseline is None:
+        return ev, comparisons
+    ev.baseline = True
+    old = baseline.run
+    ev.golden_changed = old.golden_version != golden_version
+    ev.embedder_changed = bool(emb_fp and old.embedder_fingerprint
+                               and emb_fp != old.embedder_fingerprint)
+    old_target = (old.details or {}).get("target", {})
+    ev.index_config_changed = bool(old_target) and \
+        old_target.get("config_digest") != config_digest(desc)
+    tests = {"alpha": cfg.alpha, "min_effect": cfg.min_effect,
+             "resamples": cfg.bootstrap_resamples}
+    for k in cfg.k:
+        comparisons[f"live@{k}"] = compare_runs(baseline.rows, rows, k, "live", **tests)
+    ev.live_drop = comparisons[f"live@{kv}"].significant_drop
+    if all("exact" in r for r in rows.values()):
+        comparisons[f"exact@{kv}"] = compare_runs(baseline.rows, rows, kv, "exact", **tests)
+        ev.exact_drop = comparisons[f"exact@{kv}"].significant_drop
+    _fidelity_change(cfg, ev, baseline.rows, rows, kv)
+    _vector_changes(cfg, store, ev, old, causes, rows)
+    return ev, comparisons
+
+
+def _fidelity_change(cfg: RecallConfig, ev: Evidence, before: dict[str, Any],
+                     after: dict[str, Any], k: int) -> None:
+    """Paired change of per-query fidelity: a drop needs the whole bootstrap CI below 0 and
+    a mean of at least ``fidelity_min_effect``."""
+    qids = [q for q in paired_queries(before, after)
+            if "fidelity" in before[q] and "fidelity" in after[q]]
+    if not qids:
+        return
+    f0 = np.array([before[q]["fidelity"]["recall"].get(str(k), 0.0) for q in qids])
+    f1 = np.array([after[q]["fidelity"]["recall"].get(str(k), 0.0) for q in qids])
+    ev.fidelity_baseline = float(f0.mean())
+    delta = f1 - f0
+    _, high = paired_bootstrap_ci(delta, cfg.bootstrap_resamples, 1.0 - cfg.alpha)
+    ev.fidelity_drop = bool(high < 0 and delta.mean() <= -cfg.fidelity_min_effect)
+
+
+def _vector_changes(cfg: RecallConfig, store: Store, ev: Evidence, old: Any,
+                    causes: dict[str, Any], rows: dict[str, Any]) -> None:
+    old_refs = (old.details or {}).get("references", {})
+    refs = causes["references"]
+    if old_refs.get("queries") is not None and refs.get("queries") != old_refs["queries"]:
+        before = history.load_reference(store, old_refs["queries"])
+        now = history.load_reference(store, refs.get("queries"))
+        cos = cosines(before, now)
+        ev.queries_compared = len(cos)
+        ev.query_vectors_changed = int(sum(c < cfg.vector_cosine_threshold for c in cos))
+        ev.query_min_cosine = min(cos) if cos else None
+    elif old_refs.get("queries") is not None:
+        ev.queries_compared = len(rows)  # the same stored sample: nothing moved
+    if old_refs.get("docs") is not None and "doc_vectors" in causes:
+        before = history.load_reference(store, old_refs["docs"])
+        cos = cosines(before, causes["doc_vectors"])
+        ev.docs_compared = len(cos)
+        ev.docs_changed = int(sum(c < cfg.vector_cosine_threshold for c in cos))
+
+
+def vector_stats(vectors: np.ndarray) -> dict[str, Any]:
+    """What a sample of stored vectors says about the index's health: NaN or all-zero
+    vectors (a broken ingestion), exact duplicates, and the norm distribution (a pipeline
+    that stopped normalising shows up here)."""
+    arr = np.asarray(vectors, dtype=np.float64)
+    if arr.size == 0:
+        return {"n": 0}
+    finite = np.isfinite(arr).all(axis=1)
+    norms = np.linalg.norm(arr[finite], axis=1)
+    unique = np.unique(arr[finite], axis=0).shape[0] if finite.any() else 0
+    return {
+        "n": int(arr.shape[0]), "nan": int((~finite).sum()),
+        "zero": int((norms == 0).sum()), "duplicates": int(finite.sum() - unique),
+        "norm": {"min": float(norms.min()), "mean": float(norms.mean()),
+                 "max": float(norms.max()), "std": float(norms.std())} if norms.size else None,
+    }
+
+
+def cosines(before: dict[str, np.ndarray], now: dict[str, np.ndarray]) -> list[float]:
+    """Cosine of each id's vector now against before, over the ids both have; vectors of
+    another dimension count as cosine 0 (the pipeline changed)."""
+    shared = [i for i in now if i in before]
+    if not shared:
+        return []
+    a = np.stack([before[i] for i in shared]).astype(np.float64)
+    b = np.stack([now[i] for i in shared]).astype(np.float64)
+    if a.shape[1] != b.shape[1]:
+        return [0.0] * len(shared)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return (np.sum(a * b, axis=1) / np.maximum(norms, 1e-30)).tolist()
+
+
+def config_digest(desc: Description) -> str:
+    """The index configuration without what changes on every rewrite of the same index."""
+    params = {k: v for k, v in desc.params.items() if "mtime" not in k}
+    data = [desc.engine, desc.dimension, desc.metric, desc.id_type, params]
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def target_details(desc: Description) -> dict[str, Any]:
+    return {"engine": desc.engine, "engine_version": desc.engine_version,
+            "dimension": desc.dimension, "metric": desc.metric, "count": desc.count,
+            "id_type": desc.id_type, "params": desc.params, "fingerprint": desc.fingerprint(),
+            "config_digest": config_digest(desc)}
+
+
+def mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else 0.0

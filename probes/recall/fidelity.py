@@ -1,0 +1,96 @@
+"""Index fidelity: how much of the exact top-k the live (approximate) search returns.
+
+No labels are needed. Recall is tie-tolerant in the ann-benchmarks sense: a live result
+counts when its distance to the query is at most the true k-th distance plus epsilon, so an
+engine that returns a different one of several equidistant documents is not penalised.
+Distances are recomputed here, in float64, from vectors fetched from the index: engine
+scores may be quantized or on another scale. Epsilon is relative: ``eps * max(1, |d_k|)``.
+
+``shortfall`` marks a query whose live search returned fewer results than the exact search
+did at k (filters, dead tuples, result-size caps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def distances(query: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
+    """Distances (smaller is closer) of ``vectors`` to ``query`` under the index metric."""
+    q = np.asarray(query, dtype=np.float64)
+    v = np.asarray(vectors, dtype=np.float64).reshape(-1, q.shape[0])
+    if metric == "l2":
+        return np.sum((v - q) ** 2, axis=1)
+    if metric == "ip":
+        return -(v @ q)
+    norms = np.linalg.norm(v, axis=1) * np.linalg.norm(q)
+    return 1.0 - (v @ q) / np.maximum(norms, 1e-30)
+
+
+@dataclass
+class QueryFidelity:
+    recall: dict[int, float] = field(default_factory=dict)
+    shortfall: dict[int, bool] = field(default_factory=dict)
+
+
+def tie_tolerant_recall(
+    live: Sequence[str], exact: Sequence[str], dist: Mapping[str, float], k: int,
+    epsilon: float = 1e-6,
+) -> float:
+    """Share of the true top-k that the live top-k matches, counting ties as matches.
+
+    ``dist`` maps ids to recomputed distances; a live id without a distance (its vector
+    could not be fetched) counts only if it is in the exact top-k itself.
+    """
+    truth = list(dict.fromkeys(exact))[:k]
+    if not truth:
+        return 1.0
+    known = [dist[i] for i in truth if i in dist]
+    if not known:
+        hits = len(set(live[:k]) & set(truth))
+        return hits / len(truth)
+    kth = max(known)
+    threshold = kth + epsilon * max(1.0, abs(kth))
+    truth_set = set(truth)
+    hits = 0
+    for doc in list(dict.fromkeys(live))[:k]:
+        if doc in dist:
+            hits += dist[doc] <= threshold
+        else:
+            hits += doc in truth_set
+    return min(hits, len(truth)) / len(truth)
+
+
+def query_fidelity(
+    query: np.ndarray, live: Sequence[str], exact: Sequence[str],
+    vectors: Mapping[str, np.ndarray], metric: str, ks: Sequence[int], epsilon: float,
+) -> QueryFidelity:
+    ids = [i for i in dict.fromkeys([*live, *exact]) if i in vectors]
+    dist: dict[str, float] = {}
+    if ids:
+        values = distances(query, np.stack([vectors[i] for i in ids]), metric)
+        dist = dict(zip(ids, values.tolist(), strict=True))
+    out = QueryFidelity()
+    for k in ks:
+        out.recall[k] = tie_tolerant_recall(live, exact, dist, k, epsilon)
+        out.shortfall[k] = len(set(live[:k])) < min(k, len(set(exact)))
+    return out
+
+
+def latency_quantiles(latencies: Sequence[float]) -> dict[str, float]:
+    """p50, p95 and max of per-query search latencies (seconds), keyed by ``stat`` label.
+
+    The label is not ``quantile``: Prometheus reserves that for summaries, and these are
+    exported as gauges (``promtool check metrics`` rejects a gauge with a quantile label).
+    """
+    arr = np.asarray([x for x in latencies if x is not None and np.isfinite(x)], dtype=float)
+    if arr.size == 0:
+        return {}
+    return {
+        "p50": float(np.quantile(arr, 0.5)),
+        "p95": float(np.quantile(arr, 0.95)),
+        "max": float(arr.max()),
+    }

@@ -1,0 +1,195 @@
+"""What a recall run reads from and writes to the store besides its own run row.
+
+- **Baselines.** A pinned run (``ragmon baseline pin RUN_ID``, newest pin wins), else the
+  probe's first run with a baseline-eligible verdict on the current golden set version,
+  else (the golden set changed) the newest eligible run of any version, compared only on
+  the queries both versions share.
+- **Reference vectors.** The query vectors and golden document vectors of a run are kept
+  as reference samples, but only when they differ from the newest stored ones (a digest
+  decides), so steady runs add no rows; each run's details name the samples it used, so a
+  baseline's vectors are always found.
+- **Golden set versions.** Every version that loaded cleanly, for ``keep_last_good``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from monitor.errors import RagmonError
+from monitor.store import Store
+from monitor.store.models import ProbeRun, QueryResult, ReferenceSample
+from monitor.store.tables_recall import GoldenSetVersion, RecallBaseline
+from probes.recall.golden import GoldenSet
+
+#: Verdicts after which a run may serve as the automatic baseline.
+ELIGIBLE_VERDICTS = ("healthy", "golden-set-changed")
+QUERY_SOURCE = "recall-queries"
+DOC_SOURCE = "recall-docs"
+
+
+@dataclass
+class Baseline:
+    run: ProbeRun
+    how: str  # "pinned", "first healthy run", "previous golden set version"
+    rows: dict[str, dict[str, Any]]
+
+
+def find_baseline(store: Store, probe: str, golden_version: str) -> Baseline | None:
+    with store.session() as s:
+        pin = s.scalars(
+            select(RecallBaseline).where(RecallBaseline.probe == probe)
+            .order_by(RecallBaseline.pinned_at.desc(), RecallBaseline.id.desc()).limit(1)
+        ).first()
+        run: ProbeRun | None = s.get(ProbeRun, pin.run_id) if pin else None
+        how = "pinned"
+        if run is None:
+            how = "first healthy run"
+            run = _first_eligible(s, probe, golden_version)
+        if run is None:
+            how = "previous golden set version"
+            run = _newest_eligible(s, probe)
+    if run is None:
+        return None
+    return Baseline(run, how, query_rows(store, run.id))
+
+
+def _eligible(run: ProbeRun) -> bool:
+    return run.status == "ok" and (run.details or {}).get("verdict") in ELIGIBLE_VERDICTS
+
+
+def _first_eligible(s: Any, probe: str, version: str) -> ProbeRun | None:
+    rows = s.scalars(
+        select(ProbeRun).where(
+            ProbeRun.probe == probe, ProbeRun.status == "ok", ProbeRun.golden_version == version
+        ).order_by(ProbeRun.id.asc()).limit(500)
+    )
+    return next((r for r in rows if _eligible(r)), None)
+
+
+def _newest_eligible(s: Any, probe: str) -> ProbeRun | None:
+    rows = s.scalars(
+        select(ProbeRun).where(ProbeRun.probe == probe, ProbeRun.status == "ok")
+        .order_by(ProbeRun.id.desc()).limit(500)
+    )
+    return next((r for r in rows if _eligible(r)), None)
+
+
+def query_rows(store: Store, run_id: int) -> dict[str, dict[str, Any]]:
+    with store.session() as s:
+        rows = s.scalars(select(QueryResult).where(QueryResult.run_id == run_id)).all()
+        return {r.query_id: dict(r.data or {}) for r in rows}
+
+
+def pin_baseline(store: Store, run_id: int, note: str | None = None) -> ProbeRun:
+    """Pin ``run_id`` as its probe's baseline; only a successful recall run can be one."""
+    with store.session() as s:
+        run = s.get(ProbeRun, run_id)
+        if run is None:
+            raise RagmonError(f"no run with id {run_id} in store {store.safe_url}")
+        if run.kind != "recall":
+            raise RagmonError(
+                f"run {run_id} is a {run.kind!r} run of probe {run.probe!r}; only recall runs "
+                "can be pinned as a recall baseline"
+            )
+        if run.status != "ok":
+            raise RagmonError(
+                f"run {run_id} of probe {run.probe!r} has status {run.status!r}; pin a "
+                "successful run"
+            )
+        s.add(RecallBaseline(probe=run.probe, run_id=run.id, pinned_at=datetime.now(UTC),
+                             note=note))
+        return run
+
+
+# -- reference vectors ---------------------------------------------------------------------
+
+def vectors_digest(ids: list[str], vectors: np.ndarray) -> str:
+    h = hashlib.sha256("\0".join(ids).encode())
+    h.update(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+    return h.hexdigest()[:32]
+
+
+def keep_reference(
+    store: Store, probe: str, source: str, fingerprint: str, ids: list[str], vectors: np.ndarray
+) -> int | None:
+    """The id of a stored sample equal to (ids, vectors): the newest one, or a new one."""
+    if len(ids) == 0:
+        return None
+    digest = vectors_digest(ids, vectors)
+    with store.session() as s:
+        newest = s.execute(
+            select(ReferenceSample.id, ReferenceSample.details)
+            .where(ReferenceSample.probe == probe, ReferenceSample.source == source)
+            .order_by(ReferenceSample.id.desc()).limit(1)
+        ).first()
+    if newest is not None and (newest.details or {}).get("digest") == digest:
+        return int(newest.id)
+    return store.save_reference(probe, source, fingerprint, vectors, ids,
+                                details={"digest": digest})
+
+
+def load_reference(store: Store, reference_id: int | None) -> dict[str, np.ndarray]:
+    """id -> vector of a stored sample (empty when it is gone or was never taken)."""
+    if reference_id is None:
+        return {}
+    with store.session() as s:
+        row = s.get(ReferenceSample, reference_id)
+        if row is None:
+            return {}
+        vectors = np.frombuffer(row.vectors, dtype=np.float32).reshape(row.n, row.dimension)
+        return {str(i): vectors[n] for n, i in enumerate(row.item_ids)}
+
+
+# -- golden set versions -------------------------------------------------------------------
+
+def remember_golden(store: Store, golden: GoldenSet) -> None:
+    with store.session() as s:
+        exists = s.scalars(select(GoldenSetVersion.id).where(
+            GoldenSetVersion.name == golden.name, GoldenSetVersion.version == golden.version
+        )).first()
+        if exists is None:
+            s.add(GoldenSetVersion(name=golden.name, version=golden.version,
+                                   source=golden.source, created_at=datetime.now(UTC),
+                                   queries=golden.to_json()))
+
+
+def last_good_golden(store: Store, name: str) -> GoldenSet | None:
+    with store.session() as s:
+        row = s.scalars(select(GoldenSetVersion).where(GoldenSetVersion.name == name)
+                        .order_by(GoldenSetVersion.id.desc()).limit(1)).first()
+        if row is None:
+            return None
+        return GoldenSet.from_json(name, row.source, list(row.queries))
+
+
+def latest_canary(store: Store, probes: dict[str, Any], embedder: str,
+                  name: str | None) -> dict[str, Any] | None:
+    """The newest run of the canary probe ``name`` (or of any canary probe of ``embedder``):
+    whether it saw the embedding pipeline change, and when."""
+    names = [name] if name else [
+        n for n, cfg in probes.items()
+        if cfg.kind == "canary" and getattr(cfg, "embedder", None) == embedder
+    ]
+    best: dict[str, Any] | None = None
+    for canary in names:
+        runs = store.runs(canary, limit=1)
+        if not runs:
+            continue
+        run = runs[0]
+        values = {v.name: v.value for v in store.run_values(run.id)}
+        info = {
+            "probe": canary, "run_id": run.id, "status": run.status,
+            "finished_at": run.finished_at.isoformat(),
+            "changed": bool(values.get("canary_changed", 0.0)),
+            "cosine_min": values.get("canary_cosine_min"),
+            "verdict": (run.details or {}).get("verdict"),
+        }
+        if best is None or info["run_id"] > best["run_id"]:
+            best = info
+    return best

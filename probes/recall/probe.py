@@ -1,0 +1,328 @@
+"""The ``recall`` probe kind: golden queries against a live vector index.
+
+One run, in phases: load the golden set (versioned by content hash); embed its queries once
+(precomputed vectors are used as they are); search live and exact at max(k); score
+labelled relevance per query with trec_eval semantics (:mod:`probes.recall.metrics`); measure
+index fidelity, tie-tolerant (:mod:`probes.recall.fidelity`); gather causes (golden documents
+present and unchanged, query vectors unchanged, canary, index configuration); compare per
+query with the baseline run (:mod:`probes.recall.compare`); and give one verdict
+(:mod:`probes.recall.attribution`). Everything is stored: values, one row per query, and the
+evidence in the run's details.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monitor.errors import ConfigError, ConfigIssue, DimensionMismatch, GoldenSetError
+from monitor.targets.abc import Description, VectorTarget
+from probes.base import Deadline, MetricSpec, Probe, ProbeResult
+from probes.recall import history
+from probes.recall._search import Searched, search_all
+from probes.recall.attribution import VERDICTS, Evidence, attribute
+from probes.recall.config import RecallConfig
+from probes.recall.evidence import build_evidence, gather_causes, mean, target_details
+from probes.recall.fidelity import latency_quantiles, query_fidelity
+from probes.recall.golden import GoldenSet, check_id_type, load_golden_set
+from probes.recall.metrics import break_ties, mean_metrics, query_metrics, zero_metrics
+
+__all__ = ["RecallConfig", "RecallProbe"]
+
+
+def _spec(help: str, *labels: str) -> MetricSpec:
+    return MetricSpec(help, labels)
+
+
+class RecallProbe(Probe):
+    kind = "recall"
+    Config = RecallConfig
+    METRICS = {
+        "recall_ratio": _spec("Mean recall@k over the golden queries.", "k", "mode"),
+        "precision_ratio": _spec("Mean precision@k over the golden queries.", "k", "mode"),
+        "hit_rate_ratio": _spec("Share of golden queries with a relevant document in the top k.",
+                                "k", "mode"),
+        "mrr_ratio": _spec("Mean reciprocal rank of the first relevant document.", "mode"),
+        "ndcg_ratio": _spec("Mean nDCG@k (IDCG over all judged documents).", "k", "mode"),
+        "index_fidelity_ratio": _spec("Tie-tolerant recall of the live top k against the exact "
+                                      "top k.", "k"),
+        "index_shortfall_ratio": _spec("Share of queries whose live search returned fewer than "
+                                       "k results.", "k"),
+        "recall_drop_significant": _spec("1 when live recall@k dropped significantly against "
+                                         "the baseline (paired tests).", "k"),
+        "recall_delta_ratio": _spec("Mean per-query live recall@k difference against the "
+                                    "baseline.", "k"),
+        "recall_verdict": _spec("1 for the run's verdict, 0 for the others.", "verdict"),
+        "golden_docs_missing_ratio": _spec("Share of golden relevant documents not in the "
+                                           "index."),
+        "golden_docs_changed_ratio": _spec("Share of golden documents whose stored vector "
+                                           "differs from the baseline's."),
+        "golden_queries": _spec("Number of golden queries in the run."),
+        "golden_queries_failed_ratio": _spec("Share of golden queries that failed or timed out "
+                                             "(they score 0)."),
+        "index_vectors": _spec("Number of vectors in the index."),
+        "search_latency_seconds": _spec("Live search latency per query: p50, p95 and max.",
+                                        "stat"),
+    }
+
+    def __init__(self, name: str, config: Any, context: Any):
+        super().__init__(name, config, context)
+        # the parsed golden set, reused while its files are unchanged (stat stamp)
+        self._golden_cache: tuple[tuple[Any, ...], GoldenSet] | None = None
+
+    # -- phases ----------------------------------------------------------------------------
+
+    def _golden(self) -> tuple[GoldenSet, str | None]:
+        cfg: RecallConfig = self.config
+        sets = self.context.config.golden_sets
+        if cfg.golden_set not in sets:
+            valid = ", ".join(sorted(sets)) or "none are configured"
+            raise ConfigError([ConfigIssue(
+                getattr(self.context.config, "source", "config"),
+                f"probes.{self.name}.golden_set",
+                f"no golden set named {cfg.golden_set!r}; valid golden sets: {valid}")])
+        gs_config = sets[cfg.golden_set]
+        store = self.context.store
+        try:
+            stamp = _file_stamp(gs_config)
+            if self._golden_cache is not None and self._golden_cache[0] == stamp:
+                return self._golden_cache[1], None
+            golden = load_golden_set(cfg.golden_set, gs_config)
+        except GoldenSetError as exc:
+            last = history.last_good_golden(store, cfg.golden_set) \
+                if gs_config.keep_last_good else None
+            if last is None:
+                raise
+            return last, f"{exc}; using the last good version {last.version}"
+        history.remember_golden(store, golden)
+        self._golden_cache = (stamp, golden)
+        return golden, None
+
+    def _embed(
+        self, golden: GoldenSet, desc: Description, target: VectorTarget
+    ) -> tuple[np.ndarray | None, str | None]:
+        """Query vectors, one row per golden query (None: a text-input target and no
+        embedder, so the engine embeds the texts itself and nothing is compared by vector)."""
+        queries = golden.queries
+        need = [i for i, q in enumerate(queries) if q.vector is None]
+        dim = desc.dimension or None  # 0: the target does not know (an HTTP endpoint)
+        fingerprint = None
+        encoded = None
+        if need:
+            try:
+                _, embedder = self.context.embedder_for(self.config)
+            except ValueError as exc:
+                if target.query_input == "text" and len(need) == len(queries):
+                    return None, None
+                raise GoldenSetError(golden.source, None, f"queries have text but {exc}; "
+                                     "set 'embedder' on the probe or its target") from None
+            encoded = embedder.encode([queries[i].text for i in need])
+            fingerprint = embedder.fingerprint_id()
+            if dim is not None and encoded.shape[1] != dim:
+                raise DimensionMismatch(self.config.target, encoded.shape[1], dim)
+            dim = encoded.shape[1]
+        for q in queries:
+            if q.vector is not None:
+                dim = dim or len(q.vector)
+                if len(q.vector) != dim:
+                    raise GoldenSetError(golden.source, q.line, f"query {q.id!r} has a vector "
+                                         f"of dimension {len(q.vector)}; the index has {dim}")
+        out = np.zeros((len(queries), dim or 1), dtype=np.float32)
+        if encoded is not None:
+            out[need] = encoded
+        for i, q in enumerate(queries):
+            if q.vector is not None:
+                out[i] = q.vector
+        return out, fingerprint
+
+    def run(self, deadline: Deadline) -> ProbeResult:
+        cfg: RecallConfig = self.config
+        golden, golden_note = self._golden()
+        target = self.context.target(cfg.target)
+        desc = target.describe()
+        check_id_type(golden, desc.id_type, cfg.target)
+        vectors, emb_fp = self._embed(golden, desc, target)
+        deadline.check("embedding")
+        exact = bool(target.supports_exact)
+        searched = search_all(target, golden.queries, vectors, max(cfg.k), cfg.search_batch,
+                              deadline, exact)
+        rows = self._score(golden, searched, exact)
+        fid_note = self._fidelity(target, desc, golden, vectors, searched, rows, exact)
+        result = ProbeResult(target=cfg.target, golden_version=golden.version,
+                             embedder_fingerprint=emb_fp, target_fingerprint=desc.fingerprint())
+        causes = gather_causes(self.name, cfg, self.context, target, golden, vectors, emb_fp,
+                               desc)
+        baseline = history.find_baseline(self.context.store, self.name, golden.version)
+        evidence, comparisons = build_evidence(cfg, self.context.store, baseline, rows, causes,
+                                               emb_fp, desc, golden.version)
+        attribution = attribute(evidence)
+        self._values(result, golden, searched, rows, exact, causes, comparisons, desc,
+                     evidence, attribution.verdict)
+        result.queries = [(q.id, rows[q.id]["status"], rows[q.id]) for q in golden.queries]
+        result.details = {
+            "verdict": attribution.verdict, "reasons": attribution.reasons,
+            "also": attribution.also,
+            "evidence": attribution.evidence,
+            "golden": {"name": golden.name, "version": golden.version, "source": golden.source,
+                       "queries": len(golden.queries), "note": golden_note},
+            "target": target_details(desc),
+            "fidelity": {"measurable": exact, "note": fid_note,
+                         "ground_truth_sample": searched.ground_truth_sample},
+            "causes": {k: v for k, v in causes.items() if k != "doc_vectors"},
+            "references": causes["references"],
+            "baseline": None if baseline is None else {
+                "run_id": baseline.run.id, "how": baseline.how,
+                "golden_version": baseline.run.golden_version,
+                "started_at": baseline.run.started_at.isoformat()},
+            "comparisons": [c.summary() for c in comparisons.values()],
+            "regressed": _top(comparisons, "regressed", cfg),
+            "improved": _top(comparisons, "improved", cfg),
+            "k": cfg.k, "verdict_k": cfg.decision_k,
+        }
+        return result
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def _score(self, golden: GoldenSet, s: Searched, exact: bool) -> dict[str, dict[str, Any]]:
+        cfg: RecallConfig = self.config
+        rows: dict[str, dict[str, Any]] = {}
+        for i, q in enumerate(golden.queries):
+            row: dict[str, Any] = {"status": s.status[i], "judgments": _judgments(q.relevant)}
+            if s.error[i]:
+                row["error"] = s.error[i]
+            modes = [("live", s.live_ids[i], s.live_scores[i])]
+            if exact:
+                modes.append(("exact", s.exact_ids[i], s.exact_scores[i]))
+            for mode, ids, scores in modes:
+                if s.status[i] != "ok":
+                    metrics = zero_metrics(cfg.k)
+                    ranked: list[str] = []
+                else:
+                    ranked = break_ties(ids, scores)
+                    metrics = query_metrics(ranked, q.relevant, cfg.k, cfg.gain)
+                row[mode] = {"ids": ranked, **metrics.as_dict()}
+            rows[q.id] = row
+        return rows
+
+    def _fidelity(
+        self, target: VectorTarget, desc: Description, golden: GoldenSet,
+        vectors: np.ndarray | None, s: Searched, rows: dict[str, dict[str, Any]], exact: bool,
+    ) -> str | None:
+        """Fill each row's tie-tolerant fidelity; a note when it cannot be measured."""
+        cfg: RecallConfig = self.config
+        if not exact:
+            return "not measurable: the target has no exact search"
+        fetched: dict[str, np.ndarray] = {}
+        note = None
+        if target.supports_fetch and vectors is not None:
+            wanted = sorted({d for i in range(len(golden.queries)) if s.status[i] == "ok"
+                             for d in [*s.live_ids[i], *s.exact_ids[i]]})
+            got = target.fetch(wanted)
+            fetched = {d: got.vectors[n] for n, d in enumerate(got.ids)}
+        else:
+            note = ("approximate: without fetched vectors and query vectors, ties are not "
+                    "recognised (plain id overlap)")
+        if s.ground_truth_sample is not None:
+            note = (f"approximate: the exact search covered a sample of "
+                    f"{s.ground_truth_sample} vectors (the target's exact-search memory cap)")
+        for i, q in enumerate(golden.queries):
+            row = rows[q.id]
+            if s.status[i] != "ok":
+                continue  # nothing was measured; the labelled metrics count it as 0
+            query = vectors[i] if vectors is not None else np.zeros(1)
+            fid = query_fidelity(query, row["live"]["ids"], row["exact"]["ids"], fetched,
+                                 desc.metric, cfg.k, cfg.fidelity_epsilon)
+            row["fidelity"] = {"recall": {str(k): v for k, v in fid.recall.items()},
+                               "shortfall": {str(k): v for k, v in fid.shortfall.items()}}
+        return note
+
+    # -- output ----------------------------------------------------------------------------
+
+    def _values(
+        self, result: ProbeResult, golden: GoldenSet, s: Searched, rows: dict[str, Any],
+        exact: bool, causes: dict[str, Any], comparisons: dict[str, Any], desc: Description,
+        ev: Evidence, verdict: str,
+    ) -> None:
+        cfg: RecallConfig = self.config
+        for mode in ("live", "exact") if exact else ("live",):
+            means = mean_metrics([_as_metrics(r[mode]) for r in rows.values()], cfg.k)
+            for k in cfg.k:
+                result.add("recall_ratio", means["recall"][k], k=k, mode=mode)
+                result.add("precision_ratio", means["precision"][k], k=k, mode=mode)
+                result.add("hit_rate_ratio", means["hit"][k], k=k, mode=mode)
+                result.add("ndcg_ratio", means["ndcg"][k], k=k, mode=mode)
+            result.add("mrr_ratio", means["mrr"][0], mode=mode)
+        if any("fidelity" in r for r in rows.values()):
+            for k in cfg.k:
+                fid = [r["fidelity"] for r in rows.values() if "fidelity" in r]
+                result.add("index_fidelity_ratio", mean([f["recall"][str(k)] for f in fid]), k=k)
+                result.add("index_shortfall_ratio",
+                           mean([float(f["shortfall"][str(k)]) for f in fid]), k=k)
+        for k in cfg.k:
+            c = comparisons.get(f"live@{k}")
+            if c is not None:
+                result.add("recall_drop_significant", int(c.significant_drop), k=k)
+                result.add("recall_delta_ratio", c.mean_delta, k=k)
+        for name in VERDICTS:
+            result.add("recall_verdict", int(name == verdict), verdict=name)
+        if "docs_missing" in causes and causes["docs_total"]:
+            result.add("golden_docs_missing_ratio",
+                       len(causes["docs_missing"]) / causes["docs_total"])
+        if ev.docs_compared:
+            result.add("golden_docs_changed_ratio", ev.docs_changed / ev.docs_compared)
+        n = len(golden.queries)
+        result.add("golden_queries", n)
+        result.add("golden_queries_failed_ratio", sum(st != "ok" for st in s.status) / n)
+        result.add("index_vectors", desc.count)
+        for stat, value in latency_quantiles(s.latencies).items():
+            result.add("search_latency_seconds", value, stat=stat)
+
+    def render(self, result: ProbeResult) -> str:
+        from probes.recall.render import render
+
+        return render(self.name, result)
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+def _file_stamp(gs_config: Any) -> tuple[Any, ...]:
+    """(mtime, size, inode) of every file a golden set is read from; a GoldenSetError when
+    one is gone, so a vanished file is reported, never served from the cache."""
+    path = Path(gs_config.path)
+    files = [path]
+    if gs_config.format == "beir":
+        files = [path / "queries.jsonl", path / "qrels" / f"{gs_config.split}.tsv"]
+    elif gs_config.queries is not None:
+        files.append(Path(gs_config.queries))
+    stamp: list[Any] = [gs_config.format, gs_config.split]
+    for file in files:
+        try:
+            st = file.stat()
+        except OSError:
+            raise GoldenSetError(str(file), None, "file not found") from None
+        stamp.append((str(file), st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(stamp)
+
+
+def _judgments(relevant: dict[str, float]) -> str:
+    blob = json.dumps(sorted(relevant.items()), separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _as_metrics(side: dict[str, Any]) -> Any:
+    from probes.recall.metrics import QueryMetrics
+
+    def ints(d: dict[str, float]) -> dict[int, float]:
+        return {int(k): v for k, v in d.items()}
+
+    return QueryMetrics(ints(side["recall"]), ints(side["precision"]), ints(side["hit"]),
+                        ints(side["ndcg"]), side["rr"], side["relevant_ranks"])
+
+
+def _top(comparisons: dict[str, Any], side: str, cfg: RecallConfig) -> list[dict[str, Any]]:
+    c = comparisons.get(f"live@{cfg.decision_k}")
+    return [] if c is None else getattr(c, side)[: cfg.report_queries]

@@ -1,0 +1,109 @@
+"""The compact report ``ragmon probe NAME --once`` prints for a recall run: the metric
+table, the change against the baseline and its significance, the verdict with its
+evidence, and the queries that regressed most."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from probes.base import ProbeResult
+
+
+def _values(result: ProbeResult) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(n, tuple(sorted((k, str(v)) for k, v in labels.items()))): v
+            for n, labels, v in result.values}
+
+
+def _get(values: dict[Any, float], name: str, **labels: Any) -> float | None:
+    return values.get((name, tuple(sorted((k, str(v)) for k, v in labels.items()))))
+
+
+def _fmt(value: float | None) -> str:
+    return "    -" if value is None else f"{value:5.3f}"
+
+
+def render(name: str, result: ProbeResult) -> str:
+    d = result.details
+    head = f"recall probe {name} -> target {result.target}: {result.status}"
+    if result.error:
+        return f"{head}\n  error: {result.error}"
+    golden = d.get("golden", {})
+    lines = [head, f"  golden set {golden.get('name')} version {golden.get('version')} "
+                   f"({golden.get('queries')} queries)"]
+    if golden.get("note"):
+        lines.append(f"  warning: {golden['note']}")
+    lines.append(f"  VERDICT: {d.get('verdict')}")
+    lines.extend(f"    - {reason}" for reason in d.get("reasons", []))
+    for other, reasons in (d.get("also") or {}).items():
+        lines.append(f"  also {other}:")
+        lines.extend(f"    - {reason}" for reason in reasons)
+    lines.extend(_table(result, d))
+    lines.extend(_baseline(d))
+    lines.extend(_regressed(d))
+    return "\n".join(lines)
+
+
+def _table(result: ProbeResult, d: dict[str, Any]) -> list[str]:
+    values = _values(result)
+    lines = ["", "     k | recall live exact | precision live exact | hit rate live exact | "
+                 "nDCG live exact | fidelity"]
+    for k in d.get("k", []):
+        cells = []
+        for metric in ("recall_ratio", "precision_ratio", "hit_rate_ratio", "ndcg_ratio"):
+            cells.append(f"{_fmt(_get(values, metric, k=k, mode='live'))} "
+                         f"{_fmt(_get(values, metric, k=k, mode='exact'))}")
+        fid = _get(values, "index_fidelity_ratio", k=k)
+        lines.append(f"  {k:4d} | {cells[0]:>17} | {cells[1]:>20} | {cells[2]:>19} | "
+                     f"{cells[3]:>15} | {_fmt(fid)}")
+    lines.append(f"  MRR live {_fmt(_get(values, 'mrr_ratio', mode='live'))}  exact "
+                 f"{_fmt(_get(values, 'mrr_ratio', mode='exact'))}")
+    fidelity = d.get("fidelity", {})
+    if fidelity.get("note"):
+        lines.append(f"  fidelity: {fidelity['note']}")
+    quantiles = [(q, _get(values, "search_latency_seconds", stat=q)) for q in
+                 ("p50", "p95", "max")]
+    if all(v is not None for _, v in quantiles):
+        p50, p95, top = (v * 1000 for _, v in quantiles)  # type: ignore[operator]
+        lines.append(f"  latency p50 {p50:.2f} ms  p95 {p95:.2f} ms  max {top:.2f} ms")
+    missing = _get(values, "golden_docs_missing_ratio")
+    if missing:
+        lines.append(f"  golden documents missing: {missing:.1%}")
+    return lines
+
+
+def _baseline(d: dict[str, Any]) -> list[str]:
+    base = d.get("baseline")
+    if base is None:
+        return ["", "  baseline: none yet (a healthy run becomes the baseline)"]
+    lines = ["", f"  baseline: run {base['run_id']} ({base['how']}, golden set "
+                 f"{base['golden_version']})"]
+    for c in d.get("comparisons", []):
+        if c["mode"] == "live" and c["k"] != d.get("verdict_k"):
+            continue
+        lo, hi = c["recall_delta_ci"]
+        mc = c["mcnemar"]
+        overlap = c.get("topk_overlap")
+        lines.append(
+            f"    {c['mode']}@{c['k']}: recall delta {c['recall_delta']:+.3f} "
+            f"(95% CI {lo:+.3f}..{hi:+.3f}), hits lost {mc['lost_hits']} gained "
+            f"{mc['gained_hits']} (McNemar p={mc['p_value']:.3g}) -> "
+            f"{'SIGNIFICANT DROP' if c['significant_drop'] else 'no significant drop'}"
+            + (f", top-k overlap {overlap:.2f}" if overlap is not None else "")
+        )
+    return lines
+
+
+def _ranks(ranks: dict[str, int]) -> str:
+    return ", ".join(f"{doc}@{rank}" for doc, rank in sorted(ranks.items(), key=lambda x: x[1])) \
+        or "none found"
+
+
+def _regressed(d: dict[str, Any]) -> list[str]:
+    regressed = d.get("regressed") or []
+    if not regressed:
+        return []
+    lines = ["", f"  top regressed queries (recall@{d.get('verdict_k')}):"]
+    for r in regressed[:10]:
+        lines.append(f"    {r['query_id']}: {r['recall_before']:.2f} -> {r['recall_after']:.2f}"
+                     f"  ranks {_ranks(r['ranks_before'])} -> {_ranks(r['ranks_after'])}")
+    return lines
