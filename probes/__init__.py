@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from probes.base import Deadline, MetricSpec, Probe, ProbeResult
 from probes.canary import CanaryProbe
+from probes.drift import DriftProbe
 from probes.recall.probe import RecallProbe
 
 PROBE_KINDS: dict[str, type[Probe]] = {
     CanaryProbe.kind: CanaryProbe,
+    DriftProbe.kind: DriftProbe,
     RecallProbe.kind: RecallProbe,
 }
 

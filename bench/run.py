@@ -1,0 +1,194 @@
+"""Benchmark of ragmon's drift tests against alibi-detect and Evidently, in one run, on the
+same real windows (MiniLM embeddings of stdlib docstring chunks, d = 384).
+
+    .venv/bin/python bench/run.py --peers .bench-venv/bin/python [--out bench/results.json]
+
+The peers run in their own interpreter (``.bench-venv``: ``pip install torch==2.13.0``
+then ``pip install 'alibi-detect[torch]' evidently``); ragmon never depends on them.
+alibi-detect is BSL-licensed: a peer to measure against, never shipped. Every peer call
+runs in a fresh process reading the same .npy windows, and times the test alone.
+
+Windows: the corpus has 2,561 chunks, fewer than the windows need, so windows are drawn
+with replacement from its pool (the non-asyncio chunks); "drift" windows replace 20% of
+the current window by asyncio chunks. Both tools get identical arrays, so the
+comparison is fair; duplicates change neither tool's cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAGMON_CACHE_DIR", str(REPO / ".cache"))
+
+
+def corpus_windows() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from monitor.demo.corpus import stdlib_corpus
+    from monitor.demo.embeddings import cached_encode
+    from monitor.embedders.sentence_transformers import (
+        SentenceTransformerEmbedder,
+        SentenceTransformersConfig,
+    )
+
+    corpus = stdlib_corpus()
+    embedder = SentenceTransformerEmbedder("minilm", SentenceTransformersConfig(
+        kind="sentence-transformers", model="all-MiniLM-L6-v2"))
+    vectors = np.asarray(cached_encode(embedder, [c.text for c in corpus]), np.float32)
+    topics = np.array([c.topic for c in corpus])
+    return vectors, np.flatnonzero(topics != "asyncio"), np.flatnonzero(topics == "asyncio")
+
+
+def make_pair(vectors: np.ndarray, pool: np.ndarray, topic: np.ndarray, n: int,
+              drift: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ref = vectors[rng.choice(pool, n)]
+    k = n // 5 if drift else 0
+    cur = vectors[np.concatenate([rng.choice(pool, n - k), rng.choice(topic, k)])]
+    return ref, cur
+
+
+def peer(python: str, task: str, ref: np.ndarray, cur: np.ndarray, tmp: Path,
+         **params: Any) -> dict[str, Any]:
+    np.save(tmp / "ref.npy", ref)
+    np.save(tmp / "cur.npy", cur)
+    cmd = [python, str(REPO / "bench" / "peers.py"), task, str(tmp / "ref.npy"),
+           str(tmp / "cur.npy"), *(f"{k}={v}" for k, v in params.items())]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def ragmon_mmd(ref: np.ndarray, cur: np.ndarray, **kw: Any) -> dict[str, Any]:
+    from probes.drift.methods.mmd import mmd
+
+    start = time.perf_counter()
+    res = mmd(ref, cur, **kw)
+    return {"seconds": time.perf_counter() - start, "p_value": res.p_value,
+            "statistic": res.statistic, "kernel": res.details["kernel"],
+            "null_std": res.details["null_std"]}
+
+
+def mmd_vs_alibi(args: argparse.Namespace, data: tuple, tmp: Path) -> list[dict[str, Any]]:
+    from probes.drift.methods.mmd import median_gamma
+
+    rows = []
+    for n in args.sizes:
+        for drift in (False, True):
+            ref, cur = make_pair(*data, n, drift, seed=n + drift)
+            gamma = median_gamma(ref)
+            sigma = float(np.sqrt(1.0 / (2.0 * gamma)))  # alibi: exp(-d²/(2σ²))
+            ours = ragmon_mmd(ref, cur, permutations=100, gamma=gamma, max_exact=10**9)
+            theirs = peer(args.peers, "alibi_mmd", ref, cur, tmp, sigma=sigma,
+                          permutations=100) if args.peers else {"error": "no --peers"}
+            row = {"n": n, "drift": drift, "ragmon": ours, "alibi": theirs}
+            if "seconds" in theirs:
+                row["speedup"] = theirs["seconds"] / ours["seconds"]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def large_run(n: int, permutations: int) -> dict[str, Any]:
+    """ragmon's MMD at n = m = ``n`` in a fresh process, with its peak RSS."""
+    cmd = [sys.executable, __file__, "--one-large", str(n), "--permutations", str(permutations)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1]}
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]), n=n)
+
+
+def rff_accuracy(data: tuple, n: int) -> list[dict[str, Any]]:
+    """The random-Fourier-feature statistic against the exact one on the same windows."""
+    rows = []
+    for drift in (False, True):
+        ref, cur = make_pair(*data, n, drift, seed=7 + drift)
+        exact = ragmon_mmd(ref, cur, permutations=200, max_exact=10**9)
+        for features in (1024, 4096, 16384):
+            approx = ragmon_mmd(ref, cur, permutations=200, max_exact=0, rff_features=features)
+            rows.append({
+                "n": n, "drift": drift, "features": features,
+                "exact": exact["statistic"], "rff": approx["statistic"],
+                "error_in_null_sd": (approx["statistic"] - exact["statistic"])
+                / exact["null_std"],
+                "p_exact": exact["p_value"], "p_rff": approx["p_value"],
+                "seconds_exact": exact["seconds"], "seconds_rff": approx["seconds"],
+            })
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def classifier_vs_evidently(args: argparse.Namespace, data: tuple, tmp: Path,
+                            n: int, repeats: int) -> dict[str, Any]:
+    from probes.drift.methods.classifier import classifier
+
+    out: dict[str, Any] = {"n": n, "repeats": repeats, "ragmon": {}, "evidently": {}}
+    for drift in (False, True):
+        ours, theirs = [], []
+        for i in range(repeats):
+            ref, cur = make_pair(*data, n, drift, seed=1000 + 2 * i + drift)
+            start = time.perf_counter()
+            res = classifier(ref, cur, seed=i)
+            ours.append({"seconds": time.perf_counter() - start, "drifted": res.drifted,
+                         "auc": res.statistic, "p_value": res.p_value})
+            if args.peers:
+                theirs.append(peer(args.peers, "evidently", ref, cur, tmp,
+                                   full=int(i == 0)))
+        key = "drift" if drift else "no_drift"
+        out["ragmon"][key] = ours
+        out["evidently"][key] = theirs
+    print(json.dumps(out, default=str)[:2000], flush=True)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--peers", default=None,
+                        help="python of the venv with alibi-detect and evidently")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 5000])
+    parser.add_argument("--large", type=int, default=50_000)
+    parser.add_argument("--repeats", type=int, default=10,
+                        help="windows per condition in the classifier comparison")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results.json"))
+    parser.add_argument("--one-large", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--permutations", type=int, default=100, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one_large:  # the child process of large_run: measure this process's peak RSS
+        ref, cur = make_pair(*corpus_windows(), args.one_large, True, seed=50)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out = ragmon_mmd(ref, cur, permutations=args.permutations)
+        out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out["rss_before_mb"] = before
+        print(json.dumps(out))
+        return 0
+    data = corpus_windows()
+    results: dict[str, Any] = {"cpu_count": os.cpu_count(), "started": time.time()}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        results["mmd_vs_alibi"] = mmd_vs_alibi(args, data, tmp)
+        results["large"] = large_run(args.large, 100)
+        print(json.dumps(results["large"]), flush=True)
+        results["rff_accuracy"] = rff_accuracy(data, 5000)
+        results["classifier_vs_evidently"] = classifier_vs_evidently(args, data, tmp, 1000,
+                                                                     args.repeats)
+    results["peak_rss_mb_driver"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(args.out).write_text(json.dumps(results, indent=1, default=str))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""``ragmon baseline capture PROBE``: store a drift probe's current window as its pinned
+reference (float32 in SQL, with the embedder fingerprint, the time range and the size).
+For query traffic a new window starts, so the next run compares later traffic."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from monitor.errors import InsufficientData, RagmonError
+
+
+def add_commands(cli: Any) -> None:
+    baseline = cli.group("baseline", "manage baselines")
+    p = baseline.add_parser(
+        "capture", help="store a drift probe's current window as its pinned reference",
+        description="Store the current window of a drift probe (query reservoir, an index "
+        "sample or the canaries) as the pinned reference later windows are compared with.",
+    )
+    p.add_argument("probe", help="name of a drift probe in the config")
+    cli.config_arg(p)
+    p.set_defaults(func=cmd_capture)
+
+
+def capture(config: Any, probe_name: str) -> tuple[int, int, str]:
+    """Capture the probe's current window; returns (reference id, rows, fingerprint)."""
+    from monitor.context import ProbeContext
+    from monitor.store import Store
+    from probes.base import Deadline
+    from probes.drift import state
+    from probes.drift.probe import DriftProbe
+
+    cfg = config.probes.get(probe_name)
+    if cfg is None or getattr(cfg, "kind", None) != "drift":
+        valid = ", ".join(sorted(n for n, c in config.probes.items()
+                                 if getattr(c, "kind", None) == "drift"))
+        raise RagmonError(f"no drift probe named {probe_name!r}; drift probes: "
+                          f"{valid or 'none are configured'}")
+    store = Store(config.store.url.get_secret_value())
+    context = ProbeContext(config, store)
+    try:
+        store.migrate() if config.store.migrate_on_start else store.require_head()
+        probe = DriftProbe(probe_name, cfg, context)
+        window = probe.current_window(Deadline(float(cfg.timeout)))
+        n = window.vectors.shape[0]
+        if n < cfg.min_samples:
+            raise InsufficientData(f"drift probe {probe_name!r} current window", n,
+                                   cfg.min_samples)
+        ref_id = probe.capture(window, pinned=True)
+        if cfg.source == "queries":  # the next window is traffic after the reference
+            state.reset_window(store, probe_name, window.end)
+        return ref_id, n, window.fingerprint
+    finally:
+        context.close()
+        store.close()
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    from monitor.config import load_config
+
+    ref_id, n, fingerprint = capture(load_config(args.config), args.probe)
+    print(f"captured reference {ref_id} for drift probe {args.probe}: {n} rows, "
+          f"embedder fingerprint {fingerprint}")
+    return 0

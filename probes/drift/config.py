@@ -1,0 +1,135 @@
+"""Configuration of a drift probe: which embeddings, which reference, which methods, and
+how many false alarms the operator accepts."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from monitor.config import ProbeConfig
+from monitor.config._types import ConfigPath, Duration, Secret, Strict
+
+DEFAULT_METHODS = ["mmd", "classifier", "clusters", "centroid", "norms"]
+
+
+class ReferenceConfig(Strict):
+    """What the current window is compared with."""
+
+    mode: Literal["pinned", "rolling"] = "pinned"
+    """``pinned``: the newest reference stored by ``ragmon baseline capture`` (or, when
+    there is none, the first window). ``rolling``: the windows of the last ``period``."""
+    period: Duration = 7 * 86400.0
+    """For ``rolling``: how far back the reference windows reach (default 7 days)."""
+    size: int = Field(default=2000, ge=10)
+    """Most reference rows used (a seeded subsample of a longer rolling history)."""
+
+
+class AlarmConfig(Strict):
+    """False-alarm budget and persistence rule (see docs/drift.md, "Calibrated alarms")."""
+
+    false_alarms: float = Field(default=1.0, gt=0.0)
+    """Accepted false alarms per ``per`` on a system that did not drift."""
+    per: Duration = 30 * 86400.0
+    """The period of the false-alarm budget (default 30 days)."""
+    rule: Literal["k_of_n", "cusum"] = "k_of_n"
+    """Persistence before an alarm: k of the last n windows differ, or CUSUM."""
+    k: int = Field(default=2, ge=1)
+    """For ``k_of_n``: windows that must differ among the last ``n``."""
+    n: int = Field(default=3, ge=1)
+    """For ``k_of_n``: how many recent windows are considered."""
+    cusum_drift: float = Field(default=0.5, gt=0.0)
+    """For ``cusum``: the reference value subtracted from each standardised statistic."""
+
+    @model_validator(mode="after")
+    def _k_le_n(self) -> AlarmConfig:
+        if self.k > self.n:
+            raise PydanticCustomError("k_of_n", "k ({k}) must not exceed n ({n})",
+                                      {"k": self.k, "n": self.n})
+        return self
+
+
+class QueriesConfig(Strict):
+    """Where query traffic comes from (source ``queries``)."""
+
+    jsonl: ConfigPath | None = None
+    """A JSONL file the RAG app appends to, one ``{"query": ..., "vector": [...]}`` per
+    line; tailed across rotation and truncation."""
+    http: bool = True
+    """Accept batches on ``POST /ingest/<probe>`` of the daemon's listener."""
+    token: Secret | None = None
+    """Bearer token the ingest endpoint requires (literal, ``env:VAR`` or ``file:PATH``)."""
+    max_request_bytes: int = Field(default=1 << 20, ge=1024)
+    """Larger ingest requests are refused with 413 before their body is read."""
+    text_field: str = "query"
+    """Field holding the query text in JSONL lines and ingest items."""
+    vector_field: str = "vector"
+    """Field holding the query vector (a list of numbers), when the app sends one."""
+    id_field: str = "id"
+    """Optional field holding the query's id (kept in SQL with cluster examples)."""
+    poll: Duration = 5.0
+    """How often the daemon reads new lines of the JSONL file."""
+
+
+class DriftConfig(ProbeConfig):
+    """A drift probe: one source of embeddings against a stored reference."""
+
+    kind: Literal["drift"]
+    source: Literal["queries", "index", "canary"]
+    """``queries``: live query traffic; ``index``: vectors sampled from ``target``;
+    ``canary``: ``texts`` embedded on every run."""
+    embedder: str | None = None
+    """Embedder of query texts and canaries (default: the target's)."""
+    target: str | None = None
+    """The vector index: required for ``index``; for ``queries`` it enables coverage."""
+    methods: list[str] = Field(default_factory=lambda: list(DEFAULT_METHODS), min_length=1)
+    """Drift methods to run (registry names); the alarm follows each one."""
+    method_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Extra keyword parameters per method, e.g. ``{mmd: {permutations: 1000}}``."""
+    window_size: int = Field(default=1000, ge=10)
+    """Rows in the current window: reservoir capacity (queries) or sample size (index)."""
+    min_samples: int = Field(default=50, ge=5)
+    """Fewer rows in a window give "insufficient data", never a p-value."""
+    reference: ReferenceConfig = ReferenceConfig()
+    alarm: AlarmConfig = AlarmConfig()
+    queries: QueriesConfig = QueriesConfig()
+    texts: list[str] = Field(default_factory=list)
+    """For ``canary``: the texts embedded on every run (one window)."""
+    coverage_quantile: float = Field(default=0.95, gt=0.5, lt=1.0)
+    """Queries farther from the index than this quantile of the reference are gaps."""
+    seed: int = 0
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, value: list[str]) -> list[str]:
+        from probes.drift.methods import METHODS
+
+        unknown = [m for m in value if m not in METHODS]
+        if unknown:
+            raise PydanticCustomError(
+                "drift_method", "unknown drift method(s) {unknown}; valid methods: {valid}",
+                {"unknown": ", ".join(map(repr, unknown)), "valid": ", ".join(sorted(METHODS))},
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> DriftConfig:
+        if self.source == "index" and self.target is None:
+            raise PydanticCustomError("drift_target", "source 'index' needs a 'target'", {})
+        if self.source == "canary" and not self.texts:
+            raise PydanticCustomError(
+                "drift_texts", "source 'canary' needs 'texts' (at least min_samples of them)",
+                {},
+            )
+        if self.source != "index" and self.embedder is None and self.target is None:
+            raise PydanticCustomError(
+                "drift_embedder", "give an 'embedder' (or a 'target' that names one)", {}
+            )
+        unknown = sorted(set(self.method_params) - set(self.methods))
+        if unknown:
+            raise PydanticCustomError(
+                "drift_params", "method_params for methods not in 'methods': {unknown}",
+                {"unknown": ", ".join(unknown)},
+            )
+        return self

@@ -1,0 +1,218 @@
+"""What the drift feature keeps in SQL: the reservoir of query traffic, reference windows
+(in ``reference_samples``), per-method statistics and cluster shifts.
+
+The reservoir is Vitter's algorithm R over the current window: the first ``capacity``
+items fill the slots, the i-th item after that replaces a random slot with probability
+capacity/i, so every item seen in the window is equally likely to be in the sample, with
+memory bounded by ``capacity``. Every batch is one transaction, so a restart loses at
+most what was being written.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, select
+
+from monitor.store import Reference, Store
+from monitor.store.models import ReferenceSample
+from monitor.store.tables_drift import (
+    DriftClusterShift,
+    DriftReservoirItem,
+    DriftReservoirState,
+    DriftStatistic,
+)
+
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def probe_lock(probe: str) -> threading.Lock:
+    """One lock per probe: HTTP ingest threads, the tail job and runs share the reservoir."""
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(probe, threading.Lock())
+
+
+@dataclass
+class Item:
+    """One query: its text, its vector (when the app sent one), an optional id."""
+
+    text: str | None = None
+    vector: np.ndarray | None = None
+    item_id: str | None = None
+
+
+@dataclass
+class Window:
+    """The current window taken out of the reservoir."""
+
+    start: datetime
+    end: datetime
+    seen: int
+    items: list[Item] = field(default_factory=list)
+    tail: dict[str, Any] = field(default_factory=dict)
+
+
+def _state(s: Any, probe: str, now: datetime) -> DriftReservoirState:
+    state = s.get(DriftReservoirState, probe)
+    if state is None:
+        state = DriftReservoirState(probe=probe, window_start=now, seen=0, tail={})
+        s.add(state)
+        s.flush()
+    return state
+
+
+def add_items(store: Store, probe: str, items: list[Item], capacity: int,
+              tail: dict[str, Any] | None = None) -> int:
+    """Offer ``items`` to the probe's reservoir (and save the tail position with them)."""
+    now = datetime.now(UTC)
+    with probe_lock(probe), store.session() as s:
+        state = _state(s, probe, now)
+        rng = random.Random(f"{probe}:{state.window_start.isoformat()}:{state.seen}")
+        seen = int(state.seen)
+        chosen: dict[int, Item] = {}
+        for item in items:
+            seen += 1
+            slot = seen - 1 if seen <= capacity else rng.randrange(seen)
+            if slot < capacity:
+                chosen[slot] = item  # a later item replacing a slot wins, as in algorithm R
+        if chosen:
+            s.execute(delete(DriftReservoirItem).where(
+                DriftReservoirItem.probe == probe, DriftReservoirItem.slot.in_(list(chosen))))
+            s.add_all(
+                DriftReservoirItem(
+                    probe=probe, slot=slot, received_at=now, item_id=item.item_id,
+                    text=item.text,
+                    vector=None if item.vector is None
+                    else np.ascontiguousarray(item.vector, dtype=np.float32).tobytes(),
+                )
+                for slot, item in chosen.items()
+            )
+        state.seen = seen
+        if tail is not None:
+            state.tail = dict(tail)
+    return len(items)
+
+
+def tail_state(store: Store, probe: str) -> dict[str, Any]:
+    with store.session() as s:
+        state = s.get(DriftReservoirState, probe)
+        return dict(state.tail) if state is not None else {}
+
+
+def peek_window(store: Store, probe: str) -> Window:
+    """The current window's sample, left in place."""
+    now = datetime.now(UTC)
+    with store.session() as s:
+        state = s.get(DriftReservoirState, probe)
+        rows = s.scalars(select(DriftReservoirItem).where(DriftReservoirItem.probe == probe)
+                         .order_by(DriftReservoirItem.slot)).all()
+        start = state.window_start if state is not None else now
+        seen = int(state.seen) if state is not None else 0
+        tail = dict(state.tail) if state is not None else {}
+    items = [
+        Item(r.text, None if r.vector is None else np.frombuffer(r.vector, np.float32).copy(),
+             r.item_id)
+        for r in rows
+    ]
+    return Window(start, now, seen, items, tail)
+
+
+def reset_window(store: Store, probe: str, at: datetime) -> None:
+    """Start a new window: empty the reservoir, keep the tail position."""
+    with probe_lock(probe), store.session() as s:
+        s.execute(delete(DriftReservoirItem).where(DriftReservoirItem.probe == probe))
+        state = _state(s, probe, at)
+        state.window_start = at
+        state.seen = 0
+
+
+def rolling_reference(
+    store: Store, probe: str, source: str, since: datetime, size: int, seed: int
+) -> Reference | None:
+    """The windows stored since ``since``, pooled and subsampled.
+
+    Only windows of the newest one's embedding pipeline are pooled: after an intended model
+    change, ``ragmon baseline capture`` stores a window of the new pipeline and the rolling
+    reference restarts from it.
+    """
+    with store.session() as s:
+        rows = s.scalars(select(ReferenceSample).where(
+            ReferenceSample.probe == probe, ReferenceSample.source == source,
+            ReferenceSample.created_at >= since,
+        ).order_by(ReferenceSample.id)).all()
+    if not rows:
+        return None
+    fingerprints = {r.embedder_fingerprint for r in rows}
+    newest = rows[-1]
+    rows = [r for r in rows if r.embedder_fingerprint == newest.embedder_fingerprint]
+    vectors = np.concatenate([
+        np.frombuffer(r.vectors, np.float32).reshape(r.n, r.dimension) for r in rows
+        if r.dimension == newest.dimension
+    ])
+    ids: list[Any] = [i for r in rows if r.dimension == newest.dimension for i in r.item_ids]
+    texts: list[Any] = [
+        t for r in rows if r.dimension == newest.dimension
+        for t in r.details.get("texts", [None] * r.n)
+    ]
+    total = vectors.shape[0]
+    if total > size:
+        keep = np.sort(np.random.default_rng(seed).choice(total, size, replace=False))
+        vectors = vectors[keep]
+        ids = [ids[i] for i in keep] if len(ids) == total else []
+        texts = [texts[i] for i in keep] if len(texts) == total else []
+    return Reference(
+        id=newest.id, probe=probe, source=source, created_at=rows[0].created_at,
+        embedder_fingerprint=newest.embedder_fingerprint, vectors=vectors, item_ids=ids,
+        pinned=False,
+        details={"texts": texts, "windows": len(rows),
+                 "other_fingerprints": sorted(fingerprints - {newest.embedder_fingerprint})},
+    )
+
+
+def pinned_reference(store: Store, probe: str, source: str) -> Reference | None:
+    """The newest pinned reference of the probe, if any."""
+    ref = store.reference(probe, source)
+    return ref if ref is not None and ref.pinned else None
+
+
+def previous_alarm_state(store: Store, probe: str, method: str) -> dict[str, Any]:
+    """The persistence rule's memory after the probe's last window for ``method``."""
+    with store.session() as s:
+        row = s.scalars(select(DriftStatistic).where(
+            DriftStatistic.probe == probe, DriftStatistic.method == method,
+        ).order_by(DriftStatistic.id.desc()).limit(1)).first()
+    return dict(row.details.get("alarm_state", {})) if row is not None else {}
+
+
+def save_statistics(store: Store, rows: list[DriftStatistic],
+                    shifts: dict[int, list[DriftClusterShift]]) -> list[int]:
+    """Store one window's statistics (and the cluster shifts of row ``i`` in ``shifts[i]``)."""
+    ids = []
+    with store.session() as s:
+        for i, row in enumerate(rows):
+            s.add(row)
+            s.flush()
+            ids.append(row.id)
+            for shift in shifts.get(i, []):
+                shift.statistic_id = row.id
+                s.add(shift)
+    return ids
+
+
+def statistics(store: Store, probe: str, limit: int = 50) -> list[DriftStatistic]:
+    with store.session() as s:
+        return list(s.scalars(select(DriftStatistic).where(DriftStatistic.probe == probe)
+                              .order_by(DriftStatistic.id.desc()).limit(limit)).all())
+
+
+def cluster_shifts(store: Store, statistic_id: int) -> list[DriftClusterShift]:
+    with store.session() as s:
+        return list(s.scalars(select(DriftClusterShift).where(
+            DriftClusterShift.statistic_id == statistic_id,
+        ).order_by(DriftClusterShift.direction, DriftClusterShift.rank)).all())

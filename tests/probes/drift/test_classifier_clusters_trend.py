@@ -1,0 +1,139 @@
+"""The confirming and explaining methods on real MiniLM windows: the domain classifier's
+level and power, the cluster explanation of a topic injection, the cheap trend metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from probes.drift.methods import METHODS
+from probes.drift.methods.classifier import _auc_z, classifier
+from probes.drift.methods.clusters import clusters, js_divergence
+from probes.drift.methods.trend import benjamini_hochberg, centroid, norms, pca_ks
+
+
+def test_registry_holds_every_method() -> None:
+    assert {"mmd", "classifier", "clusters", "centroid", "pca_ks", "norms"} <= set(METHODS)
+
+
+def test_fold_auc_agrees_with_scikit_learn() -> None:
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.normal(size=300), 1)  # ties on purpose
+    labels = rng.integers(0, 2, 300)
+    auc, _ = _auc_z(scores, labels)
+    assert auc == pytest.approx(roc_auc_score(labels, scores))
+
+
+def test_classifier_false_positive_rate_at_n_500(windows) -> None:
+    rng = np.random.default_rng(77)
+    repeats = 200
+    p_values = []
+    for i in range(repeats):
+        ref_rows, cur_rows = windows.null_pair(500, rng)
+        res = classifier(windows.vectors[ref_rows], windows.vectors[cur_rows], seed=i,
+                         auc_floor=0.0)
+        p_values.append(res.p_value)
+    rate = float(np.mean(np.array(p_values) <= 0.05))
+    assert 0.02 <= rate <= 0.08, rate
+
+
+def test_classifier_detects_an_injection_and_respects_the_floor(windows) -> None:
+    rng = np.random.default_rng(3)
+    detected = 0
+    for i in range(10):
+        ref_rows, cur_rows = windows.injected_pair(500, 0.2, rng)
+        res = classifier(windows.vectors[ref_rows], windows.vectors[cur_rows], seed=i)
+        detected += res.drifted
+        assert res.statistic >= 0.55
+    assert detected >= 9
+    # Significant but tiny effects are not drift: the same windows with an AUC floor of 0.99.
+    res = classifier(windows.vectors[ref_rows], windows.vectors[cur_rows], auc_floor=0.99)
+    assert res.p_value <= 0.05 and not res.drifted
+
+
+def test_classifier_permutation_null_agrees(windows) -> None:
+    rng = np.random.default_rng(4)
+    ref_rows, cur_rows = windows.injected_pair(200, 0.3, rng)
+    res = classifier(windows.vectors[ref_rows], windows.vectors[cur_rows],
+                     null="permutation", permutations=19, folds=3)
+    assert res.p_value == pytest.approx(1 / 20)
+    with pytest.raises(ValueError, match="null must be 'mann-whitney' or 'permutation'"):
+        classifier(windows.vectors[ref_rows], windows.vectors[cur_rows], null="bootstrap")
+
+
+def test_cluster_that_grew_is_the_injected_topic(windows) -> None:
+    rng = np.random.default_rng(8)
+    ref_rows, cur_rows = windows.injected_pair(600, 0.2, rng)
+    texts = [windows.texts[i] for i in cur_rows]
+    res = clusters(windows.vectors[ref_rows], windows.vectors[cur_rows], texts=texts,
+                   ids=[str(i) for i in cur_rows], k=24)
+    assert res.drifted and res.p_value < 0.01
+    top = res.details["grew"][0]
+    members = [int(e["id"]) for e in top["examples"]]
+    assert len(members) == 3
+    assert all(windows.topics[r] == windows.topic for r in members)
+    assert all(e["text"] == windows.texts[int(e["id"])][:300] for e in top["examples"])
+    assert top["change"] > 0.05
+
+
+def test_cluster_shares_do_not_move_without_drift(windows) -> None:
+    rng = np.random.default_rng(9)
+    rejections = 0
+    for i in range(40):
+        ref_rows, cur_rows = windows.null_pair(500, rng)
+        rejections += clusters(windows.vectors[ref_rows], windows.vectors[cur_rows],
+                               seed=i, permutations=100).drifted
+    assert rejections <= 6  # binomial(40, 0.05): P(X > 6) < 0.01
+
+
+def test_js_divergence_bounds() -> None:
+    p = np.array([0.5, 0.5, 0.0])
+    assert js_divergence(p, p) == pytest.approx(0.0)
+    assert js_divergence(p, np.array([0.0, 0.0, 1.0])) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("method", [centroid, pca_ks, norms])
+def test_trend_metrics_are_calibrated(windows, method) -> None:
+    rng = np.random.default_rng(12)
+    rejections = sum(
+        method(*(windows.vectors[r] for r in windows.null_pair(400, rng)), seed=i).drifted
+        for i in range(40)
+    )
+    assert rejections <= 6
+
+
+def test_trend_metrics_see_a_topic_injection(windows) -> None:
+    rng = np.random.default_rng(13)
+    ref_rows, cur_rows = windows.injected_pair(500, 0.2, rng)
+    x, y = windows.vectors[ref_rows], windows.vectors[cur_rows]
+    assert centroid(x, y).drifted
+    res = pca_ks(x, y)
+    assert res.drifted and res.statistic > 0
+
+
+def test_norms_see_a_normalisation_change(windows) -> None:
+    rng = np.random.default_rng(14)
+    ref_rows, cur_rows = windows.null_pair(300, rng)
+    x = windows.vectors[ref_rows]
+    scale = rng.uniform(0.5, 3.0, size=(300, 1)).astype(np.float32)
+    res = norms(x, windows.vectors[cur_rows] * scale)
+    assert res.drifted and res.statistic > 0.5
+    assert res.details["reference"]["mean"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_benjamini_hochberg_by_hand() -> None:
+    p = np.array([0.01, 0.04, 0.03, 0.2])
+    # q_(i) = min_{j>=i} p_(j) * m / j, by hand for this input:
+    assert benjamini_hochberg(p) == pytest.approx([0.04, 0.16 / 3, 0.16 / 3, 0.2])
+
+
+def test_pca_ks_is_calibrated_in_high_dimension() -> None:
+    """Axes fitted on the reference alone would be its noise directions and reject nearly
+    every null window at n ~ d; pooled axes keep the level."""
+    rng = np.random.default_rng(15)
+    rejections = sum(
+        pca_ks(rng.normal(size=(400, 384)), rng.normal(size=(400, 384)), seed=i).drifted
+        for i in range(60)
+    )
+    assert rejections <= 8
