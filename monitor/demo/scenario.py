@@ -23,7 +23,8 @@ GOLDEN_FILE = "golden.jsonl"
 
 
 def extend_config(config: dict[str, Any], data_dir: Path) -> None:
-    """Add the FAISS target and the recall probe when this install has those kinds."""
+    """Add the FAISS target, the recall probe and an index drift probe when this install
+    has those kinds."""
     from monitor.targets import TARGET_KINDS
     from probes import PROBE_KINDS
 
@@ -38,6 +39,13 @@ def extend_config(config: dict[str, Any], data_dir: Path) -> None:
         config["probes"]["docs-recall"] = {
             "kind": "recall", "target": TARGET, "golden_set": "stdlib-questions",
             "every": "5m", "timeout": "5m",
+        }
+    if "drift" in PROBE_KINDS:
+        # Index contents against their own first sample: the first run captures the
+        # reference, later runs test each new sample against it.
+        config["probes"]["index-drift"] = {
+            "kind": "drift", "source": "index", "target": TARGET, "window_size": 500,
+            "every": "1h", "timeout": "5m",
         }
 
 
