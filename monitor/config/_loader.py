@@ -36,9 +36,9 @@ _NO_INPUT_ECHO = {
     "secret_file", "rule_shape", "k_of_n", "target_location",
 }
 #: Modules with cross-section checks of their own: ``reference_issues(raw, source)`` returns
-#: ConfigIssues. Absent modules are skipped. (Alert rules naming unknown probes are reported
-#: by the daemon at start, as warnings, until alerts.config.reference_issues joins here.)
-CONFIG_CHECKS: tuple[str, ...] = ()
+#: ConfigIssues (alert rules naming a probe that is not configured, or a value its kind never
+#: produces). Absent modules are skipped.
+CONFIG_CHECKS = ("alerts.config",)
 
 
 class _StrictLoader(yaml.SafeLoader):

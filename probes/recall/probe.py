@@ -284,7 +284,7 @@ class RecallProbe(Probe):
     def render(self, result: ProbeResult) -> str:
         from probes.recall.render import render
 
-        return render(self.name, result)
+        return render(self.name, result, self.target_name)
 
 
 # -- helpers -------------------------------------------------------------------------------

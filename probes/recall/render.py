@@ -22,9 +22,9 @@ def _fmt(value: float | None) -> str:
     return "    -" if value is None else f"{value:5.3f}"
 
 
-def render(name: str, result: ProbeResult) -> str:
+def render(name: str, result: ProbeResult, target: str | None = None) -> str:
     d = result.details
-    head = f"recall probe {name} -> target {result.target}: {result.status}"
+    head = f"recall probe {name} -> target {result.target or target}: {result.status}"
     if result.error:
         return f"{head}\n  error: {result.error}"
     golden = d.get("golden", {})

@@ -125,3 +125,22 @@ def recall_run(
 
 def minutes(n: float) -> timedelta:
     return timedelta(minutes=n)
+
+
+def probe_sections(folder: Path) -> dict[str, Any]:
+    """Config sections for the probes the alert tests' rules watch (docs-recall, canary,
+    query-drift), so the loader's rule-to-probe check passes. Nothing here is run."""
+    (folder / "golden.jsonl").write_text('{"id": "q1", "query": "reset a password", '
+                                         '"relevant": ["doc-1"]}\n')
+    return {
+        "embedders": {"minilm": {"kind": "sentence-transformers"}},
+        "targets": {"docs": {"kind": "faiss", "path": "index.faiss", "embedder": "minilm"}},
+        "golden_sets": {"questions": {"path": "golden.jsonl"}},
+        "probes": {
+            "docs-recall": {"kind": "recall", "target": "docs", "golden_set": "questions",
+                            "every": "1h"},
+            "canary": {"kind": "canary", "embedder": "minilm", "every": "1h"},
+            "query-drift": {"kind": "drift", "source": "queries", "embedder": "minilm",
+                            "every": "1h"},
+        },
+    }

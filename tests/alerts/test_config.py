@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from alert_support import probe_sections
 
 from monitor.config import load_config, validate_raw
 from monitor.errors import ConfigError
@@ -16,9 +17,9 @@ HOOK = {"kind": "webhook", "url": "https://hooks.example.org/T0/secret-path-123"
 RULE = {"probe": "docs-recall", "field": "recall_ratio", "condition": "< 0.8"}
 
 
-def issues(alerts: dict[str, Any]) -> list[str]:
+def issues(alerts: dict[str, Any], tmp_path: Path) -> list[str]:
     with pytest.raises(ConfigError) as info:
-        validate_raw({"alerts": alerts}, "ragmon.yaml", Path("."))
+        validate_raw({**probe_sections(tmp_path), "alerts": alerts}, "ragmon.yaml", tmp_path)
     return [str(i) for i in info.value.issues]
 
 
@@ -32,7 +33,7 @@ def test_a_full_section_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("SLACK_URL", "https://hooks.slack.com/services/T/B/xyz")
     (tmp_path / "smtp-password").write_text("pw-from-file\n")
     path = tmp_path / "ragmon.yaml"
-    path.write_text(yaml.safe_dump({"alerts": {
+    path.write_text(yaml.safe_dump({**probe_sections(tmp_path), "alerts": {
         "external_url": "https://ragmon.example.org",
         "repeat_interval": "2h",
         "sinks": {
@@ -99,8 +100,10 @@ def test_a_full_section_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     ({**RULE, "severity": "page"},
      "alerts.rules.R.severity: Input should be 'critical', 'warning' or 'info', got 'page'"),
 ])
-def test_bad_rule_names_the_rule_and_key(rule: dict[str, Any], expected: str) -> None:
-    (found,) = issues({"sinks": {"hook": HOOK}, "rules": {"R": rule}})
+def test_bad_rule_names_the_rule_and_key(
+    rule: dict[str, Any], expected: str, tmp_path: Path
+) -> None:
+    (found,) = issues({"sinks": {"hook": HOOK}, "rules": {"R": rule}}, tmp_path)
     if expected.startswith("alerts.rules.R: ") or "k must not exceed" in expected:
         # The loader may append ", got <the rule>" to whole-rule errors; the message leads.
         assert found.startswith(f"ragmon.yaml: {expected}")
@@ -108,7 +111,7 @@ def test_bad_rule_names_the_rule_and_key(rule: dict[str, Any], expected: str) ->
         assert found == f"ragmon.yaml: {expected}"
 
 
-def test_bad_sinks_never_echo_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_sinks_never_echo_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("NO_SUCH_VAR", raising=False)
     found = issues({"sinks": {
         "pager": {"kind": "pagerduty", "url": "https://x/secret-path-123"},
@@ -116,7 +119,7 @@ def test_bad_sinks_never_echo_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
         "chat": {"kind": "slack", "url": {"env": "NO_SUCH_VAR"}},
         "mail": {"kind": "email", "host": "smtp", "from": "a@b", "to": [],
                  "password": "secret-path-123"},
-    }})
+    }}, tmp_path)
     assert found == [
         "ragmon.yaml: alerts.sinks.pager: unknown sink kind 'pagerduty'; valid kinds: "
         "alertmanager, email, slack, webhook",
@@ -157,9 +160,22 @@ def test_the_documented_example_is_valid(tmp_path: Path, monkeypatch: pytest.Mon
     example = re.search(r"## Path 2.*?```yaml\n(.*?)```", doc, re.S)
     assert example is not None
     (tmp_path / "hmac").write_text("secret\n")
-    raw = yaml.safe_load(example.group(1).replace("/run/secrets/ragmon-hmac", "hmac"))
+    raw = {**probe_sections(tmp_path),
+           **yaml.safe_load(example.group(1).replace("/run/secrets/ragmon-hmac", "hmac"))}
     monkeypatch.setenv("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T/B/x")
     monkeypatch.setenv("SMTP_PASSWORD", "pw")
     config = validate_raw(raw, "ragmon.yaml", tmp_path)
     assert set(config.alerts.rules) == {"RagmonDocsRecallLow", "RagmonIndexBlamed",
                                         "RagmonCanaryFailing", "RagmonQueryTopicsMoved"}
+
+
+def test_config_load_rejects_rules_on_unknown_probes_and_values(tmp_path: Path) -> None:
+    found = issues({"rules": {
+        "Typo": {**RULE, "probe": "docs-recal"},
+        "NoSuchValue": {**RULE, "field": "recall"},
+    }}, tmp_path)
+    assert found[0] == ("ragmon.yaml: alerts.rules.Typo.probe: unknown probe 'docs-recal'; "
+                        "valid: canary, docs-recall, query-drift")
+    assert found[1].startswith("ragmon.yaml: alerts.rules.NoSuchValue.field: probe kind "
+                               "'recall' produces no value 'recall'; valid: status, ")
+    assert len(found) == 2

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from alert_support import Receiver
+from alert_support import Receiver, probe_sections
 
 from monitor.cli import main
 from monitor.config import validate_raw
@@ -50,6 +50,7 @@ class ScriptedRecallProbe(Probe):
 
 def config_dict(tmp_path: Path, receiver: Receiver) -> dict[str, Any]:
     return {
+        **probe_sections(tmp_path),
         "store": {"url": f"sqlite:///{tmp_path / 'ragmon.db'}"},
         "server": {"listen": "127.0.0.1:0"},
         "alerts": {
@@ -88,6 +89,9 @@ def test_recall_regression_fires_once_and_resolves_once(
     config = validate_raw(config_dict(tmp_path, receiver), "ragmon.yaml", tmp_path)
     daemon = Daemon(config)
     daemon.start()
+    for job in daemon.scheduler.get_jobs():  # the script, not the schedule, drives the runs
+        if job.id.startswith("probe:"):
+            job.pause()
     try:
         probe = ScriptedRecallProbe("docs-recall", daemon.context, [0.9, 0.5, 0.5, 0.5, 0.9, 0.9])
         daemon.runner.probes["docs-recall"] = probe
