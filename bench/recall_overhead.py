@@ -1,0 +1,248 @@
+"""A full 1,000-query recall probe run against the raw FAISS calls it makes, on 1,000,000 x 384.
+
+    .venv/bin/python bench/recall_overhead.py
+
+Options: ``--runs N`` (probe runs, default 4), ``--profile`` (print a cProfile of one
+steady run; printed anyway when the target is missed). Writes the table to
+bench/results/recall_overhead.txt. The first run builds the data set (bench/_million.py:
+clustered synthetic vectors, HNSW M=32, cached under .cache/bench/).
+
+The probe runs as the daemon runs it: a YAML config loaded by ragmon's loader (a ``faiss``
+target on the cached index file, a golden set, a ``recall`` probe with the default k 1, 5,
+10, 20), a SQLite store in a temporary directory, and ``monitor.runner.Runner.run``, which
+also stores the run (aggregates and one row per query). The golden set holds the 1,000
+query vectors precomputed, so no embedder is timed; each query's relevant documents are
+its true top-3 neighbours (exact search), graded 3, 2, 1.
+
+The raw baseline is the FAISS work the probe needs at max(k) = 20: the live search, one
+query per call as the adapter makes it, plus ``faiss.knn`` over the index's flat storage
+(the exact search). Raw and probe runs are interleaved. The probe's first run also reads
+the index file and the golden set and has no baseline to compare with, so it is shown
+apart; the ratio is taken on the later, steady runs (median), which do everything a
+scheduled run does, paired comparisons with the baseline included.
+
+The exact search over a million vectors dominates both sides, and its time swings by
+several times with the load other processes put on a shared machine, so a wall-clock ratio
+can land on either side of 1. The script therefore also times, inside each run, the
+target's ``search`` and ``exact_search`` calls: the rest of the run (scoring, fidelity,
+causes, comparisons, storing) is the probe's own cost, and ``(fastest raw + own cost) /
+fastest raw`` is the ratio an idle machine would show.
+
+Peak RSS is ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (the process's high-water mark,
+equal to /proc/self/status VmHWM); the process holds two copies of the index (raw and the
+probe target's), so the VmRSS growth of each is shown as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import statistics
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _million import CACHE, THREADS, Million, build  # noqa: E402
+from index_overhead import flat_view, peak_rss_mib, raw_per_query, timed, vm_rss_mib  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "recall_overhead.txt"
+PROBE, K = "bench-recall", 20
+TARGET = 1.2
+
+
+def golden_file(million: Million, queries: np.ndarray, xb: np.ndarray) -> Path:
+    """The golden set (ragmon JSONL): query vectors and their true top-3, cached."""
+    import faiss
+
+    path = CACHE / "golden.jsonl"
+    if path.exists() and path.stat().st_mtime_ns > million.index.stat().st_mtime_ns:
+        return path
+    _, top = faiss.knn(queries, xb, 3, metric=faiss.METRIC_INNER_PRODUCT)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for i, (vector, ids) in enumerate(zip(queries, top, strict=True)):
+            relevant = {str(int(d)): 3 - rank for rank, d in enumerate(ids)}
+            fh.write(json.dumps({"id": f"q{i}", "vector": vector.tolist(),
+                                 "relevant": relevant}) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def runner_for(tmp: Path, million: Million, golden: Path) -> tuple[Any, Any, Any]:
+    """(runner, context, store) for a config a user would write."""
+    from prometheus_client import CollectorRegistry
+
+    from monitor.config import load_config
+    from monitor.context import ProbeContext
+    from monitor.runner import Runner
+    from monitor.store import Store
+
+    store_url = f"sqlite:///{tmp / 'ragmon.db'}"
+    config = {
+        "store": {"url": store_url},
+        "targets": {"bench": {"kind": "faiss", "path": str(million.index)}},
+        "golden_sets": {"million": {"path": str(golden)}},
+        "probes": {PROBE: {"kind": "recall", "target": "bench", "golden_set": "million",
+                           "timeout": "30m"}},
+    }
+    path = tmp / "ragmon.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    store = Store(store_url)
+    store.migrate()
+    context = ProbeContext(load_config(str(path)), store)
+    return Runner(context, CollectorRegistry()), context, store
+
+
+def _timing(fn: Any, total: list[float]) -> Any:
+    """``fn``, adding the seconds each call takes to ``total[0]``."""
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        seconds, out = timed(lambda: fn(*args, **kwargs))
+        total[0] += seconds
+        return out
+
+    return wrapped
+
+
+def profile_run(runner: Any) -> tuple[str, float, float]:
+    """cProfile of one probe run in this thread (the runner's thread is invisible to it):
+    the report, the seconds spent outside FAISS's C++ calls, and the total seconds."""
+    from probes.base import Deadline
+
+    probe = runner.probes[PROBE]
+    prof = cProfile.Profile()
+    prof.enable()
+    probe.run(Deadline(1800.0))
+    prof.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out)
+    raw_stats = stats.stats  # type: ignore[attr-defined]
+    total = max(ct for (_, _, _, ct, _) in raw_stats.values())
+    in_faiss = sum(tt for (file, _, func), (_, _, tt, _, _) in raw_stats.items()
+                   if "_swigfaiss" in func or "_swigfaiss" in file)
+    stats.sort_stats("cumulative").print_stats(25)
+    stats.sort_stats("tottime").print_stats(15)
+    return out.getvalue(), total - in_faiss, total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=4,
+                        help="probe runs (the first is shown apart; at least 2)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print a cProfile of one steady probe run")
+    args = parser.parse_args()
+    if args.runs < 2:
+        parser.error("--runs must be at least 2: the ratio is taken on the steady runs")
+
+    import faiss
+
+    million = build()
+    faiss.omp_set_num_threads(THREADS)
+    queries = million.load_queries()
+    rss0 = vm_rss_mib()
+    raw_index = faiss.read_index(str(million.index))
+    rss_raw = vm_rss_mib()
+    xb = flat_view(raw_index)
+    golden = golden_file(million, queries, xb)
+
+    def raw() -> None:
+        raw_per_query(raw_index, queries, K)
+        faiss.knn(queries, xb, K, metric=faiss.METRIC_INNER_PRODUCT)
+
+    with tempfile.TemporaryDirectory(prefix="ragmon-bench-") as tmp:
+        runner, context, store = runner_for(Path(tmp), million, golden)
+        store_t: list[float] = []
+        record_run = store.record_run
+
+        def timed_record(record: Any) -> Any:  # the runner's write of one run, timed
+            seconds, run_id = timed(lambda: record_run(record))
+            store_t.append(seconds)
+            return run_id
+
+        store.record_run = timed_record  # type: ignore[method-assign]
+        search_t = [0.0]  # seconds inside the target's search and exact_search, this run
+        target = context.target("bench")
+        for method in ("search", "exact_search"):
+            setattr(target, method, _timing(getattr(target, method), search_t))
+        own_t: list[float] = []
+        raw_t: list[float] = []
+        probe_t: list[float] = []
+        results = []
+        rss_before_probe = vm_rss_mib()
+        for _ in range(args.runs):
+            raw_t.append(timed(raw)[0])
+            search_t[0] = 0.0
+            seconds, (result, run_id) = timed(lambda: runner.run(PROBE))
+            probe_t.append(seconds)
+            own_t.append(seconds - search_t[0])
+            results.append((result, run_id))
+        rss_probe = vm_rss_mib()
+        profile, own, profiled = profile_run(runner)
+        steady_raw, steady_probe = statistics.median(raw_t[1:]), statistics.median(probe_t[1:])
+        ratio = steady_probe / steady_raw
+        min_ratio = min(probe_t[1:]) / min(raw_t[1:])
+        store_s = statistics.median(store_t[1:args.runs])
+        own_s = statistics.median(own_t[1:])
+        idle = (min(raw_t) + own_s) / min(raw_t)
+        last = results[-1][0]
+        values = {(name, tuple(sorted((k, str(v)) for k, v in labels.items()))): value
+                  for name, labels, value in last.values}
+        context.close()
+        store.close()
+
+    def value(name: str, **labels: Any) -> str:
+        key = (name, tuple(sorted((k, str(v)) for k, v in labels.items())))
+        got = values.get(key)
+        return "n/a" if got is None else f"{got:.3f}"
+
+    lines = [
+        f"ragmon recall probe vs raw FAISS: {len(queries):,} golden queries (vectors given, "
+        f"top-3 relevant), {raw_index.ntotal:,} x {raw_index.d} IndexHNSWFlat (M=32, "
+        f"efSearch={faiss.downcast_index(raw_index).hnsw.efSearch}), k 1, 5, 10, 20",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, faiss {faiss.__version__}, {THREADS} "
+        f"threads; {args.runs} probe runs (Runner.run, SQLite store), raw interleaved",
+        "",
+        f"{'measurement':<46} {'raw s':>8} {'ragmon s':>8} {'ratio':>6} {'min ratio':>9}",
+        f"{'first run (reads index + golden, no baseline)':<46} {raw_t[0]:>8.3f} "
+        f"{probe_t[0]:>8.3f} {probe_t[0] / raw_t[0]:>6.3f}",
+        f"{'steady runs, median of ' + str(args.runs - 1):<46} {steady_raw:>8.3f} "
+        f"{steady_probe:>8.3f} {ratio:>6.3f} {min_ratio:>9.3f}",
+        "",
+        f"full probe / (raw live + exact search at k={K}), medians: {ratio:.3f}x; target <= "
+        f"{TARGET:.1f}x: {'met' if ratio <= TARGET else 'NOT met'}",
+        f"probe time outside the target's search calls (steady runs, median): {own_s:.3f} s, "
+        f"of which storing the run (1,000 query rows, SQLite) {store_s:.3f} s",
+        f"on an idle machine, (fastest raw + that time) / fastest raw: {idle:.3f}x",
+        f"cProfile of one steady run (in-thread; inflates Python time): {own:.3f} s of "
+        f"{profiled:.3f} s outside FAISS's C++ calls",
+        f"all runs: raw {', '.join(f'{t:.2f}' for t in raw_t)} s; probe "
+        f"{', '.join(f'{t:.2f}' for t in probe_t)} s",
+        f"run statuses: {', '.join(r.status for r, _ in results)}; last verdict "
+        f"{(last.details or {}).get('verdict')}; live recall@10 "
+        f"{value('recall_ratio', k=10, mode='live')}, "
+        f"exact recall@10 {value('recall_ratio', k=10, mode='exact')}, fidelity@10 "
+        f"{value('index_fidelity_ratio', k=10)}",
+        f"peak RSS (getrusage ru_maxrss): {peak_rss_mib():,.0f} MiB; VmRSS before loading "
+        f"{rss0:,.0f} MiB, +{rss_raw - rss0:,.0f} MiB raw index, "
+        f"+{rss_probe - rss_before_probe:,.0f} MiB over the probe runs (its index copy "
+        "included)",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text)
+    if args.profile or ratio > TARGET:
+        print(profile)
+
+
+if __name__ == "__main__":
+    main()
