@@ -125,14 +125,15 @@ def timed_per_query(
     return ids, scores, latencies
 
 
-def choose(ids: Sequence[T], n: int, seed: int) -> list[T]:
+def choose(ids: Sequence[T], n: int, seed: int, *, ordered: bool = False) -> list[T]:
     """Up to ``n`` of ``ids`` drawn uniformly without replacement, the same for the same seed
-    and the same set of ids (whatever order the engine listed them in)."""
-    ordered = sorted(ids, key=str)
-    if n >= len(ordered):
-        return ordered
-    picks = np.random.default_rng(seed).choice(len(ordered), size=max(n, 0), replace=False)
-    return [ordered[i] for i in sorted(picks.tolist())]
+    and the same set of ids (whatever order the engine listed them in). ``ordered=True``
+    says ``ids`` are already sorted by ``str``, as a caller caching them keeps them."""
+    ordered_ids = list(ids) if ordered else sorted(ids, key=str)
+    if n >= len(ordered_ids):
+        return ordered_ids
+    picks = np.random.default_rng(seed).choice(len(ordered_ids), size=max(n, 0), replace=False)
+    return [ordered_ids[i] for i in sorted(picks.tolist())]
 
 
 def int_ids(target: str, ids: Sequence[str]) -> tuple[list[int], list[str]]:
