@@ -14,6 +14,7 @@ from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
 from monitor.errors import RagmonError, TargetError, TargetUnavailable
+from monitor.targets.abc import Vectors
 
 T = TypeVar("T")
 
@@ -152,3 +153,14 @@ def normalised(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+
+
+def vectors_in_order(ids: Sequence[str], found: dict[str, Any], dimension: int,
+                     key: Callable[[str], str] = str) -> Vectors:
+    """``fetch``'s answer: the vectors of ``ids`` that were found, in the order asked for,
+    and the ids that were not. ``key`` maps a requested id to its key in ``found`` (an
+    engine may normalise ids)."""
+    present = [i for i in ids if key(i) in found]
+    arrays = [np.asarray(found[key(i)], dtype=np.float32) for i in present]
+    matrix = np.vstack(arrays) if arrays else np.zeros((0, dimension), dtype=np.float32)
+    return Vectors(present, matrix, [i for i in ids if key(i) not in found])

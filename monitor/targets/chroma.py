@@ -28,6 +28,7 @@ from monitor.targets._helpers import (
     choose,
     engine_errors,
     timed_per_query,
+    vectors_in_order,
 )
 from monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
 
@@ -223,10 +224,7 @@ class ChromaTarget(VectorTarget):
                                       include=["embeddings"])
                 found.update(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32),
                                  strict=True))
-        present = [i for i in ids if i in found]
-        matrix = (np.vstack([found[i] for i in present]) if present
-                  else np.zeros((0, dimension), dtype=np.float32))
-        return Vectors(present, matrix, [i for i in ids if i not in found])
+        return vectors_in_order(ids, found, dimension)
 
     def sample(self, n: int, seed: int) -> Vectors:
         with self._errors():

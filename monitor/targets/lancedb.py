@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 
 from monitor.config import TargetConfig
 from monitor.errors import TargetError, TargetUnavailable
-from monitor.targets._helpers import check_filter, check_k, choose, engine_errors
+from monitor.targets._helpers import check_filter, check_k, choose, engine_errors, vectors_in_order
 from monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
 
 _DISTANCE = {"cosine": "cosine", "ip": "dot", "l2": "l2"}
@@ -180,10 +180,7 @@ class LanceDBTarget(VectorTarget):
                 vecs = vecs.reshape(-1, dimension).astype(np.float32)
                 found.update(zip((str(i) for i in rows[cfg.id_column].to_pylist()), vecs,
                                  strict=True))
-        present = [i for i in ids if i in found]
-        matrix = (np.vstack([found[i] for i in present]) if present
-                  else np.zeros((0, dimension), dtype=np.float32))
-        return Vectors(present, matrix, [i for i in ids if i not in found])
+        return vectors_in_order(ids, found, dimension)
 
     def sample(self, n: int, seed: int) -> Vectors:
         with self._errors():

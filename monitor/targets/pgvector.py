@@ -23,7 +23,7 @@ from pydantic import Field, field_validator
 
 from monitor.config import Secret, TargetConfig
 from monitor.errors import TargetError
-from monitor.targets._helpers import check_filter, check_k, engine_errors, int_ids
+from monitor.targets._helpers import check_filter, check_k, engine_errors, int_ids, vectors_in_order
 from monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
 
 _OPERATORS: dict[str, str] = {"cosine": "<=>", "ip": "<#>", "l2": "<->"}
@@ -301,7 +301,4 @@ def _quote(identifier: str) -> str:
 
 
 def _vectors(ids: list[str], found: dict[str, Any], dimension: int) -> Vectors:
-    present = [i for i in ids if i in found]
-    arrays = [np.asarray(_array(found[i]), dtype=np.float32) for i in present]
-    matrix = np.vstack(arrays) if arrays else np.zeros((0, dimension), dtype=np.float32)
-    return Vectors(present, matrix, [i for i in ids if i not in found])
+    return vectors_in_order(ids, {i: _array(v) for i, v in found.items()}, dimension)

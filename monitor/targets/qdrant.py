@@ -23,7 +23,7 @@ from pydantic_core import PydanticCustomError
 
 from monitor.config import ConfigPath, Secret, TargetConfig
 from monitor.errors import TargetError, TargetUnavailable
-from monitor.targets._helpers import check_filter, check_k, choose, engine_errors
+from monitor.targets._helpers import check_filter, check_k, choose, engine_errors, vectors_in_order
 from monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
 
 _METRICS: dict[str, Metric] = {"Cosine": "cosine", "Dot": "ip", "Euclid": "l2"}
@@ -189,10 +189,7 @@ class QdrantTarget(VectorTarget):
                     if isinstance(vector, dict):
                         vector = vector[self.config.vector_name]
                     found[str(point.id)] = np.asarray(vector, dtype=np.float32)
-        present = [i for i in ids if str(_point_id(i)) in found]
-        matrix = (np.vstack([found[str(_point_id(i))] for i in present]) if present
-                  else np.zeros((0, int(params.size)), dtype=np.float32))
-        return Vectors(present, matrix, [i for i in ids if str(_point_id(i)) not in found])
+        return vectors_in_order(ids, found, int(params.size), key=lambda i: str(_point_id(i)))
 
     def _all_ids(self) -> list[str]:
         ids: list[str] = []
