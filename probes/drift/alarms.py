@@ -25,8 +25,6 @@ from math import exp
 from statistics import NormalDist
 from typing import Literal
 
-from scipy import optimize, stats
-
 RuleKind = Literal["k_of_n", "cusum"]
 _NORMAL = NormalDist()
 
@@ -58,6 +56,7 @@ def k_of_n_alpha(rate: float, k: int, n: int) -> float:
         raise ValueError(f"false-alarm rate per window must be in (0, 1), got {rate!r}")
     if not 1 <= k <= n:
         raise ValueError(f"k-of-n needs 1 <= k <= n, got k={k}, n={n}")
+    from scipy import optimize, stats  # lazily: the daemon starts without scipy
     return float(optimize.brentq(lambda a: stats.binom.sf(k - 1, n, a) - rate, 1e-15, 1.0))
 
 
@@ -71,6 +70,7 @@ def siegmund_arl(h: float, drift: float) -> float:
 def cusum_threshold(rate: float, drift: float = 0.5) -> float:
     """The ``h`` whose in-control run length is ``1 / rate`` windows."""
     target = 1.0 / rate
+    from scipy import optimize  # lazily: the daemon starts without scipy
     return float(optimize.brentq(lambda h: siegmund_arl(h, drift) - target, 0.0, 200.0))
 
 

@@ -20,12 +20,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy import stats
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from probes.drift.methods._base import MethodResult, check_pair, permutation_p_value, register
 
@@ -34,6 +28,7 @@ def _auc_z(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """AUC of ``scores`` for ``labels`` (1 = current) and its Mann–Whitney z-score."""
     n1 = int(labels.sum())
     n0 = labels.size - n1
+    from scipy import stats  # lazily: the daemon starts without scipy
     ranks = stats.rankdata(scores)
     u = ranks[labels == 1].sum() - n1 * (n1 + 1) / 2.0
     sd = np.sqrt(n1 * n0 * (labels.size + 1) / 12.0)
@@ -44,6 +39,14 @@ def _cross_fitted(
     z: np.ndarray, y: np.ndarray, folds: int, c: float, seed: int
 ) -> tuple[float, float]:
     """Mean held-out AUC over the folds, and the first fold's Mann–Whitney z-score."""
+    # scikit-learn is imported when a window is tested, not when the daemon starts: it
+    # costs about 1.5 s and 150 MiB, which a daemon without a drift probe never needs.
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     pairs = []
     for train, test in split.split(z, y):
@@ -111,6 +114,7 @@ def classifier(
     y = np.concatenate([np.zeros(ref.shape[0], np.int64), np.ones(cur.shape[0], np.int64)])
     auc, zscore = _cross_fitted(z, y, folds, c, seed)
     if null == "mann-whitney":
+        from scipy import stats  # lazily: the daemon starts without scipy
         p = float(stats.norm.sf(zscore))
     else:
         rng = np.random.default_rng(seed)

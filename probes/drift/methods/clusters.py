@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.cluster import KMeans
 
 from probes.drift.methods._base import MethodResult, check_pair, permutation_p_value, register
 from probes.drift.methods.mmd import _sq_dists, median_gamma, witness
@@ -92,6 +91,8 @@ def clusters(
     n, m = ref.shape[0], cur.shape[0]
     k_used = int(max(2, min(k, n // 10)))
     rng = np.random.default_rng(seed)
+    from sklearn.cluster import KMeans  # lazily, as in classifier.py
+
     model = KMeans(n_clusters=k_used, n_init=1, max_iter=100, random_state=seed).fit(ref)
     centroids = model.cluster_centers_.astype(np.float32)
     ref_d = _sq_dists(ref, centroids)

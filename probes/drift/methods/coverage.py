@@ -9,7 +9,6 @@ knowledge-gap share. Under no change it is about ``1 - quantile``.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from monitor.errors import DriftError, InsufficientData
 from probes.drift.methods._base import MethodResult
@@ -54,6 +53,7 @@ def coverage(
     bar = float(np.quantile(ref, quantile))
     gaps = int(np.count_nonzero(cur > bar))
     share = gaps / cur.size
+    from scipy import stats  # lazily: the daemon starts without scipy
     p = float(stats.binomtest(gaps, cur.size, 1.0 - quantile, alternative="greater").pvalue)
     details = {
         "bar": bar, "quantile": quantile, "gaps": gaps,

@@ -4,8 +4,6 @@ norm statistics. Each still returns a verdict with its own calibration."""
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
-from sklearn.decomposition import PCA
 
 from probes.drift.methods._base import MethodResult, check_pair, register
 
@@ -64,6 +62,7 @@ def centroid(
 
 def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
     """BH-adjusted p-values (q-values), in the input order (scipy's implementation)."""
+    from scipy import stats  # lazily: the daemon starts without scipy
     return np.asarray(stats.false_discovery_control(np.asarray(p_values, np.float64)))
 
 
@@ -101,8 +100,11 @@ def pca_ks(
     # Axes from the pooled windows: axes fitted on the reference alone are where the
     # reference's own sampling noise is largest, which makes every test reject in high d.
     pooled = np.concatenate([ref, cur])
+    from sklearn.decomposition import PCA  # lazily, as in classifier.py
+
     pca = PCA(n_components=k, svd_solver="randomized", random_state=seed).fit(pooled)
     # Asymptotic p-values: the exact distribution is far slower and no better at n >= 50.
+    from scipy import stats  # lazily: the daemon starts without scipy
     p = stats.ks_2samp(pca.transform(ref), pca.transform(cur), axis=0, method="asymp").pvalue
     q = benjamini_hochberg(np.atleast_1d(p))
     rejected = q <= alpha
@@ -145,6 +147,7 @@ def norms(
     if np.ptp(np.concatenate([rn, cn])) <= 1e-6:
         ks, p = 0.0, 1.0
     else:
+        from scipy import stats  # lazily: the daemon starts without scipy
         test = stats.ks_2samp(rn, cn, method="asymp")
         ks, p = float(test.statistic), float(test.pvalue)
 
