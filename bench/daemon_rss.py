@@ -12,7 +12,6 @@ model with sentence-transformers: the floor any tool embedding with it pays. Pri
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,18 +21,14 @@ from pathlib import Path
 
 import yaml
 
+from monitor.http import free_port
+
 
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def daemon_rss(folder: Path, with_model: bool, idle: float) -> float:

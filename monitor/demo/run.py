@@ -10,22 +10,15 @@ With ``--serve`` the daemon keeps running until Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import signal
-import socket
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from monitor.demo import scenario
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from monitor.http import free_port, http_get
 
 
 def write_config(data_dir: Path, port: int, out: Any) -> Path:
@@ -59,14 +52,6 @@ def _headline(sample: str) -> bool:
     return not (name == "ragmon_recall_verdict" and sample.endswith(" 0.0"))
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def run_demo(data_dir: str | Path, serve: bool = False, out: Any = None) -> int:
     from prometheus_client import CollectorRegistry
 
@@ -79,7 +64,7 @@ def run_demo(data_dir: str | Path, serve: bool = False, out: Any = None) -> int:
     out = out or sys.stdout
     data = Path(data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     path = write_config(data, port, out)
     print(f"ragmon demo: config {path}", file=out)
     config = load_config(path)
@@ -104,7 +89,7 @@ def run_demo(data_dir: str | Path, serve: bool = False, out: Any = None) -> int:
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
-        while _get(base + "/healthz")[0] != 200 and time.monotonic() < deadline:
+        while http_get(base + "/healthz")[0] != 200 and time.monotonic() < deadline:
             time.sleep(0.2)
         # The daemon runs every probe right after start: wait for those scheduled runs.
         while time.monotonic() < deadline + 150 and not all(
@@ -112,9 +97,9 @@ def run_demo(data_dir: str | Path, serve: bool = False, out: Any = None) -> int:
         ):
             time.sleep(0.5)
         for endpoint in ("/healthz", "/readyz"):
-            status, body = _get(base + endpoint)
+            status, body = http_get(base + endpoint)
             print(f"GET {endpoint} -> {status} {body.strip()}", file=out)
-        status, body = _get(base + "/metrics")
+        status, body = http_get(base + "/metrics")
         samples = [line for line in body.splitlines() if line.startswith("ragmon_")]
         print(f"GET /metrics -> {status}, {len(samples)} ragmon samples, among them:", file=out)
         for line in samples:

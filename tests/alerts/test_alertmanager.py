@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -21,16 +20,11 @@ from sqlalchemy import select
 
 from alerts.delivery import DeliveryWorker
 from alerts.engine import AlertEngine
+from monitor.http import free_port
 from monitor.store import Store
 from monitor.store.tables_alerts import AlertNotification
 
 BINARY = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ the message arrives with the alert in it; a wrong password is a clear error with
 from __future__ import annotations
 
 import email
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,16 +21,11 @@ from alerts.delivery import DeliveryWorker
 from alerts.engine import AlertEngine
 from alerts.sinks import build_sink
 from monitor.errors import SinkError
+from monitor.http import free_port
 from monitor.store import Store
 from monitor.store.tables_alerts import AlertNotification
 
 USER, PASSWORD = "ragmon", "smtp-pass-4e1b"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Mailbox:

@@ -13,8 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -25,11 +23,11 @@ from prometheus_client import CollectorRegistry
 
 from monitor.config import ProbeConfig, load_config, root_model
 from monitor.daemon import Daemon, probe_trigger
+from monitor.http import free_port
+from monitor.http import http_get as get
 from monitor.store import Store
 from probes import PROBE_KINDS
 from probes.base import Deadline, MetricSpec, Probe, ProbeResult
-
-from ..conftest import free_port
 
 
 class SleepConfig(ProbeConfig):
@@ -78,16 +76,6 @@ def write_config(tmp_path: Path, probes: dict[str, Any], **sections: Any) -> Pat
     path = tmp_path / "ragmon.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError as exc:
-        return 0, str(exc)
 
 
 def wait_for(predicate: Any, timeout: float, what: str) -> Any:
