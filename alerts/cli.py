@@ -8,7 +8,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor.errors import RagmonError, SinkError
+from ragmon.monitor.errors import RagmonError, SinkError
 
 EXIT_OK, EXIT_FAILED = 0, 1
 TEST_RULE = "RagmonTestNotification"
@@ -33,14 +33,14 @@ def add_commands(cli: Any) -> None:
 
 
 def _load(path: str) -> Any:
-    from monitor.config import load_config
+    from ragmon.monitor.config import load_config
 
     return load_config(path)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from alerts.status import alert_rows
-    from monitor.store import Store
+    from ragmon.alerts.status import alert_rows
+    from ragmon.monitor.store import Store
 
     config = _load(args.config)
     store = Store(config.store.url.get_secret_value())
@@ -69,7 +69,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def test_notification(status: str = "firing") -> Any:
-    from alerts.sinks import Notification
+    from ragmon.alerts.sinks import Notification
 
     now = _iso(datetime.now(UTC))
     assert now is not None
@@ -84,7 +84,7 @@ def test_notification(status: str = "firing") -> Any:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from alerts.sinks import build_sink
+    from ragmon.alerts.sinks import build_sink
 
     config = _load(args.config)
     sinks = config.alerts.sinks
@@ -106,7 +106,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def _redactor(config: Any) -> Any:
-    from alerts.delivery import Redactor
+    from ragmon.alerts.delivery import Redactor
 
     return Redactor(config.alerts.secrets())
 

@@ -15,12 +15,11 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
-
-from alerts.sinks import SINK_KINDS
-from alerts.templates import check_template
-from monitor.config._model import kinded_union
-from monitor.config._types import Duration, OptionalDelay, Strict
-from monitor.errors import ConfigIssue
+from ragmon.alerts.sinks import SINK_KINDS
+from ragmon.alerts.templates import check_template
+from ragmon.monitor.config._model import kinded_union
+from ragmon.monitor.config._types import Duration, OptionalDelay, Strict
+from ragmon.monitor.errors import ConfigIssue
 
 _OPERATORS = ("<=", ">=", "==", "!=", "<", ">")
 _CONDITION = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(\S(?:.*\S)?)\s*$")
@@ -249,7 +248,7 @@ def reference_issues(raw: dict[str, Any], source: str) -> list[ConfigIssue]:
 
 def _field_problem(field: Any, kind: Any) -> str | None:
     """Why ``field`` is not something a probe of ``kind`` produces, or None."""
-    from probes import PROBE_KINDS
+    from ragmon.probes import PROBE_KINDS
 
     if not isinstance(field, str) or field == "status" or field.startswith("details."):
         return None

@@ -17,14 +17,13 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ragmon.alerts.config import AlertsConfig
+from ragmon.alerts.metrics import AlertStats
+from ragmon.alerts.sinks import Notification, Sink, build_sink
+from ragmon.monitor.errors import StoreError
+from ragmon.monitor.store import Store
+from ragmon.monitor.store.tables_alerts import AlertNotification as Row
 from sqlalchemy import and_, delete, or_, select, update
-
-from alerts.config import AlertsConfig
-from alerts.metrics import AlertStats
-from alerts.sinks import Notification, Sink, build_sink
-from monitor.errors import StoreError
-from monitor.store import Store
-from monitor.store.tables_alerts import AlertNotification as Row
 
 log = logging.getLogger("ragmon.alerts")
 

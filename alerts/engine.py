@@ -18,17 +18,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from ragmon.alerts.config import AlertsConfig, RuleConfig
+from ragmon.alerts.metrics import AlertStats
+from ragmon.alerts.rules import Observation, fingerprint, instance_labels, observe
+from ragmon.alerts.sinks import Notification, build_sink
+from ragmon.alerts.templates import render
+from ragmon.monitor.store import RunRecord, Store
+from ragmon.monitor.store.models import AlertState
+from ragmon.monitor.store.tables_alerts import AlertNotification
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
-
-from alerts.config import AlertsConfig, RuleConfig
-from alerts.metrics import AlertStats
-from alerts.rules import Observation, fingerprint, instance_labels, observe
-from alerts.sinks import Notification, build_sink
-from alerts.templates import render
-from monitor.store import RunRecord, Store
-from monitor.store.models import AlertState
-from monitor.store.tables_alerts import AlertNotification
 
 log = logging.getLogger("ragmon.alerts")
 
@@ -229,7 +228,7 @@ class AlertEngine:
 
 def install(daemon: Any) -> Any:
     """The daemon's entry point (``monitor.daemon.DAEMON_EXTENSIONS``); see alerts.runtime."""
-    from alerts.runtime import install as install_runtime
+    from ragmon.alerts.runtime import install as install_runtime
 
     return install_runtime(daemon)
 

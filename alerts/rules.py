@@ -8,8 +8,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from alerts.config import RuleConfig, parse_condition
-from monitor.store import RunRecord
+from ragmon.alerts.config import RuleConfig, parse_condition
+from ragmon.monitor.store import RunRecord
 
 _MISSING = object()
 

@@ -8,13 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from apscheduler.triggers.interval import IntervalTrigger
-
-from alerts.config import AlertsConfig
-from alerts.delivery import DeliveryWorker
-from alerts.engine import AlertEngine
-from alerts.metrics import AlertStats, alert_metrics_collector
-from alerts.status import status_app
-from monitor.store import RunRecord, Store
+from ragmon.alerts.config import AlertsConfig
+from ragmon.alerts.delivery import DeliveryWorker
+from ragmon.alerts.engine import AlertEngine
+from ragmon.alerts.metrics import AlertStats, alert_metrics_collector
+from ragmon.alerts.status import status_app
+from ragmon.monitor.store import RunRecord, Store
 
 log = logging.getLogger("ragmon.alerts")
 

@@ -10,12 +10,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
+from ragmon.alerts.delivery import Redactor
+from ragmon.monitor.errors import StoreError
+from ragmon.monitor.store.models import AlertState
+from ragmon.monitor.store.tables_alerts import AlertNotification
 from sqlalchemy import func, select
-
-from alerts.delivery import Redactor
-from monitor.errors import StoreError
-from monitor.store.models import AlertState
-from monitor.store.tables_alerts import AlertNotification
 
 
 def alert_rows(config: Any, store: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -131,8 +131,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import faiss
-
-    from monitor.targets import TARGET_KINDS, build_target
+    from ragmon.monitor.targets import TARGET_KINDS, build_target
 
     million = build()
     faiss.omp_set_num_threads(THREADS)

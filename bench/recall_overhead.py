@@ -80,11 +80,10 @@ def golden_file(million: Million, queries: np.ndarray, xb: np.ndarray) -> Path:
 def runner_for(tmp: Path, million: Million, golden: Path) -> tuple[Any, Any, Any]:
     """(runner, context, store) for a config a user would write."""
     from prometheus_client import CollectorRegistry
-
-    from monitor.config import load_config
-    from monitor.context import ProbeContext
-    from monitor.runner import Runner
-    from monitor.store import Store
+    from ragmon.monitor.config import load_config
+    from ragmon.monitor.context import ProbeContext
+    from ragmon.monitor.runner import Runner
+    from ragmon.monitor.store import Store
 
     store_url = f"sqlite:///{tmp / 'ragmon.db'}"
     config = {
@@ -115,7 +114,7 @@ def _timing(fn: Any, total: list[float]) -> Any:
 def profile_run(runner: Any) -> tuple[str, float, float]:
     """cProfile of one probe run in this thread (the runner's thread is invisible to it):
     the report, the seconds spent outside FAISS's C++ calls, and the total seconds."""
-    from probes.base import Deadline
+    from ragmon.probes.base import Deadline
 
     probe = runner.probes[PROBE]
     prof = cProfile.Profile()

@@ -36,9 +36,9 @@ os.environ.setdefault("RAGMON_CACHE_DIR", str(REPO / ".cache"))
 
 
 def corpus_windows() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from monitor.demo.corpus import stdlib_corpus
-    from monitor.demo.embeddings import cached_encode
-    from monitor.embedders.sentence_transformers import (
+    from ragmon.monitor.demo.corpus import stdlib_corpus
+    from ragmon.monitor.demo.embeddings import cached_encode
+    from ragmon.monitor.embedders.sentence_transformers import (
         SentenceTransformerEmbedder,
         SentenceTransformersConfig,
     )
@@ -73,7 +73,7 @@ def peer(python: str, task: str, ref: np.ndarray, cur: np.ndarray, tmp: Path,
 
 
 def ragmon_mmd(ref: np.ndarray, cur: np.ndarray, **kw: Any) -> dict[str, Any]:
-    from probes.drift.methods.mmd import mmd
+    from ragmon.probes.drift.methods.mmd import mmd
 
     start = time.perf_counter()
     res = mmd(ref, cur, **kw)
@@ -83,7 +83,7 @@ def ragmon_mmd(ref: np.ndarray, cur: np.ndarray, **kw: Any) -> dict[str, Any]:
 
 
 def mmd_vs_alibi(args: argparse.Namespace, data: tuple, tmp: Path) -> list[dict[str, Any]]:
-    from probes.drift.methods.mmd import median_gamma
+    from ragmon.probes.drift.methods.mmd import median_gamma
 
     rows = []
     for n in args.sizes:
@@ -133,7 +133,7 @@ def rff_accuracy(data: tuple, n: int) -> list[dict[str, Any]]:
 
 def classifier_vs_evidently(args: argparse.Namespace, data: tuple, tmp: Path,
                             n: int, repeats: int) -> dict[str, Any]:
-    from probes.drift.methods.classifier import classifier
+    from ragmon.probes.drift.methods.classifier import classifier
 
     out: dict[str, Any] = {"n": n, "repeats": repeats, "ragmon": {}, "evidently": {}}
     for drift in (False, True):

@@ -6,9 +6,8 @@ from __future__ import annotations
 import os
 
 from alembic import context
+from ragmon.monitor.store.models import Base
 from sqlalchemy import create_engine
-
-from monitor.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata

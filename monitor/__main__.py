@@ -1,3 +1,3 @@
-from monitor.cli import main
+from ragmon.monitor.cli import main
 
 raise SystemExit(main())

@@ -8,15 +8,15 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from monitor import __version__
-from monitor.errors import ConfigError, RagmonError
-from monitor.extensions import optional_modules
+from ragmon.monitor import __version__
+from ragmon.monitor.errors import ConfigError, RagmonError
+from ragmon.monitor.extensions import optional_modules
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 DEFAULT_CONFIG = "ragmon.yaml"
 #: Modules that add commands (``ragmon alerts ...``, ``ragmon baseline ...``). Each defines
 #: ``add_commands(cli: CommandGroups)``; every command sets ``func(args) -> int``.
-COMMAND_MODULES = ("alerts.cli", "probes.recall.cli", "probes.drift.cli")
+COMMAND_MODULES = ("ragmon.alerts.cli", "ragmon.probes.recall.cli", "ragmon.probes.drift.cli")
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -27,13 +27,13 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(path: str) -> Any:
-    from monitor.config import load_config
+    from ragmon.monitor.config import load_config
 
     return load_config(path)
 
 
 def _setup_logging(config: Any) -> None:
-    from monitor.logs import setup_logging
+    from ragmon.monitor.logs import setup_logging
 
     setup_logging(config.logging.format, config.logging.level)
 
@@ -50,8 +50,8 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from monitor.store import Store
-    from monitor.store.migrate import head_revision
+    from ragmon.monitor.store import Store
+    from ragmon.monitor.store.migrate import head_revision
 
     config = _load(args.config)
     store = Store(config.store.url.get_secret_value())
@@ -63,7 +63,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from monitor.daemon import Daemon
+    from ragmon.monitor.daemon import Daemon
 
     config = _load(args.config)
     _setup_logging(config)
@@ -71,9 +71,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from monitor.context import ProbeContext
-    from monitor.runner import Runner
-    from monitor.store import Store
+    from ragmon.monitor.context import ProbeContext
+    from ragmon.monitor.runner import Runner
+    from ragmon.monitor.store import Store
 
     config = _load(args.config)
     if args.name not in config.probes:
@@ -99,7 +99,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from monitor.demo.run import run_demo
+    from ragmon.monitor.demo.run import run_demo
 
     return run_demo(args.data_dir, serve=args.serve)
 

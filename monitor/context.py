@@ -10,9 +10,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from monitor.embedders import Embedder, build_embedder
-from monitor.store import Store
-from monitor.targets import VectorTarget, build_target
+from ragmon.monitor.embedders import Embedder, build_embedder
+from ragmon.monitor.store import Store
+from ragmon.monitor.targets import VectorTarget, build_target
 
 
 class ProbeContext:

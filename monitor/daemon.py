@@ -22,13 +22,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
-
-from monitor.context import ProbeContext
-from monitor.extensions import optional_modules
-from monitor.http import App, HttpServer
-from monitor.metrics import StoreCollector, process_metrics
-from monitor.runner import Runner
-from monitor.store import Store
+from ragmon.monitor.context import ProbeContext
+from ragmon.monitor.extensions import optional_modules
+from ragmon.monitor.http import App, HttpServer
+from ragmon.monitor.metrics import StoreCollector, process_metrics
+from ragmon.monitor.runner import Runner
+from ragmon.monitor.store import Store
 
 log = logging.getLogger("ragmon.daemon")
 
@@ -36,7 +35,7 @@ log = logging.getLogger("ragmon.daemon")
 #: Each defines ``install(daemon)``, called after the store, context, runner and scheduler
 #: exist and before the scheduler starts; it may add after-run hooks, jobs and HTTP routes.
 #: Whatever it returns that has ``close(wait=...)`` is closed at shutdown, before the store.
-DAEMON_EXTENSIONS = ("alerts.engine", "probes.drift.ingest")
+DAEMON_EXTENSIONS = ("ragmon.alerts.engine", "ragmon.probes.drift.ingest")
 
 
 def probe_trigger(cfg: Any) -> IntervalTrigger | CronTrigger:

@@ -15,11 +15,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-from monitor import __version__
-from monitor.errors import StoreError
-from monitor.store import Store, parse_labels
-from probes import PROBE_KINDS
+from ragmon.monitor import __version__
+from ragmon.monitor.errors import StoreError
+from ragmon.monitor.store import Store, parse_labels
+from ragmon.probes import PROBE_KINDS
 
 log = logging.getLogger("ragmon.metrics")
 BASE_LABELS = ["probe", "kind", "target"]

@@ -14,11 +14,10 @@ import time
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-
-from monitor.context import ProbeContext
-from monitor.errors import ProbeTimeout, RagmonError, StoreError
-from monitor.store import RunRecord
-from probes import PROBE_KINDS, Deadline, Probe, ProbeResult
+from ragmon.monitor.context import ProbeContext
+from ragmon.monitor.errors import ProbeTimeout, RagmonError, StoreError
+from ragmon.monitor.store import RunRecord
+from ragmon.probes import PROBE_KINDS, Deadline, Probe, ProbeResult
 
 log = logging.getLogger("ragmon.runner")
 STATUSES = ("ok", "failed", "timeout")

@@ -6,10 +6,10 @@ and add it here. Error messages list valid kinds from this mapping.
 
 from __future__ import annotations
 
-from probes.base import Deadline, MetricSpec, Probe, ProbeResult
-from probes.canary import CanaryProbe
-from probes.drift import DriftProbe
-from probes.recall.probe import RecallProbe
+from ragmon.probes.base import Deadline, MetricSpec, Probe, ProbeResult
+from ragmon.probes.canary import CanaryProbe
+from ragmon.probes.drift import DriftProbe
+from ragmon.probes.recall.probe import RecallProbe
 
 PROBE_KINDS: dict[str, type[Probe]] = {
     CanaryProbe.kind: CanaryProbe,

@@ -8,11 +8,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from monitor.config import ProbeConfig
-from monitor.errors import ProbeTimeout
+from ragmon.monitor.config import ProbeConfig
+from ragmon.monitor.errors import ProbeTimeout
 
 if TYPE_CHECKING:
-    from monitor.context import ProbeContext
+    from ragmon.monitor.context import ProbeContext
 
 Status = Literal["ok", "failed", "timeout"]
 

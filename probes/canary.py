@@ -12,9 +12,8 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
-
-from monitor.config import ProbeConfig
-from probes.base import Deadline, MetricSpec, Probe, ProbeResult
+from ragmon.monitor.config import ProbeConfig
+from ragmon.probes.base import Deadline, MetricSpec, Probe, ProbeResult
 
 # Short and long texts from unrelated topics; the long ones exceed 128 tokens, so a change
 # of truncation length shows up too.

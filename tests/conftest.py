@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from monitor.http import free_port  # noqa: F401 - re-exported for the tests
+from ragmon.monitor.http import free_port  # noqa: F401 - re-exported for the tests
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -84,7 +83,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def store(store_url: str):  # type: ignore[no-untyped-def]
-    from monitor.store import Store
+    from ragmon.monitor.store import Store
 
     s = Store(store_url)
     s.migrate()
@@ -95,7 +94,7 @@ def store(store_url: str):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def minilm():  # type: ignore[no-untyped-def]
     """The bundled all-MiniLM-L6-v2 embedder (384-d, normalised), loaded once."""
-    from monitor.embedders.sentence_transformers import (
+    from ragmon.monitor.embedders.sentence_transformers import (
         SentenceTransformerEmbedder,
         SentenceTransformersConfig,
     )
@@ -107,7 +106,7 @@ def minilm():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def corpus():  # type: ignore[no-untyped-def]
     """Real text: chunked stdlib docstrings (id, topic=module, text)."""
-    from monitor.demo.corpus import stdlib_corpus
+    from ragmon.monitor.demo.corpus import stdlib_corpus
 
     return stdlib_corpus()
 
@@ -115,6 +114,6 @@ def corpus():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def corpus_vectors(minilm, corpus) -> np.ndarray:  # type: ignore[no-untyped-def]
     """MiniLM embeddings of ``corpus`` (row i embeds corpus[i]), cached on disk."""
-    from monitor.demo.embeddings import cached_encode
+    from ragmon.monitor.demo.embeddings import cached_encode
 
     return cached_encode(minilm, [c.text for c in corpus])

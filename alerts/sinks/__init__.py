@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerts.sinks.alertmanager import AlertmanagerSink
-from alerts.sinks.base import Notification, Sink
-from alerts.sinks.email import EmailSink
-from alerts.sinks.webhook import SlackSink, WebhookSink
+from ragmon.alerts.sinks.alertmanager import AlertmanagerSink
+from ragmon.alerts.sinks.base import Notification, Sink
+from ragmon.alerts.sinks.email import EmailSink
+from ragmon.alerts.sinks.webhook import SlackSink, WebhookSink
 
 SINK_KINDS: dict[str, type[Sink]] = {
     sink.kind: sink for sink in (WebhookSink, SlackSink, AlertmanagerSink, EmailSink)

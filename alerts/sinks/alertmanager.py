@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import Field
-
-from alerts.sinks.base import Notification, Sink
-from monitor.config._types import Duration, KindConfig, Secret
+from ragmon.alerts.sinks.base import Notification, Sink
+from ragmon.monitor.config._types import Duration, KindConfig, Secret
 
 
 class AlertmanagerConfig(KindConfig):

@@ -15,8 +15,8 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-from monitor.config._types import KindConfig
-from monitor.errors import SinkError
+from ragmon.monitor.config._types import KindConfig
+from ragmon.monitor.errors import SinkError
 
 
 @dataclass

@@ -10,9 +10,8 @@ from html import escape
 from typing import Literal
 
 from pydantic import Field
-
-from alerts.sinks.base import Notification, Sink
-from monitor.config._types import Duration, ExistingPath, KindConfig, Secret
+from ragmon.alerts.sinks.base import Notification, Sink
+from ragmon.monitor.config._types import Duration, ExistingPath, KindConfig, Secret
 
 
 class EmailConfig(KindConfig):

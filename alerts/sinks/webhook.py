@@ -9,9 +9,8 @@ import time
 from typing import Any, Literal
 
 from pydantic import Field
-
-from alerts.sinks.base import Notification, Sink
-from monitor.config._types import Duration, KindConfig, Secret
+from ragmon.alerts.sinks.base import Notification, Sink
+from ragmon.monitor.config._types import Duration, KindConfig, Secret
 
 SIGNATURE_HEADER = "X-Ragmon-Signature"
 TIMESTAMP_HEADER = "X-Ragmon-Timestamp"

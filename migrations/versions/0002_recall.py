@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from monitor.store.models import BigId, UTCDateTime
+from ragmon.monitor.store.models import BigId, UTCDateTime
 
 revision = "0002"
 down_revision = "0001"

@@ -6,15 +6,15 @@ issue found. Relative paths resolve against the config file's directory.
 
 from __future__ import annotations
 
-from monitor.config._loader import load_config, parse_yaml, validate_raw
-from monitor.config._model import (
+from ragmon.monitor.config._loader import load_config, parse_yaml, validate_raw
+from ragmon.monitor.config._model import (
     EmbedderConfig,
     GoldenSetConfig,
     ProbeConfig,
     TargetConfig,
     root_model,
 )
-from monitor.config._types import (
+from ragmon.monitor.config._types import (
     ConfigPath,
     Duration,
     ExistingPath,

@@ -11,10 +11,9 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
-
-from monitor.config._model import root_model
-from monitor.errors import ConfigError, ConfigIssue
-from monitor.extensions import optional_modules
+from ragmon.monitor.config._model import root_model
+from ragmon.monitor.errors import ConfigError, ConfigIssue
+from ragmon.monitor.extensions import optional_modules
 
 ENV_PREFIX = "RAGMON_"
 ENV_SEPARATOR = "__"
@@ -38,7 +37,7 @@ _NO_INPUT_ECHO = {
 #: Modules with cross-section checks of their own: ``reference_issues(raw, source)`` returns
 #: ConfigIssues (alert rules naming a probe that is not configured, or a value its kind never
 #: produces). Absent modules are skipped.
-CONFIG_CHECKS = ("alerts.config",)
+CONFIG_CHECKS = ("ragmon.alerts.config",)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -118,7 +117,7 @@ def _dotted(path: list[Any]) -> str:
 
 def _model_at(path: list[Any], raw: Any) -> type[BaseModel] | None:
     """The config model class that validates the node at ``path`` (for listing valid keys)."""
-    from monitor.config._model import TargetConfig  # noqa: F401 - registries load lazily
+    from ragmon.monitor.config._model import TargetConfig  # noqa: F401 - registries load lazily
 
     tp: Any = root_model()
     node = raw
@@ -256,9 +255,9 @@ def validate_raw(
 
 def _environment_issues(model: Any, source: str) -> list[ConfigIssue]:
     """Kinds whose optional client is not installed: name the pip command that fixes it."""
-    from monitor.embedders import EMBEDDER_KINDS
-    from monitor.targets import TARGET_KINDS
-    from probes import PROBE_KINDS
+    from ragmon.monitor.embedders import EMBEDDER_KINDS
+    from ragmon.monitor.targets import TARGET_KINDS
+    from ragmon.probes import PROBE_KINDS
 
     issues = []
     for section, registry in (

@@ -19,8 +19,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-
-from monitor.config._types import (
+from ragmon.monitor.config._types import (
     ConfigPath,
     Duration,
     ExistingPath,
@@ -234,10 +233,10 @@ class RootBase(Strict):
 @lru_cache(maxsize=1)
 def root_model() -> type[RootBase]:
     """Build the root config model from the registries (once, on first use)."""
-    from alerts.config import AlertsConfig
-    from monitor.embedders import EMBEDDER_KINDS
-    from monitor.targets import TARGET_KINDS
-    from probes import PROBE_KINDS
+    from ragmon.alerts.config import AlertsConfig
+    from ragmon.monitor.embedders import EMBEDDER_KINDS
+    from ragmon.monitor.targets import TARGET_KINDS
+    from ragmon.probes import PROBE_KINDS
 
     return create_model(
         "RagmonConfig",

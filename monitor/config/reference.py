@@ -1,6 +1,6 @@
 """docs/config.md, generated from the config models, so the reference cannot drift from the code.
 
-``python -m monitor.config.reference > docs/config.md`` regenerates it; a test fails when the
+``python -m ragmon.monitor.config.reference > docs/config.md`` regenerates it; a test fails when the
 committed file differs. Descriptions are the field docstrings of the models.
 """
 
@@ -19,7 +19,7 @@ HEADER = """# Configuration reference
 
 One YAML file (`ragmon run -c FILE`, default `$RAGMON_CONFIG` or `./ragmon.yaml`). Every
 section is optional. A documented example is [examples/ragmon.yaml](../examples/ragmon.yaml).
-This page is generated from the code (`python -m monitor.config.reference > docs/config.md`).
+This page is generated from the code (`python -m ragmon.monitor.config.reference > docs/config.md`).
 
 Conventions:
 - **Unknown keys are errors**, reported with the file and the key path
@@ -149,7 +149,7 @@ def render_model(model: type[BaseModel], path: str, level: int, out: list[str]) 
 
 
 def render() -> str:
-    from monitor.config._model import root_model
+    from ragmon.monitor.config._model import root_model
 
     out = [HEADER]
     root = root_model()

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from monitor.demo import scenario
-from monitor.http import free_port, http_get
+from ragmon.monitor.demo import scenario
+from ragmon.monitor.http import free_port, http_get
 
 
 def write_config(data_dir: Path, port: int, out: Any) -> Path:
@@ -54,12 +53,11 @@ def _headline(sample: str) -> bool:
 
 def run_demo(data_dir: str | Path, serve: bool = False, out: Any = None) -> int:
     from prometheus_client import CollectorRegistry
-
-    from monitor.config import load_config
-    from monitor.context import ProbeContext
-    from monitor.daemon import Daemon
-    from monitor.runner import Runner
-    from monitor.store import Store
+    from ragmon.monitor.config import load_config
+    from ragmon.monitor.context import ProbeContext
+    from ragmon.monitor.daemon import Daemon
+    from ragmon.monitor.runner import Runner
+    from ragmon.monitor.store import Store
 
     out = out or sys.stdout
     data = Path(data_dir).resolve()

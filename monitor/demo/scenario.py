@@ -25,8 +25,8 @@ GOLDEN_FILE = "golden.jsonl"
 def extend_config(config: dict[str, Any], data_dir: Path) -> None:
     """Add the FAISS target, the recall probe and an index drift probe when this install
     has those kinds."""
-    from monitor.targets import TARGET_KINDS
-    from probes import PROBE_KINDS
+    from ragmon.monitor.targets import TARGET_KINDS
+    from ragmon.probes import PROBE_KINDS
 
     if "faiss" not in TARGET_KINDS:
         return
@@ -54,17 +54,16 @@ def prepare(config: dict[str, Any], data_dir: Path, out: Any) -> None:
     if TARGET not in config.get("targets", {}):
         return
     if "golden_sets" in config:
-        shutil.copyfile(str(files("monitor.demo") / GOLDEN_FILE), data_dir / GOLDEN_FILE)
+        shutil.copyfile(str(files("ragmon.monitor.demo") / GOLDEN_FILE), data_dir / GOLDEN_FILE)
     build_index(data_dir, out)
 
 
 def build_index(data_dir: Path, out: Any) -> None:
     import faiss
     import numpy as np
-
-    from monitor.demo.corpus import corpus_digest, stdlib_corpus
-    from monitor.demo.embeddings import cached_encode
-    from monitor.embedders.sentence_transformers import (
+    from ragmon.monitor.demo.corpus import corpus_digest, stdlib_corpus
+    from ragmon.monitor.demo.embeddings import cached_encode
+    from ragmon.monitor.embedders.sentence_transformers import (
         SentenceTransformerEmbedder,
         SentenceTransformersConfig,
     )

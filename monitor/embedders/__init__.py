@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import numpy as np
-
-from monitor.embedders.sentence_transformers import SentenceTransformerEmbedder
+from ragmon.monitor.embedders.sentence_transformers import SentenceTransformerEmbedder
 
 
 class Embedder(Protocol):

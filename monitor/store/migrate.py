@@ -10,9 +10,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from ragmon.monitor.errors import SchemaError
 from sqlalchemy import Connection, Engine
-
-from monitor.errors import SchemaError
 
 # Alembic's ``context`` and ``op`` are module-level proxies: two migrations in one process
 # must not overlap. Replicas (separate processes) are serialised by the advisory lock in
@@ -22,7 +21,7 @@ _ALEMBIC_LOCK = threading.Lock()
 
 def script_location() -> Path:
     """The migrations folder, wherever ragmon is installed (source tree or wheel)."""
-    return Path(str(files("migrations")))
+    return Path(str(files("ragmon.migrations")))
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -155,4 +155,4 @@ class ReportRun(Base):
 
 # Feature tables live beside their feature's migration; importing them here puts them on
 # Base.metadata (this import sits last because those modules import Base from here).
-from monitor.store import tables_alerts, tables_drift, tables_recall  # noqa: E402, F401
+from ragmon.monitor.store import tables_alerts, tables_drift, tables_recall  # noqa: E402, F401

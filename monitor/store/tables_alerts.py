@@ -6,10 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from ragmon.monitor.store.models import Base, BigId, UTCDateTime
 from sqlalchemy import JSON, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
-
-from monitor.store.models import Base, BigId, UTCDateTime
 
 
 class AlertNotification(Base):

@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from ragmon.monitor.store.models import Base, BigId, UTCDateTime
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -30,8 +31,6 @@ from sqlalchemy import (
     Text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
-
-from monitor.store.models import Base, BigId, UTCDateTime
 
 
 class DriftStatistic(Base):

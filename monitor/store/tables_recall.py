@@ -14,10 +14,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from ragmon.monitor.store.models import Base, BigId, UTCDateTime
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
-
-from monitor.store.models import Base, BigId, UTCDateTime
 
 
 class RecallBaseline(Base):

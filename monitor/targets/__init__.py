@@ -10,25 +10,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitor.targets.abc import Description, SearchResult, TargetSpec, Vectors, VectorTarget
-from monitor.targets.chroma import ChromaConfig
-from monitor.targets.faiss import FaissConfig
-from monitor.targets.http import HttpConfig
-from monitor.targets.lancedb import LanceDBConfig
-from monitor.targets.pgvector import PgvectorConfig
-from monitor.targets.qdrant import QdrantConfig
+from ragmon.monitor.targets.abc import Description, SearchResult, TargetSpec, Vectors, VectorTarget
+from ragmon.monitor.targets.chroma import ChromaConfig
+from ragmon.monitor.targets.faiss import FaissConfig
+from ragmon.monitor.targets.http import HttpConfig
+from ragmon.monitor.targets.lancedb import LanceDBConfig
+from ragmon.monitor.targets.pgvector import PgvectorConfig
+from ragmon.monitor.targets.qdrant import QdrantConfig
 
 TARGET_KINDS: dict[str, TargetSpec] = {
-    "faiss": TargetSpec(FaissConfig, "monitor.targets.faiss:FaissTarget", None, ("faiss",)),
-    "pgvector": TargetSpec(PgvectorConfig, "monitor.targets.pgvector:PgvectorTarget",
+    "faiss": TargetSpec(FaissConfig, "ragmon.monitor.targets.faiss:FaissTarget", None, ("faiss",)),
+    "pgvector": TargetSpec(PgvectorConfig, "ragmon.monitor.targets.pgvector:PgvectorTarget",
                            "pgvector", ("psycopg", "pgvector")),
-    "qdrant": TargetSpec(QdrantConfig, "monitor.targets.qdrant:QdrantTarget", "qdrant",
+    "qdrant": TargetSpec(QdrantConfig, "ragmon.monitor.targets.qdrant:QdrantTarget", "qdrant",
                          ("qdrant_client",)),
-    "chroma": TargetSpec(ChromaConfig, "monitor.targets.chroma:ChromaTarget", "chroma",
+    "chroma": TargetSpec(ChromaConfig, "ragmon.monitor.targets.chroma:ChromaTarget", "chroma",
                          ("chromadb",)),
-    "lancedb": TargetSpec(LanceDBConfig, "monitor.targets.lancedb:LanceDBTarget", "lancedb",
+    "lancedb": TargetSpec(LanceDBConfig, "ragmon.monitor.targets.lancedb:LanceDBTarget", "lancedb",
                           ("lancedb",)),
-    "http": TargetSpec(HttpConfig, "monitor.targets.http:HttpTarget", "http", ("httpx",)),
+    "http": TargetSpec(HttpConfig, "ragmon.monitor.targets.http:HttpTarget", "http", ("httpx",)),
 }
 
 

@@ -14,9 +14,8 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
-
-from monitor.targets._helpers import normalised
-from monitor.targets.abc import Metric
+from ragmon.monitor.targets._helpers import normalised
+from ragmon.monitor.targets.abc import Metric
 
 DEFAULT_BUDGET = 1 << 30  # 1 GiB of float32 vectors: ~700k vectors at 384-d
 

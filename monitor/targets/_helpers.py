@@ -12,9 +12,8 @@ from typing import Annotated, Any, TypeVar
 import numpy as np
 from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
-
-from monitor.errors import RagmonError, TargetError, TargetUnavailable
-from monitor.targets.abc import Vectors
+from ragmon.monitor.errors import RagmonError, TargetError, TargetUnavailable
+from ragmon.monitor.targets.abc import Vectors
 
 T = TypeVar("T")
 

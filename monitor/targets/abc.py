@@ -20,8 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-
-from monitor.errors import DimensionMismatch, TargetError
+from ragmon.monitor.errors import DimensionMismatch, TargetError
 
 Metric = Literal["cosine", "ip", "l2"]
 

@@ -17,11 +17,10 @@ from urllib.parse import urlsplit
 import numpy as np
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
-
-from monitor.config import ConfigPath, Secret, TargetConfig
-from monitor.errors import TargetError, TargetUnavailable
-from monitor.targets._exact import DEFAULT_BUDGET, exact_over_store
-from monitor.targets._helpers import (
+from ragmon.monitor.config import ConfigPath, Secret, TargetConfig
+from ragmon.monitor.errors import TargetError, TargetUnavailable
+from ragmon.monitor.targets._exact import DEFAULT_BUDGET, exact_over_store
+from ragmon.monitor.targets._helpers import (
     ByteSize,
     check_filter,
     check_k,
@@ -30,7 +29,7 @@ from monitor.targets._helpers import (
     timed_per_query,
     vectors_in_order,
 )
-from monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
+from ragmon.monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
 
 _SPACES: dict[str, Metric] = {"cosine": "cosine", "ip": "ip", "l2": "l2"}
 

@@ -25,11 +25,10 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
-
-from monitor.config import ConfigPath, TargetConfig
-from monitor.errors import TargetError, TargetResponseError, TargetUnavailable
-from monitor.targets._exact import DEFAULT_BUDGET, ExactTopK, rows_within
-from monitor.targets._helpers import (
+from ragmon.monitor.config import ConfigPath, TargetConfig
+from ragmon.monitor.errors import TargetError, TargetResponseError, TargetUnavailable
+from ragmon.monitor.targets._exact import DEFAULT_BUDGET, ExactTopK, rows_within
+from ragmon.monitor.targets._helpers import (
     ByteSize,
     check_k,
     choose,
@@ -37,7 +36,7 @@ from monitor.targets._helpers import (
     no_filter,
     timed_per_query,
 )
-from monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
+from ragmon.monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
 
 
 class FaissConfig(TargetConfig):
@@ -363,7 +362,7 @@ class _Positions:
 
 
 def _unit(queries: np.ndarray) -> np.ndarray:
-    from monitor.targets._helpers import normalised
+    from ragmon.monitor.targets._helpers import normalised
 
     return normalised(queries)
 

@@ -20,11 +20,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 from pydantic import Field, field_validator
-
-from monitor.config import Secret, Strict, TargetConfig
-from monitor.errors import TargetError, TargetResponseError, TargetUnavailable
-from monitor.targets._helpers import check_k, engine_errors, timed_per_query
-from monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
+from ragmon.monitor.config import Secret, Strict, TargetConfig
+from ragmon.monitor.errors import TargetError, TargetResponseError, TargetUnavailable
+from ragmon.monitor.targets._helpers import check_k, engine_errors, timed_per_query
+from ragmon.monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
 
 
 class HttpRequestShape(Strict):

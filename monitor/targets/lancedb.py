@@ -16,11 +16,16 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
-
-from monitor.config import TargetConfig
-from monitor.errors import TargetError, TargetUnavailable
-from monitor.targets._helpers import check_filter, check_k, choose, engine_errors, vectors_in_order
-from monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
+from ragmon.monitor.config import TargetConfig
+from ragmon.monitor.errors import TargetError, TargetUnavailable
+from ragmon.monitor.targets._helpers import (
+    check_filter,
+    check_k,
+    choose,
+    engine_errors,
+    vectors_in_order,
+)
+from ragmon.monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
 
 _DISTANCE = {"cosine": "cosine", "ip": "dot", "l2": "l2"}
 _METRIC: dict[str, Metric] = {"cosine": "cosine", "dot": "ip", "l2": "l2"}

@@ -20,11 +20,16 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
-
-from monitor.config import Secret, TargetConfig
-from monitor.errors import TargetError
-from monitor.targets._helpers import check_filter, check_k, engine_errors, int_ids, vectors_in_order
-from monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
+from ragmon.monitor.config import Secret, TargetConfig
+from ragmon.monitor.errors import TargetError
+from ragmon.monitor.targets._helpers import (
+    check_filter,
+    check_k,
+    engine_errors,
+    int_ids,
+    vectors_in_order,
+)
+from ragmon.monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
 
 _OPERATORS: dict[str, str] = {"cosine": "<=>", "ip": "<#>", "l2": "<->"}
 _OPCLASSES = {"vector_cosine_ops": "cosine", "vector_ip_ops": "ip", "vector_l2_ops": "l2"}

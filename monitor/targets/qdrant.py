@@ -20,11 +20,16 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
-
-from monitor.config import ConfigPath, Secret, TargetConfig
-from monitor.errors import TargetError, TargetUnavailable
-from monitor.targets._helpers import check_filter, check_k, choose, engine_errors, vectors_in_order
-from monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
+from ragmon.monitor.config import ConfigPath, Secret, TargetConfig
+from ragmon.monitor.errors import TargetError, TargetUnavailable
+from ragmon.monitor.targets._helpers import (
+    check_filter,
+    check_k,
+    choose,
+    engine_errors,
+    vectors_in_order,
+)
+from ragmon.monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
 
 _METRICS: dict[str, Metric] = {"Cosine": "cosine", "Dot": "ip", "Euclid": "l2"}
 

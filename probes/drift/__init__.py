@@ -7,6 +7,6 @@ HTTP endpoint, ``state`` what is kept in SQL, ``cli`` ``ragmon baseline capture`
 
 from __future__ import annotations
 
-from probes.drift.probe import DriftProbe
+from ragmon.probes.drift.probe import DriftProbe
 
 __all__ = ["DriftProbe"]

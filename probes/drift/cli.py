@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from monitor.errors import InsufficientData, RagmonError
+from ragmon.monitor.errors import InsufficientData, RagmonError
 
 
 def add_commands(cli: Any) -> None:
@@ -24,11 +24,11 @@ def add_commands(cli: Any) -> None:
 
 def capture(config: Any, probe_name: str) -> tuple[int, int, str]:
     """Capture the probe's current window; returns (reference id, rows, fingerprint)."""
-    from monitor.context import ProbeContext
-    from monitor.store import Store
-    from probes.base import Deadline
-    from probes.drift import state
-    from probes.drift.probe import DriftProbe
+    from ragmon.monitor.context import ProbeContext
+    from ragmon.monitor.store import Store
+    from ragmon.probes.base import Deadline
+    from ragmon.probes.drift import state
+    from ragmon.probes.drift.probe import DriftProbe
 
     cfg = config.probes.get(probe_name)
     if cfg is None or getattr(cfg, "kind", None) != "drift":
@@ -56,7 +56,7 @@ def capture(config: Any, probe_name: str) -> tuple[int, int, str]:
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    from monitor.config import load_config
+    from ragmon.monitor.config import load_config
 
     ref_id, n, fingerprint = capture(load_config(args.config), args.probe)
     print(f"captured reference {ref_id} for drift probe {args.probe}: {n} rows, "

@@ -7,9 +7,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
-
-from monitor.config import ProbeConfig
-from monitor.config._types import ConfigPath, Duration, Secret, Strict
+from ragmon.monitor.config import ProbeConfig
+from ragmon.monitor.config._types import ConfigPath, Duration, Secret, Strict
 
 DEFAULT_METHODS = ["mmd", "classifier", "clusters", "centroid", "norms"]
 
@@ -103,7 +102,7 @@ class DriftConfig(ProbeConfig):
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, value: list[str]) -> list[str]:
-        from probes.drift.methods import METHODS
+        from ragmon.probes.drift.methods import METHODS
 
         unknown = [m for m in value if m not in METHODS]
         if unknown:

@@ -25,11 +25,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
-
-from monitor.errors import DriftError
-from monitor.store import Store
-from probes.drift.config import DriftConfig
-from probes.drift.state import Item, add_items, tail_state
+from ragmon.monitor.errors import DriftError
+from ragmon.monitor.store import Store
+from ragmon.probes.drift.config import DriftConfig
+from ragmon.probes.drift.state import Item, add_items, tail_state
 
 log = logging.getLogger("ragmon.drift.ingest")
 READ_CHUNK = 1 << 20

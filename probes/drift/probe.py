@@ -15,17 +15,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-
-from monitor.errors import DriftError, FingerprintMismatch, InsufficientData
-from monitor.store import Reference
-from monitor.store.tables_drift import DriftClusterShift, DriftStatistic
-from probes.base import Deadline, MetricSpec, Probe, ProbeResult
-from probes.drift import alarms, state
-from probes.drift.config import DriftConfig
-from probes.drift.ingest import check_dimensions, poll_jsonl
-from probes.drift.methods import METHODS, MethodResult, coverage
-from probes.drift.records import as_float, cluster_rows, jsonable, nearest_distances
-from probes.drift.render import render_result
+from ragmon.monitor.errors import DriftError, FingerprintMismatch, InsufficientData
+from ragmon.monitor.store import Reference
+from ragmon.monitor.store.tables_drift import DriftClusterShift, DriftStatistic
+from ragmon.probes.base import Deadline, MetricSpec, Probe, ProbeResult
+from ragmon.probes.drift import alarms, state
+from ragmon.probes.drift.config import DriftConfig
+from ragmon.probes.drift.ingest import check_dimensions, poll_jsonl
+from ragmon.probes.drift.methods import METHODS, MethodResult, coverage
+from ragmon.probes.drift.records import as_float, cluster_rows, jsonable, nearest_distances
+from ragmon.probes.drift.render import render_result
 
 LABELS = ("source", "method")
 

@@ -7,9 +7,8 @@ import json
 from typing import Any
 
 import numpy as np
-
-from monitor.store.tables_drift import DriftClusterShift
-from probes.drift.methods import MethodResult
+from ragmon.monitor.store.tables_drift import DriftClusterShift
+from ragmon.probes.drift.methods import MethodResult
 
 
 def nearest_distances(target: Any, vectors: np.ndarray) -> np.ndarray:

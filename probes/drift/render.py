@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from probes.base import ProbeResult
+from ragmon.probes.base import ProbeResult
 
 
 def _fmt(value: Any) -> str:

@@ -17,16 +17,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, select
-
-from monitor.store import Reference, Store
-from monitor.store.models import ReferenceSample
-from monitor.store.tables_drift import (
+from ragmon.monitor.store import Reference, Store
+from ragmon.monitor.store.models import ReferenceSample
+from ragmon.monitor.store.tables_drift import (
     DriftClusterShift,
     DriftReservoirItem,
     DriftReservoirState,
     DriftStatistic,
 )
+from sqlalchemy import delete, select
 
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from monitor.errors import GoldenSetError
-from probes.recall.golden import (
+from ragmon.monitor.errors import GoldenSetError
+from ragmon.probes.recall.golden import (
     GoldenQuery,
     check_relevant,
     doc_id,

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from monitor.errors import TargetError, TargetUnavailable
-from monitor.targets.abc import VectorTarget
-from probes.base import Deadline
-from probes.recall.golden import GoldenQuery
+from ragmon.monitor.errors import TargetError, TargetUnavailable
+from ragmon.monitor.targets.abc import VectorTarget
+from ragmon.probes.base import Deadline
+from ragmon.probes.recall.golden import GoldenQuery
 
 #: Share of the time budget kept for scoring, comparison and storing after the searches.
 RESERVE = 0.15

@@ -11,9 +11,9 @@ from typing import Any
 
 
 def cmd_pin(args: argparse.Namespace) -> int:
-    from monitor.config import load_config
-    from monitor.store import Store
-    from probes.recall.history import pin_baseline
+    from ragmon.monitor.config import load_config
+    from ragmon.monitor.store import Store
+    from ragmon.probes.recall.history import pin_baseline
 
     config = load_config(args.config)
     store = Store(config.store.url.get_secret_value())

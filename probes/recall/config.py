@@ -6,8 +6,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
-
-from monitor.config import ProbeConfig
+from ragmon.monitor.config import ProbeConfig
 
 
 class RecallConfig(ProbeConfig):

@@ -14,14 +14,18 @@ import json
 from typing import Any
 
 import numpy as np
-
-from monitor.store import Store
-from monitor.targets.abc import Description, VectorTarget
-from probes.recall import history
-from probes.recall.attribution import Evidence
-from probes.recall.compare import Comparison, compare_runs, paired_bootstrap_ci, paired_queries
-from probes.recall.config import RecallConfig
-from probes.recall.golden import GoldenSet
+from ragmon.monitor.store import Store
+from ragmon.monitor.targets.abc import Description, VectorTarget
+from ragmon.probes.recall import history
+from ragmon.probes.recall.attribution import Evidence
+from ragmon.probes.recall.compare import (
+    Comparison,
+    compare_runs,
+    paired_bootstrap_ci,
+    paired_queries,
+)
+from ragmon.probes.recall.config import RecallConfig
+from ragmon.probes.recall.golden import GoldenSet
 
 
 def gather_causes(

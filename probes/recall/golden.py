@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from monitor.errors import GoldenSetError
+from ragmon.monitor.errors import GoldenSetError
 
 FIELDS = ("id", "query", "vector", "relevant", "filter", "tags")
 _INT_ID = re.compile(r"-?\d+")
@@ -252,7 +251,7 @@ def load_ragmon(path: Path) -> list[GoldenQuery]:
 
 def load_golden_set(name: str, config: Any) -> GoldenSet:
     """Load and validate the golden set ``name`` described by a ``GoldenSetConfig``."""
-    from probes.recall._formats import load_beir, load_trec
+    from ragmon.probes.recall._formats import load_beir, load_trec
 
     path = Path(config.path)
     if config.format == "ragmon":

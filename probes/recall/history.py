@@ -19,13 +19,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from ragmon.monitor.errors import RagmonError
+from ragmon.monitor.store import Store
+from ragmon.monitor.store.models import ProbeRun, QueryResult, ReferenceSample
+from ragmon.monitor.store.tables_recall import GoldenSetVersion, RecallBaseline
+from ragmon.probes.recall.golden import GoldenSet
 from sqlalchemy import select
-
-from monitor.errors import RagmonError
-from monitor.store import Store
-from monitor.store.models import ProbeRun, QueryResult, ReferenceSample
-from monitor.store.tables_recall import GoldenSetVersion, RecallBaseline
-from probes.recall.golden import GoldenSet
 
 #: Verdicts after which a run may serve as the automatic baseline.
 ELIGIBLE_VERDICTS = ("healthy", "golden-set-changed")

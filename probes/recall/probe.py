@@ -18,18 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from monitor.errors import ConfigError, ConfigIssue, DimensionMismatch, GoldenSetError
-from monitor.targets.abc import Description, VectorTarget
-from probes.base import Deadline, MetricSpec, Probe, ProbeResult
-from probes.recall import history
-from probes.recall._search import Searched, search_all
-from probes.recall.attribution import VERDICTS, Evidence, attribute
-from probes.recall.config import RecallConfig
-from probes.recall.evidence import build_evidence, gather_causes, mean, target_details
-from probes.recall.fidelity import latency_quantiles, query_fidelity
-from probes.recall.golden import GoldenSet, check_id_type, load_golden_set
-from probes.recall.metrics import break_ties, mean_metrics, query_metrics, zero_metrics
+from ragmon.monitor.errors import ConfigError, ConfigIssue, DimensionMismatch, GoldenSetError
+from ragmon.monitor.targets.abc import Description, VectorTarget
+from ragmon.probes.base import Deadline, MetricSpec, Probe, ProbeResult
+from ragmon.probes.recall import history
+from ragmon.probes.recall._search import Searched, search_all
+from ragmon.probes.recall.attribution import VERDICTS, Evidence, attribute
+from ragmon.probes.recall.config import RecallConfig
+from ragmon.probes.recall.evidence import build_evidence, gather_causes, mean, target_details
+from ragmon.probes.recall.fidelity import latency_quantiles, query_fidelity
+from ragmon.probes.recall.golden import GoldenSet, check_id_type, load_golden_set
+from ragmon.probes.recall.metrics import break_ties, mean_metrics, query_metrics, zero_metrics
 
 __all__ = ["RecallConfig", "RecallProbe"]
 
@@ -282,7 +281,7 @@ class RecallProbe(Probe):
             result.add("search_latency_seconds", value, stat=stat)
 
     def render(self, result: ProbeResult) -> str:
-        from probes.recall.render import render
+        from ragmon.probes.recall.render import render
 
         return render(self.name, result, self.target_name)
 
@@ -314,7 +313,7 @@ def _judgments(relevant: dict[str, float]) -> str:
 
 
 def _as_metrics(side: dict[str, Any]) -> Any:
-    from probes.recall.metrics import QueryMetrics
+    from ragmon.probes.recall.metrics import QueryMetrics
 
     def ints(d: dict[str, float]) -> dict[int, float]:
         return {int(k): v for k, v in d.items()}

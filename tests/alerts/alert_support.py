@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from alerts.config import AlertsConfig
-from monitor.store import RunRecord
+from ragmon.alerts.config import AlertsConfig
+from ragmon.monitor.store import RunRecord
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 import yaml
 from alert_support import probe_sections
-
-from monitor.config import load_config, validate_raw
-from monitor.errors import ConfigError
+from ragmon.monitor.config import load_config, validate_raw
+from ragmon.monitor.errors import ConfigError
 
 HOOK = {"kind": "webhook", "url": "https://hooks.example.org/T0/secret-path-123"}
 RULE = {"probe": "docs-recall", "field": "recall_ratio", "condition": "< 0.8"}
@@ -134,7 +133,7 @@ def test_bad_sinks_never_echo_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
 
 def test_references_to_probes_and_their_values() -> None:
-    from alerts.config import reference_issues
+    from ragmon.alerts.config import reference_issues
 
     raw = {
         "probes": {"canary": {"kind": "canary", "embedder": "minilm"}},

@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 import yaml
 from alert_support import Receiver, probe_sections
-
-from monitor.cli import main
-from monitor.config import validate_raw
-from monitor.daemon import Daemon
-from probes.base import Deadline, Probe, ProbeResult
+from ragmon.monitor.cli import main
+from ragmon.monitor.config import validate_raw
+from ragmon.monitor.daemon import Daemon
+from ragmon.probes.base import Deadline, Probe, ProbeResult
 
 
 class ScriptedRecallProbe(Probe):
@@ -146,9 +145,8 @@ def test_cli_list_shows_state_and_queue(
 
     config = validate_raw(config_dict(tmp_path, receiver), "ragmon.yaml", tmp_path)
     from alert_support import T0, recall_run
-
-    from alerts.engine import AlertEngine
-    from monitor.store import Store
+    from ragmon.alerts.engine import AlertEngine
+    from ragmon.monitor.store import Store
 
     store = Store(config.store.url.get_secret_value())
     AlertEngine(config.alerts, store).evaluate("docs-recall", recall_run(0.5, T0))

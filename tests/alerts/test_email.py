@@ -15,15 +15,14 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from alert_support import FAST_DELIVERY, T0, alerts_config, minutes, recall_run
+from ragmon.alerts.delivery import DeliveryWorker
+from ragmon.alerts.engine import AlertEngine
+from ragmon.alerts.sinks import build_sink
+from ragmon.monitor.errors import SinkError
+from ragmon.monitor.http import free_port
+from ragmon.monitor.store import Store
+from ragmon.monitor.store.tables_alerts import AlertNotification
 from sqlalchemy import select
-
-from alerts.delivery import DeliveryWorker
-from alerts.engine import AlertEngine
-from alerts.sinks import build_sink
-from monitor.errors import SinkError
-from monitor.http import free_port
-from monitor.store import Store
-from monitor.store.tables_alerts import AlertNotification
 
 USER, PASSWORD = "ragmon", "smtp-pass-4e1b"
 
@@ -125,7 +124,7 @@ def test_wrong_password_is_a_clear_error_without_the_password(
     port, mailbox = smtp
     cfg = alerts_config({"sinks": {"mail": email_sink(port, certificate[0], "wrong-pw-77")}})
     sink = build_sink("mail", cfg.sinks["mail"], 5.0)
-    from alerts.cli import test_notification
+    from ragmon.alerts.cli import test_notification
 
     with pytest.raises(SinkError) as info:
         sink.send(test_notification())
@@ -140,7 +139,7 @@ def test_untrusted_certificate_is_refused(smtp: tuple[int, Mailbox], tmp_path: P
     port, mailbox = smtp
     cfg = alerts_config({"sinks": {"mail": {**email_sink(port, Path("x")), "ca_file": None}}})
     sink = build_sink("mail", cfg.sinks["mail"], 5.0)
-    from alerts.cli import test_notification
+    from ragmon.alerts.cli import test_notification
 
     with pytest.raises(SinkError) as info:
         sink.send(test_notification())
@@ -164,7 +163,7 @@ def test_implicit_tls(certificate: tuple[Path, Path]) -> None:
     try:
         cfg = alerts_config({"sinks": {"mail": {**email_sink(port, certificate[0]),
                                                 "security": "tls"}}})
-        from alerts.cli import test_notification
+        from ragmon.alerts.cli import test_notification
 
         build_sink("mail", cfg.sinks["mail"], 5.0).send(test_notification())
     finally:

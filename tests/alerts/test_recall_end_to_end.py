@@ -21,12 +21,11 @@ import faiss
 import numpy as np
 import yaml
 from prometheus_client import CollectorRegistry
-
-from monitor.config import load_config
-from monitor.daemon import Daemon
-from monitor.demo import scenario
-from monitor.demo.corpus import stdlib_corpus
-from monitor.demo.embeddings import cached_encode
+from ragmon.monitor.config import load_config
+from ragmon.monitor.daemon import Daemon
+from ragmon.monitor.demo import scenario
+from ragmon.monitor.demo.corpus import stdlib_corpus
+from ragmon.monitor.demo.embeddings import cached_encode
 
 from .alert_support import Receiver
 
@@ -77,7 +76,7 @@ def test_recall_regression_fires_once_and_resolves_once(
     tmp_path: Path, receiver: Receiver, minilm: Any
 ) -> None:
     scenario.build_index(tmp_path, io.StringIO())
-    shutil.copyfile(str(files("monitor.demo") / "golden.jsonl"), tmp_path / "golden.jsonl")
+    shutil.copyfile(str(files("ragmon.monitor.demo") / "golden.jsonl"), tmp_path / "golden.jsonl")
     good = tmp_path / "good.faiss"
     shutil.copyfile(tmp_path / "index.faiss", good)
     daemon = Daemon(load_config(write_config(tmp_path, receiver), environ={}),

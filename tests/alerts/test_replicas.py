@@ -11,10 +11,9 @@ from collections import Counter
 from pathlib import Path
 
 from alert_support import T0, Receiver, minutes
+from ragmon.monitor.store import Store
+from ragmon.monitor.store.tables_alerts import AlertNotification
 from sqlalchemy import func, select
-
-from monitor.store import Store
-from monitor.store.tables_alerts import AlertNotification
 
 SCRIPT = Path(__file__).resolve().parent / "replica_process.py"
 REPO = Path(__file__).resolve().parents[2]

@@ -7,10 +7,9 @@ import time
 
 import psycopg
 from alert_support import FAST_DELIVERY, T0, Receiver, alerts_config, minutes, recall_run
-
-from alerts.metrics import AlertStats
-from alerts.runtime import AlertsRuntime
-from monitor.store import Store
+from ragmon.alerts.metrics import AlertStats
+from ragmon.alerts.runtime import AlertsRuntime
+from ragmon.monitor.store import Store
 
 
 def test_after_run_returns_while_the_rows_are_locked(

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from monitor.errors import StoreError
-from monitor.store import Store
+from ragmon.monitor.errors import StoreError
+from ragmon.monitor.store import Store
 
 from ..conftest import free_port
 from .alert_support import Receiver
@@ -56,7 +55,7 @@ def test_two_daemons_deliver_one_notification(
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "monitor.cli", "run", "-c",
+            [sys.executable, "-m", "ragmon.monitor.cli", "run", "-c",
              str(daemon_config(tmp_path, name, postgres_url, receiver.url))],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for name in ("replica-a", "replica-b")

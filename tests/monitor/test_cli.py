@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from monitor import __version__
-from monitor.cli import build_parser, main
+from ragmon.monitor import __version__
+from ragmon.monitor.cli import build_parser, main
 
 CONFIG = {
     "store": {"url": "sqlite:///ragmon.db"},
@@ -27,7 +26,7 @@ def config(tmp_path: Path) -> Path:
 
 
 def ragmon(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "monitor.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "ragmon.monitor.cli", *args], capture_output=True,
                           text=True, cwd=cwd, timeout=300)
 
 

@@ -8,10 +8,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from monitor.config import load_config, parse_duration
-from monitor.errors import ConfigError
-from probes import PROBE_KINDS
+from ragmon.monitor.config import load_config, parse_duration
+from ragmon.monitor.errors import ConfigError
+from ragmon.probes import PROBE_KINDS
 
 GOOD = """
 embedders:
@@ -82,7 +81,7 @@ BAD_CONFIGS = [
 
 @pytest.mark.parametrize(("case", "text", "expected"), BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
 def test_bad_config_message_is_pinned(tmp_path: Path, case: str, text: str, expected: list[str]) -> None:
-    from monitor.targets import TARGET_KINDS
+    from ragmon.monitor.targets import TARGET_KINDS
 
     path = write(tmp_path, text)
     targets = ", ".join(sorted(TARGET_KINDS)) or "(none installed)"
@@ -168,7 +167,7 @@ def test_check_config_cli_exit_codes_and_no_traceback(tmp_path: Path) -> None:
 
 
 def test_bad_config_leaves_stored_data_untouched(tmp_path: Path) -> None:
-    from monitor.store import Store
+    from ragmon.monitor.store import Store
 
     db = tmp_path / "ragmon.db"
     store = Store(f"sqlite:///{db}")

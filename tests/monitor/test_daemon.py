@@ -20,14 +20,13 @@ from typing import Any, Literal
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
-
-from monitor.config import ProbeConfig, load_config, root_model
-from monitor.daemon import Daemon, probe_trigger
-from monitor.http import free_port
-from monitor.http import http_get as get
-from monitor.store import Store
-from probes import PROBE_KINDS
-from probes.base import Deadline, MetricSpec, Probe, ProbeResult
+from ragmon.monitor.config import ProbeConfig, load_config, root_model
+from ragmon.monitor.daemon import Daemon, probe_trigger
+from ragmon.monitor.http import free_port
+from ragmon.monitor.http import http_get as get
+from ragmon.monitor.store import Store
+from ragmon.probes import PROBE_KINDS
+from ragmon.probes.base import Deadline, MetricSpec, Probe, ProbeResult
 
 
 class SleepConfig(ProbeConfig):
@@ -249,7 +248,7 @@ def test_shutdown_past_grace_leaves_no_half_written_run(
 
 
 def ragmon_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "monitor.cli", *args]
+    return [sys.executable, "-m", "ragmon.monitor.cli", *args]
 
 
 @pytest.fixture

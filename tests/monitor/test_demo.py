@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from monitor.demo.run import run_demo
-from monitor.store import Store
+from ragmon.monitor.demo.run import run_demo
+from ragmon.monitor.store import Store
 
 
 def test_demo_runs_every_probe_and_the_daemon(tmp_path: Path) -> None:

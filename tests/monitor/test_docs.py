@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from monitor.config.reference import render
+from ragmon.monitor.config.reference import render
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_config_reference_is_current() -> None:
     committed = (ROOT / "docs" / "config.md").read_text()
     assert committed == render(), (
-        "docs/config.md is stale: run `python -m monitor.config.reference > docs/config.md`")
+        "docs/config.md is stale: run `python -m ragmon.monitor.config.reference > docs/config.md`")
 
 
 def test_readme_starts_with_the_two_commands_ci_runs() -> None:

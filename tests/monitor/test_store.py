@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,11 +15,10 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from ragmon.monitor.errors import SchemaError, StoreUnavailable
+from ragmon.monitor.store import RunRecord, Store, migrate
+from ragmon.monitor.store.models import Base
 from sqlalchemy import text
-
-from monitor.errors import SchemaError, StoreUnavailable
-from monitor.store import RunRecord, Store, migrate
-from monitor.store.models import Base
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -155,7 +155,7 @@ def test_unreachable_postgres_is_a_clear_error() -> None:
 def test_replicas_migrating_together_on_postgres(postgres_url: str) -> None:
     """Three processes (as three replicas would be) upgrade one empty database at once; the
     advisory lock serialises them, so none fails on a half-created table."""
-    code = "import sys; from monitor.store import Store; Store(sys.argv[1]).migrate()"
+    code = "import sys; from ragmon.monitor.store import Store; Store(sys.argv[1]).migrate()"
     procs = [subprocess.Popen([sys.executable, "-c", code, postgres_url], stderr=subprocess.PIPE,
                               text=True) for _ in range(3)]
     errors = [p.communicate(timeout=120)[1] for p in procs]
@@ -176,6 +176,16 @@ def test_installed_wheel_migrates_from_any_directory(tmp_path: Path) -> None:
                     "-q", "-w", str(wheels), str(source)], check=True, capture_output=True)
     site = tmp_path / "site"
     (wheel,) = wheels.glob("ragmon-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    # One import namespace: nothing generic (alerts, probes, migrations) at the top level.
+    assert {n.split("/")[0] for n in names} == {"ragmon", "ragmon-0.1.0.dist-info"}
+    # Every module and data file of the four source folders is in it, under ragmon/.
+    wanted = {f"ragmon/{p.relative_to(REPO).as_posix()}"
+              for folder in ("monitor", "probes", "alerts", "migrations")
+              for p in (REPO / folder).rglob("*")
+              if p.is_file() and "__pycache__" not in p.parts}
+    assert wanted - set(names) == set()
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
                     str(site), str(wheel)], check=True, capture_output=True)
     config = tmp_path / "ragmon.yaml"
@@ -185,13 +195,13 @@ def test_installed_wheel_migrates_from_any_directory(tmp_path: Path) -> None:
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-I", "-c",
                            f"import sys; sys.path.insert(0, {str(site)!r}); "
-                           "from monitor.cli import main; sys.exit(main())",
+                           "from ragmon.monitor.cli import main; sys.exit(main())",
                            "migrate", "-c", str(config)],
                           cwd=elsewhere, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert str(site) in subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); "
-         "import migrations; print(migrations.__file__)"], capture_output=True, text=True,
+         "import ragmon.migrations as m; print(m.__file__)"], capture_output=True, text=True,
         env=env,
     ).stdout
     assert f"-> {migrate.head_revision()}" in proc.stdout

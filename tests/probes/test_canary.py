@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
-
-from monitor.config import load_config
-from monitor.context import ProbeContext
-from monitor.runner import Runner
-from monitor.store import Store
+from ragmon.monitor.config import load_config
+from ragmon.monitor.context import ProbeContext
+from ragmon.monitor.runner import Runner
+from ragmon.monitor.store import Store
 
 
 def run_canary(tmp_path: Path, store_url: str, texts: list[str] | None = None,
@@ -109,7 +108,7 @@ def test_a_different_model_is_caught(tmp_path: Path, captured: str) -> None:
     except ImportError:
         from sentence_transformers import models  # type: ignore[no-redef]
 
-    from monitor.embedders.sentence_transformers import bundled_model_path
+    from ragmon.monitor.embedders.sentence_transformers import bundled_model_path
 
     base = str(bundled_model_path())
     word = models.Transformer(base)

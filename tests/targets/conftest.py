@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from monitor.targets import TARGET_KINDS, VectorTarget
+from ragmon.monitor.targets import TARGET_KINDS, VectorTarget
 
 K = 10
 N_QUERIES = 40
@@ -48,8 +47,8 @@ def real_vectors(request: pytest.FixtureRequest, corpus) -> np.ndarray:  # type:
     """MiniLM embeddings of the corpus. The adapters only need real embeddings, not these
     exact ones, so they are kept by corpus digest alone: after the first run, these tests
     do not load the model just to check its fingerprint."""
-    from monitor.demo.corpus import corpus_digest
-    from monitor.demo.embeddings import cache_dir
+    from ragmon.monitor.demo.corpus import corpus_digest
+    from ragmon.monitor.demo.embeddings import cache_dir
 
     path = cache_dir() / "targets" / f"{corpus_digest(corpus)[:32]}.npy"
     if path.exists():

@@ -7,11 +7,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from monitor.config import load_config
-from monitor.errors import ConfigError
-from monitor.targets import TARGET_KINDS, TargetSpec
-from monitor.targets.faiss import FaissConfig
+from ragmon.monitor.config import load_config
+from ragmon.monitor.errors import ConfigError
+from ragmon.monitor.targets import TARGET_KINDS, TargetSpec
+from ragmon.monitor.targets.faiss import FaissConfig
 
 EVERY_KIND = """
 targets:
@@ -77,7 +76,7 @@ def test_bad_target_entries_are_named(tmp_path: Path, entry: str, message: str) 
 
 
 def test_a_missing_client_names_the_pip_command() -> None:
-    spec = TargetSpec(FaissConfig, "monitor.targets.faiss:FaissTarget", "lancedb",
+    spec = TargetSpec(FaissConfig, "ragmon.monitor.targets.faiss:FaissTarget", "lancedb",
                       ("ragmon_no_such_module",))
     entry = FaissConfig(kind="faiss", path=Path("x"))
     assert spec.missing_requirement(entry) == (
@@ -94,8 +93,7 @@ def test_every_registered_kind_names_its_extra() -> None:
 def test_a_loaded_entry_builds_a_working_target(tmp_path: Path) -> None:
     import faiss
     import numpy as np
-
-    from monitor.targets import build_target
+    from ragmon.monitor.targets import build_target
 
     (tmp_path / "index").mkdir()
     index = faiss.IndexFlatL2(4)

@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from monitor.errors import DimensionMismatch, TargetError
-from monitor.targets import VectorTarget
+from ragmon.monitor.errors import DimensionMismatch, TargetError
+from ragmon.monitor.targets import VectorTarget
 
 K = 10
 Data = Any  # tests/targets/conftest.py: Data

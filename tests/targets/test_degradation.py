@@ -9,8 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from monitor.targets import VectorTarget
+from ragmon.monitor.targets import VectorTarget
 
 K = 10
 

@@ -10,9 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from monitor.errors import TargetError, TargetUnavailable
-from monitor.targets import VectorTarget
+from ragmon.monitor.errors import TargetError, TargetUnavailable
+from ragmon.monitor.targets import VectorTarget
 
 Build = Callable[..., VectorTarget]
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from monitor.targets._exact import ExactTopK, exact_over_store, rows_within
+from ragmon.monitor.targets._exact import ExactTopK, exact_over_store, rows_within
 
 
 def numpy_topk(queries: np.ndarray, vectors: np.ndarray, k: int, metric: str) -> np.ndarray:

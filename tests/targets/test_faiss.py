@@ -10,9 +10,8 @@ from typing import Any
 import faiss
 import numpy as np
 import pytest
-
-from monitor.errors import TargetError, TargetResponseError, TargetUnavailable
-from monitor.targets import VectorTarget
+from ragmon.monitor.errors import TargetError, TargetResponseError, TargetUnavailable
+from ragmon.monitor.targets import VectorTarget
 
 Build = Callable[..., VectorTarget]
 

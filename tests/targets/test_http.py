@@ -11,9 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-
-from monitor.errors import TargetError, TargetResponseError, TargetUnavailable
-from monitor.targets import VectorTarget
+from ragmon.monitor.errors import TargetError, TargetResponseError, TargetUnavailable
+from ragmon.monitor.targets import VectorTarget
 
 Build = Callable[..., VectorTarget]
 TOKEN = "s3cret-token-value"  # tests/targets/conftest.py: HTTP_TOKEN

@@ -11,9 +11,8 @@ import numpy as np
 import psycopg
 import pytest
 from pgvector.psycopg import register_vector
-
-from monitor.errors import TargetError, TargetUnavailable
-from monitor.targets import VectorTarget
+from ragmon.monitor.errors import TargetError, TargetUnavailable
+from ragmon.monitor.targets import VectorTarget
 
 Build = Callable[..., VectorTarget]
 

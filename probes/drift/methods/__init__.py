@@ -6,8 +6,8 @@ Importing this package registers every method in :data:`METHODS`; the probe's co
 
 from __future__ import annotations
 
-from probes.drift.methods import classifier, clusters, mmd, trend  # noqa: F401  (registers)
-from probes.drift.methods._base import METHODS, MethodResult, as_window, check_pair, register
-from probes.drift.methods.coverage import coverage
+from ragmon.probes.drift.methods import classifier, clusters, mmd, trend  # noqa: F401  (registers)
+from ragmon.probes.drift.methods._base import METHODS, MethodResult, as_window, check_pair, register
+from ragmon.probes.drift.methods.coverage import coverage
 
 __all__ = ["METHODS", "MethodResult", "as_window", "check_pair", "coverage", "register"]

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from monitor.errors import DriftError, InsufficientData
+from ragmon.monitor.errors import DriftError, InsufficientData
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,12 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-
-from probes.drift.methods._base import MethodResult, check_pair, permutation_p_value, register
+from ragmon.probes.drift.methods._base import (
+    MethodResult,
+    check_pair,
+    permutation_p_value,
+    register,
+)
 
 
 def _auc_z(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

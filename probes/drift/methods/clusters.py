@@ -11,9 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from probes.drift.methods._base import MethodResult, check_pair, permutation_p_value, register
-from probes.drift.methods.mmd import _sq_dists, median_gamma, witness
+from ragmon.probes.drift.methods._base import (
+    MethodResult,
+    check_pair,
+    permutation_p_value,
+    register,
+)
+from ragmon.probes.drift.methods.mmd import _sq_dists, median_gamma, witness
 
 
 def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:

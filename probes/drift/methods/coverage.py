@@ -9,9 +9,8 @@ knowledge-gap share. Under no change it is about ``1 - quantile``.
 from __future__ import annotations
 
 import numpy as np
-
-from monitor.errors import DriftError, InsufficientData
-from probes.drift.methods._base import MethodResult
+from ragmon.monitor.errors import DriftError, InsufficientData
+from ragmon.probes.drift.methods._base import MethodResult
 
 
 def _distances(values: np.ndarray, what: str) -> np.ndarray:

@@ -16,8 +16,12 @@ is still alpha; only the statistic approximates the exact one (see docs/drift.md
 from __future__ import annotations
 
 import numpy as np
-
-from probes.drift.methods._base import MethodResult, check_pair, permutation_p_value, register
+from ragmon.probes.drift.methods._base import (
+    MethodResult,
+    check_pair,
+    permutation_p_value,
+    register,
+)
 
 BLOCK_BYTES = 64 * 1024 * 1024  # one block of kernel rows, float32
 

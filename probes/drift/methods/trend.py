@@ -4,8 +4,7 @@ norm statistics. Each still returns a verdict with its own calibration."""
 from __future__ import annotations
 
 import numpy as np
-
-from probes.drift.methods._base import MethodResult, check_pair, register
+from ragmon.probes.drift.methods._base import MethodResult, check_pair, register
 
 
 def _cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -15,11 +15,10 @@ import numpy as np
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
-
-from monitor.config import load_config
-from monitor.context import ProbeContext
-from monitor.runner import Runner
-from monitor.store import Store
+from ragmon.monitor.config import load_config
+from ragmon.monitor.context import ProbeContext
+from ragmon.monitor.runner import Runner
+from ragmon.monitor.store import Store
 
 INJECTED_TOPIC = "asyncio"
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import stats
-
-from probes.drift.alarms import (
+from ragmon.probes.drift.alarms import (
     AlarmState,
     calibrate,
     k_of_n_alpha,
@@ -15,7 +13,8 @@ from probes.drift.alarms import (
     siegmund_arl,
     update,
 )
-from probes.drift.methods.mmd import mmd
+from ragmon.probes.drift.methods.mmd import mmd
+from scipy import stats
 
 HOUR, MONTH = 3600.0, 30 * 86400.0
 

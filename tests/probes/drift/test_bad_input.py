@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from monitor.config import validate_raw
-from monitor.errors import ConfigError, DriftError, InsufficientData
-from probes.drift.methods import METHODS, coverage
+from ragmon.monitor.config import validate_raw
+from ragmon.monitor.errors import ConfigError, DriftError, InsufficientData
+from ragmon.probes.drift.methods import METHODS, coverage
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))

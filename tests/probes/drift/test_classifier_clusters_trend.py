@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ragmon.probes.drift.methods import METHODS
+from ragmon.probes.drift.methods.classifier import _auc_z, classifier
+from ragmon.probes.drift.methods.clusters import clusters, js_divergence
+from ragmon.probes.drift.methods.trend import benjamini_hochberg, centroid, norms, pca_ks
 from sklearn.metrics import roc_auc_score
-
-from probes.drift.methods import METHODS
-from probes.drift.methods.classifier import _auc_z, classifier
-from probes.drift.methods.clusters import clusters, js_divergence
-from probes.drift.methods.trend import benjamini_hochberg, centroid, norms, pca_ks
 
 
 def test_registry_holds_every_method() -> None:

@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from ragmon.monitor.store.tables_drift import DriftClusterShift, DriftStatistic
+from ragmon.probes.drift import state
+from ragmon.probes.drift.ingest import install, poll_jsonl
+from ragmon.probes.drift.state import Item, add_items, peek_window, reset_window
 from scipy import stats
 
-from monitor.store.tables_drift import DriftClusterShift, DriftStatistic
-from probes.drift import state
-from probes.drift.ingest import install, poll_jsonl
-from probes.drift.state import Item, add_items, peek_window, reset_window
 from tests.probes.drift.conftest import PROBE
 
 

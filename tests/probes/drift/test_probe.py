@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
+from ragmon.monitor.http import App, HttpServer
+from ragmon.probes.drift import state
+from ragmon.probes.drift.ingest import IngestApp, drift_probes
 
-from monitor.http import App, HttpServer
-from probes.drift import state
-from probes.drift.ingest import IngestApp, drift_probes
 from tests.probes.drift.conftest import PROBE, DriftEnv
 
 
@@ -157,8 +157,9 @@ def test_ingest_refuses_bad_requests_and_stores_nothing(drift_env, ingest) -> No
 def test_daemon_serves_ingest_and_exports_drift_metrics(drift_env) -> None:
     """The real daemon: install() mounts /ingest on its listener and the tail job runs in
     its scheduler; a drift run's values appear on /metrics under the agreed names."""
-    from monitor.config import load_config
-    from monitor.daemon import Daemon
+    from ragmon.monitor.config import load_config
+    from ragmon.monitor.daemon import Daemon
+
     from tests.conftest import free_port
 
     port = free_port()

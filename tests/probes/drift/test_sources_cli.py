@@ -7,12 +7,12 @@ import json
 
 import numpy as np
 import pytest
+from ragmon.monitor.cli import main
+from ragmon.monitor.demo.embeddings import cached_encode
+from ragmon.probes.drift import state
+from ragmon.probes.drift.methods.mmd import mmd
+from ragmon.probes.drift.methods.trend import norms
 
-from monitor.cli import main
-from monitor.demo.embeddings import cached_encode
-from probes.drift import state
-from probes.drift.methods.mmd import mmd
-from probes.drift.methods.trend import norms
 from tests.probes.drift.conftest import PROBE, DriftEnv, write_flat_index
 
 
@@ -84,7 +84,7 @@ def truncated_vectors(minilm, windows) -> np.ndarray:
     """The pool's texts through a changed pipeline: truncation at 16 tokens."""
     import copy
 
-    from monitor.embedders.sentence_transformers import (
+    from ragmon.monitor.embedders.sentence_transformers import (
         SentenceTransformerEmbedder,
         SentenceTransformersConfig,
     )

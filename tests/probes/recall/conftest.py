@@ -20,11 +20,10 @@ import numpy as np
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
-
-from monitor.config import load_config
-from monitor.context import ProbeContext
-from monitor.runner import Runner
-from monitor.store import Store
+from ragmon.monitor.config import load_config
+from ragmon.monitor.context import ProbeContext
+from ragmon.monitor.runner import Runner
+from ragmon.monitor.store import Store
 
 GOLDEN = Path(__file__).parent / "data" / "stdlib_golden.jsonl"
 PROBE = "docs-recall"
@@ -119,7 +118,7 @@ class Env:
 
     def truncating_embedder(self, max_seq_length: int) -> Any:
         """The same model with a shorter truncation: a changed query pipeline."""
-        from monitor.embedders.sentence_transformers import (
+        from ragmon.monitor.embedders.sentence_transformers import (
             SentenceTransformerEmbedder,
             SentenceTransformersConfig,
         )

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from probes.recall.fidelity import distances, latency_quantiles, query_fidelity, tie_tolerant_recall
+from ragmon.probes.recall.fidelity import (
+    distances,
+    latency_quantiles,
+    query_fidelity,
+    tie_tolerant_recall,
+)
 
 Q = np.array([1.0, 0.0, 0.0], dtype=np.float32)
 V = {
@@ -70,7 +74,7 @@ def test_latency_stats() -> None:
 
 
 def test_vector_sample_stats() -> None:
-    from probes.recall.evidence import vector_stats
+    from ragmon.probes.recall.evidence import vector_stats
 
     vecs = np.array([[3.0, 4.0], [3.0, 4.0], [0.0, 0.0], [np.nan, 1.0], [1.0, 0.0]])
     stats = vector_stats(vecs)

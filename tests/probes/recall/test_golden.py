@@ -8,9 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-from monitor.errors import GoldenSetError
-from probes.recall.golden import GoldenSet, check_id_type, load_golden_set
+from ragmon.monitor.errors import GoldenSetError
+from ragmon.probes.recall.golden import GoldenSet, check_id_type, load_golden_set
 
 DATA = Path(__file__).parent / "data"
 

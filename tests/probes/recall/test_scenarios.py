@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from ragmon.monitor.metrics import StoreCollector
 
-from monitor.metrics import StoreCollector
 from tests.probes.recall.conftest import PROBE, Env, write_index
 
 
@@ -237,9 +237,9 @@ def test_a_refused_query_scores_zero_and_is_never_dropped(env: Env) -> None:
 def test_queries_past_the_time_budget_are_marked_timeout(env: Env) -> None:
     import time
 
-    from probes.base import Deadline
-    from probes.recall._search import search_all
-    from probes.recall.golden import load_golden_set
+    from ragmon.probes.base import Deadline
+    from ragmon.probes.recall._search import search_all
+    from ragmon.probes.recall.golden import load_golden_set
 
     golden = load_golden_set("g", env.context.config.golden_sets["stdlib"])
     vectors = env.minilm.encode([q.text for q in golden.queries])
@@ -260,7 +260,7 @@ def test_query_dimension_differing_from_the_index_is_a_specific_error(env: Env) 
 
 
 def test_target_without_exact_search_reports_fidelity_as_not_measurable(env: Env) -> None:
-    from monitor.targets.faiss import FaissTarget
+    from ragmon.monitor.targets.faiss import FaissTarget
 
     class NoExactFaiss(FaissTarget):
         """The real FAISS adapter with its exact mode switched off, as an engine without one."""
@@ -299,7 +299,7 @@ def test_two_things_breaking_at_once_are_both_reported(env: Env) -> None:
 
 
 def test_text_input_target_without_embedder_or_fetch(env: Env) -> None:
-    from monitor.targets.faiss import FaissTarget
+    from ragmon.monitor.targets.faiss import FaissTarget
 
     minilm = env.minilm
 
