@@ -8,6 +8,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from ragmon.alerts.config import alerts_section
+from ragmon.monitor.cli import CommandGroups, load
+from ragmon.monitor.common import Redactor, iso
 from ragmon.monitor.errors import RagmonError, SinkError
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -15,7 +18,7 @@ TEST_RULE = "RagmonTestNotification"
 TEST_ALERT_TTL = 300.0  # seconds a test alert stays active in Alertmanager without --resolve
 
 
-def add_commands(cli: Any) -> None:
+def add_commands(cli: CommandGroups) -> None:
     """Add ``ragmon alerts list`` and ``ragmon alerts test SINK`` to the command line."""
     sub = cli.group("alerts", "in-daemon alerts: show their state, test a sink")
     p = sub.add_parser("list", help="show every alert rule's state and the delivery queue",
@@ -32,17 +35,11 @@ def add_commands(cli: Any) -> None:
     p.set_defaults(func=cmd_test)
 
 
-def _load(path: str) -> Any:
-    from ragmon.monitor.config import load_config
-
-    return load_config(path)
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     from ragmon.alerts.status import alert_rows
     from ragmon.monitor.store import Store
 
-    config = _load(args.config)
+    config = load(args)
     store = Store(config.store.url.get_secret_value())
     try:
         store.require_head()
@@ -71,7 +68,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def test_notification(status: str = "firing") -> Any:
     from ragmon.alerts.sinks import Notification
 
-    now = _iso(datetime.now(UTC))
+    now = iso(datetime.now(UTC))
     assert now is not None
     return Notification(
         status=status, rule=TEST_RULE, fingerprint="0" * 16,
@@ -86,15 +83,15 @@ def test_notification(status: str = "firing") -> Any:
 def cmd_test(args: argparse.Namespace) -> int:
     from ragmon.alerts.sinks import build_sink
 
-    config = _load(args.config)
-    sinks = config.alerts.sinks
+    config = load(args)
+    sinks = alerts_section(config).sinks
     if args.sink not in sinks:
         valid = ", ".join(sorted(sinks)) or "none: 'alerts.sinks' is empty"
         raise RagmonError(f"no sink named {args.sink!r}; valid sinks: {valid}")
     sink_config = sinks[args.sink]
     if sink_config.kind == "alertmanager":  # a test alert must not stay active for a day
         sink_config = sink_config.model_copy(update={"ttl": TEST_ALERT_TTL})
-    sink = build_sink(args.sink, sink_config, config.alerts.delivery.timeout)
+    sink = build_sink(args.sink, sink_config, alerts_section(config).delivery.timeout)
     redact = _redactor(config)
     for status in ("firing", "resolved") if args.resolve else ("firing",):
         try:
@@ -106,15 +103,8 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def _redactor(config: Any) -> Any:
-    from ragmon.alerts.delivery import Redactor
 
-    return Redactor(config.alerts.secrets())
-
-
-def _iso(ts: datetime | None) -> str | None:
-    if ts is None:
-        return None
-    return ts.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return Redactor(alerts_section(config).secrets())
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

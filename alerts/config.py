@@ -14,12 +14,13 @@ import re
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import InitErrorDetails
+
 from ragmon.alerts.sinks import SINK_KINDS
 from ragmon.alerts.templates import check_template
-from ragmon.monitor.config._model import kinded_union
-from ragmon.monitor.config._types import Duration, OptionalDelay, Strict
+from ragmon.monitor.config import Duration, OptionalDelay, RootConfig, Strict, config_error
 from ragmon.monitor.errors import ConfigIssue
+from ragmon.monitor.plugins import Plugins
 
 _OPERATORS = ("<=", ">=", "==", "!=", "<", ">")
 _CONDITION = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(\S(?:.*\S)?)\s*$")
@@ -31,20 +32,20 @@ def parse_condition(text: str) -> tuple[str, float | str]:
     """``"< 0.8"`` -> ``("<", 0.8)``; ``"!= ok"`` -> ``("!=", "ok")``."""
     m = _CONDITION.match(text)
     if not m:
-        raise PydanticCustomError(
+        raise config_error(
             "condition",
             "not a condition; write an operator ({ops}) and a value, like '< 0.8'",
-            {"ops": ", ".join(_OPERATORS)},
+            {"ops": ", ".join(_OPERATORS)}, echo_input=True
         )
     op, raw = m.groups()
     try:
         return op, float(raw)
     except ValueError:
         if op not in ("==", "!="):
-            raise PydanticCustomError(
+            raise config_error(
                 "condition",
                 "compares text with {op}; text only takes == or !=",
-                {"op": repr(op)},
+                {"op": repr(op)}, echo_input=True
             ) from None
         return op, raw.strip("'\"")
 
@@ -58,7 +59,7 @@ class ForRuns(Strict):
     @model_validator(mode="after")
     def _k_le_n(self) -> ForRuns:
         if self.k > self.n:
-            raise PydanticCustomError("k_of_n", "k must not exceed n (k of the last n runs)", {})
+            raise config_error("k_of_n", "k must not exceed n (k of the last n runs)", {})
         return self
 
 
@@ -116,14 +117,14 @@ class RuleConfig(Strict):
     def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
             if not _LABEL_NAME.match(name):
-                raise PydanticCustomError(
+                raise config_error(
                     "label_name", "label name {name} must match [A-Za-z_][A-Za-z0-9_]*",
-                    {"name": repr(name)},
+                    {"name": repr(name)}, echo_input=True
                 )
             if name in RESERVED_LABELS:
-                raise PydanticCustomError(
+                raise config_error(
                     "label_name", "label {name} is set by ragmon; choose another name",
-                    {"name": repr(name)},
+                    {"name": repr(name)}, echo_input=True
                 )
         return value
 
@@ -132,24 +133,24 @@ class RuleConfig(Strict):
     def _template(cls, value: str) -> str:
         problem = check_template(value)
         if problem:
-            raise PydanticCustomError("template", "template does not render: {problem}",
-                                      {"problem": problem})
+            raise config_error("template", "template does not render: {problem}",
+                                      {"problem": problem}, echo_input=True)
         return value
 
     @model_validator(mode="after")
     def _what_to_watch(self) -> RuleConfig:
         if (self.field is None) == (self.verdict is None):
-            raise PydanticCustomError(
+            raise config_error(
                 "rule_shape", "give either 'field' (with 'condition') or 'verdict'", {}
             )
         if self.field is not None and self.condition is None:
-            raise PydanticCustomError("rule_shape", "'field' needs a 'condition', like '< 0.8'", {})
+            raise config_error("rule_shape", "'field' needs a 'condition', like '< 0.8'", {})
         if self.verdict is not None and self.condition is not None:
-            raise PydanticCustomError(
+            raise config_error(
                 "rule_shape", "'verdict' lists the verdicts that fire; drop 'condition'", {}
             )
         if self.for_runs is not None and self.for_ > 0:
-            raise PydanticCustomError("rule_shape", "give either 'for' or 'for_runs', not both", {})
+            raise config_error("rule_shape", "give either 'for' or 'for_runs', not both", {})
         return self
 
     @property
@@ -182,7 +183,8 @@ class AlertsConfig(Strict):
     repeat_interval: Duration = Field(default=4 * 3600.0, description=(
         "Re-notify a still-firing alert this often."))
     delivery: DeliveryConfig = DeliveryConfig()
-    sinks: dict[str, kinded_union("sink", SINK_KINDS)] = Field(default_factory=dict)  # type: ignore[valid-type]
+    sinks: dict[str, SINK_KINDS.config_union()] = Field(  # type: ignore[valid-type]
+        default_factory=dict)
     rules: dict[str, RuleConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -190,9 +192,8 @@ class AlertsConfig(Strict):
         valid = ", ".join(sorted(self.sinks)) or "none: 'alerts.sinks' is empty"
         errors = [
             InitErrorDetails(
-                type=PydanticCustomError(
-                    "unknown_sink", "unknown sink; valid sinks: {valid}", {"valid": valid},
-                ),
+                type=config_error("unknown_sink", "unknown sink; valid sinks: {valid}",
+                                  {"valid": valid}, echo_input=True),
                 loc=("rules", rule, "sinks", i),
                 input=sink,
             )
@@ -219,7 +220,12 @@ class AlertsConfig(Strict):
         return found
 
 
-def reference_issues(raw: dict[str, Any], source: str) -> list[ConfigIssue]:
+def alerts_section(config: RootConfig) -> AlertsConfig:
+    """The ``alerts:`` section of a loaded config, typed."""
+    return config.section("alerts", AlertsConfig)
+
+
+def reference_issues(raw: dict[str, Any], source: str, plugins: Plugins) -> list[ConfigIssue]:
     """Rules naming a probe that is not configured, or a value its kind never produces.
 
     Called by the config loader with the raw config, beside its other cross-references
@@ -240,20 +246,18 @@ def reference_issues(raw: dict[str, Any], source: str) -> list[ConfigIssue]:
             issues.append(ConfigIssue(source, f"alerts.rules.{name}.probe",
                                       f"unknown probe {rule['probe']!r}; valid: {valid}"))
             continue
-        problem = _field_problem(rule.get("field"), probe.get("kind"))
+        problem = _field_problem(rule.get("field"), probe.get("kind"), plugins)
         if problem:
             issues.append(ConfigIssue(source, f"alerts.rules.{name}.field", problem))
     return issues
 
 
-def _field_problem(field: Any, kind: Any) -> str | None:
+def _field_problem(field: Any, kind: Any, plugins: Plugins) -> str | None:
     """Why ``field`` is not something a probe of ``kind`` produces, or None."""
-    from ragmon.probes import PROBE_KINDS
-
     if not isinstance(field, str) or field == "status" or field.startswith("details."):
         return None
-    probe_class = PROBE_KINDS.get(kind) if isinstance(kind, str) else None
-    if probe_class is None or not probe_class.METRICS or field in probe_class.METRICS:
+    metrics = plugins.metric_specs().get(kind) if isinstance(kind, str) else None
+    if not metrics or field in metrics:
         return None
-    valid = ", ".join(["status", "details.PATH", *sorted(probe_class.METRICS)])
+    valid = ", ".join(["status", "details.PATH", *sorted(metrics)])
     return f"probe kind {kind!r} produces no value {field!r}; valid: {valid}"

@@ -17,33 +17,19 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import and_, delete, or_, select, update
+
 from ragmon.alerts.config import AlertsConfig
 from ragmon.alerts.metrics import AlertStats
 from ragmon.alerts.sinks import Notification, Sink, build_sink
+from ragmon.alerts.tables import AlertNotification as Row
+from ragmon.monitor.common import Redactor
 from ragmon.monitor.errors import StoreError
 from ragmon.monitor.store import Store
-from ragmon.monitor.store.tables_alerts import AlertNotification as Row
-from sqlalchemy import and_, delete, or_, select, update
 
 log = logging.getLogger("ragmon.alerts")
 
 BATCH = 50
-
-
-class Redactor:
-    """Replaces every configured secret value in a text with ``***``.
-
-    Values shorter than 3 characters are left alone: replacing them would garble every
-    message, and they protect nothing.
-    """
-
-    def __init__(self, secrets: list[str]):
-        self.secrets = sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
 
 
 class DeliveryWorker:

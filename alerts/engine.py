@@ -11,23 +11,23 @@ forgets a firing alert.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from ragmon.alerts.config import AlertsConfig, RuleConfig
 from ragmon.alerts.metrics import AlertStats
 from ragmon.alerts.rules import Observation, fingerprint, instance_labels, observe
 from ragmon.alerts.sinks import Notification, build_sink
+from ragmon.alerts.tables import AlertNotification, AlertState
 from ragmon.alerts.templates import render
+from ragmon.monitor.common import iso, jsonable, utc
 from ragmon.monitor.store import RunRecord, Store
-from ragmon.monitor.store.models import AlertState
-from ragmon.monitor.store.tables_alerts import AlertNotification
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
 
 log = logging.getLogger("ragmon.alerts")
 
@@ -74,7 +74,7 @@ class AlertEngine:
     def _evaluate_rule(
         self, name: str, rule: RuleConfig, record: RunRecord, run_id: int | None
     ) -> int:
-        now = _utc(record.finished_at)
+        now = utc(record.finished_at)
         observed: dict[str, tuple[dict[str, str], Observation]] = {}
         for obs in observe(rule, record):
             labels = instance_labels(name, rule, record, obs.series)
@@ -91,7 +91,7 @@ class AlertEngine:
                 .order_by(AlertState.fingerprint).with_for_update()
             ).all()
             for row in rows:
-                if row.last_evaluated_at is not None and now < _utc(row.last_evaluated_at):
+                if row.last_evaluated_at is not None and now < utc(row.last_evaluated_at):
                     continue  # an older run evaluated late (another replica got further)
                 if row.fingerprint in observed:
                     obs = observed[row.fingerprint][1]
@@ -123,7 +123,7 @@ class AlertEngine:
                 row.state, row.active_since = "pending", now
                 row.fired_at = row.resolved_at = None
                 details["notify_seq"] = 0
-            since = _utc(row.active_since or now)
+            since = utc(row.active_since or now)
             if row.state == "pending" and active and now - since >= timedelta(seconds=rule.for_):
                 row.state, row.fired_at = "firing", now
                 queued += self._enqueue(s, name, rule, row, details, record, run_id, now)
@@ -141,7 +141,7 @@ class AlertEngine:
     def _repeat_due(self, rule: RuleConfig, row: AlertState, now: datetime) -> bool:
         every = rule.repeat_interval or self.config.repeat_interval
         last = row.last_notified_at or row.fired_at or now
-        return now - _utc(last) >= timedelta(seconds=every)
+        return now - utc(last) >= timedelta(seconds=every)
 
     # --- notifications -------------------------------------------------------------------
     def _enqueue(
@@ -150,7 +150,7 @@ class AlertEngine:
     ) -> int:
         event = "resolved" if row.state == "resolved" else "firing"
         notification = self.notification(name, rule, row, details, record, run_id, event)
-        episode = _utc(row.active_since or now).isoformat()
+        episode = utc(row.active_since or now).isoformat()
         seq = details.get("notify_seq", 0) if event == "firing" else 0
         row.last_notified_at = now
         queued = 0
@@ -181,7 +181,7 @@ class AlertEngine:
         s.execute(update(AlertNotification).where(
             *same, AlertNotification.status == "pending"
         ).values(status="superseded"))
-        since = _utc(row.active_since) if row.active_since else None
+        since = utc(row.active_since) if row.active_since else None
         told = select(func.count()).select_from(AlertNotification).where(
             *same, AlertNotification.status.in_(("sent", "sending")),
         )
@@ -193,15 +193,15 @@ class AlertEngine:
         self, name: str, rule: RuleConfig, row: AlertState, details: dict[str, Any],
         record: RunRecord, run_id: int | None, event: str,
     ) -> Notification:
-        run_details = json.loads(json.dumps(record.details, default=_json_default))
+        run_details = jsonable(record.details)
         context = {
             "rule": name, "probe": rule.probe, "kind": record.kind, "target": record.target,
             "severity": rule.severity, "field": rule.watched, "value": details.get("value"),
             "labels": dict(row.labels), "status": event,
-            "since": _utc(row.active_since).isoformat() if row.active_since else None,
+            "since": utc(row.active_since).isoformat() if row.active_since else None,
             "run": {"id": run_id, "status": record.status, "error": record.error,
-                    "started_at": _utc(record.started_at).isoformat(),
-                    "finished_at": _utc(record.finished_at).isoformat()},
+                    "started_at": utc(record.started_at).isoformat(),
+                    "finished_at": utc(record.finished_at).isoformat()},
             "details": run_details,
             "values": _values_by_name(record),
         }
@@ -215,8 +215,8 @@ class AlertEngine:
         return Notification(
             status=event, rule=name, fingerprint=row.fingerprint,
             labels={k: str(v) for k, v in row.labels.items()}, annotations=annotations,
-            starts_at=_iso(row.active_since or record.finished_at),
-            ends_at=_iso(row.resolved_at) if event == "resolved" and row.resolved_at else None,
+            starts_at=iso(row.active_since or record.finished_at),
+            ends_at=iso(row.resolved_at) if event == "resolved" and row.resolved_at else None,
             generator_url=self._generator_url(name), run_id=run_id,
             value=value if isinstance(value, int | float) else None, details=run_details,
         )
@@ -226,28 +226,11 @@ class AlertEngine:
         return f"{base.rstrip('/')}/alerts?rule={quote(name)}" if base else ""
 
 
-def install(daemon: Any) -> Any:
-    """The daemon's entry point (``monitor.daemon.DAEMON_EXTENSIONS``); see alerts.runtime."""
-    from ragmon.alerts.runtime import install as install_runtime
-
-    return install_runtime(daemon)
-
-
 def _values_by_name(record: RunRecord) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for name, labels, value in record.values:
         out.setdefault(name, []).append({"labels": dict(labels), "value": float(value)})
     return out
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):  # numpy scalars
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, set):
-        return sorted(obj)
-    return str(obj)
 
 
 def _insert_ignore(s: Session, model: type, values: dict[str, Any], keys: list[str]) -> int:
@@ -261,9 +244,3 @@ def _insert_ignore(s: Session, model: type, values: dict[str, Any], keys: list[s
     return len(s.execute(statement.returning(model.id)).all())  # type: ignore[attr-defined]
 
 
-def _utc(ts: datetime) -> datetime:
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
-def _iso(ts: datetime) -> str:
-    return _utc(ts).isoformat().replace("+00:00", "Z")

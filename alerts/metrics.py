@@ -75,8 +75,7 @@ class AlertCollector(Collector):
             value=self.stats.evaluation_failures)
 
     def _states(self) -> Iterator[Any]:
-        from ragmon.monitor.store.models import AlertState
-        from ragmon.monitor.store.tables_alerts import AlertNotification
+        from ragmon.alerts.tables import AlertNotification, AlertState
 
         firing = GaugeMetricFamily("ragmon_alerts_firing", "Alert instances firing, per rule.",
                                    labels=["rule", "severity"])

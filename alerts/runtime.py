@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING
 
 from apscheduler.triggers.interval import IntervalTrigger
-from ragmon.alerts.config import AlertsConfig
+
+from ragmon.alerts.config import AlertsConfig, alerts_section
 from ragmon.alerts.delivery import DeliveryWorker
 from ragmon.alerts.engine import AlertEngine
 from ragmon.alerts.metrics import AlertStats, alert_metrics_collector
 from ragmon.alerts.status import status_app
 from ragmon.monitor.store import RunRecord, Store
+
+if TYPE_CHECKING:
+    from ragmon.monitor.daemon import Daemon
 
 log = logging.getLogger("ragmon.alerts")
 
@@ -43,14 +47,14 @@ class AlertsRuntime:
         self.worker.close(wait=wait)
 
 
-def install(daemon: Any) -> AlertsRuntime | None:
+def install(daemon: Daemon) -> AlertsRuntime | None:
     """Plug alerting into a starting daemon: the after-run hook, the metrics, the delivery job.
 
-    Called by ``monitor.daemon`` once the store, context, runner, scheduler (not started) and
-    registry exist. With ``alerts.enabled: false``, or neither rules nor sinks, nothing is
-    added.
+    A daemon extension (listed by the composition root), called once the store, context,
+    runner, scheduler (not started) and registry exist. With ``alerts.enabled: false``, or
+    neither rules nor sinks, nothing is added.
     """
-    config: AlertsConfig = daemon.config.alerts
+    config = alerts_section(daemon.config)
     if not config.enabled or not (config.rules or config.sinks):
         return None
     for name, rule in config.rules.items():
@@ -74,5 +78,4 @@ def install(daemon: Any) -> AlertsRuntime | None:
             args=[daemon.config.store.retention], id="alerts:retention",
             name="alert outbox retention", replace_existing=True,
         )
-    daemon.alerts = runtime
     return runtime

@@ -6,15 +6,15 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from ragmon.alerts.delivery import Redactor
-from ragmon.monitor.errors import StoreError
-from ragmon.monitor.store.models import AlertState
-from ragmon.monitor.store.tables_alerts import AlertNotification
 from sqlalchemy import func, select
+
+from ragmon.alerts.config import alerts_section
+from ragmon.alerts.tables import AlertNotification, AlertState
+from ragmon.monitor.common import Redactor, iso
+from ragmon.monitor.errors import StoreError
 
 
 def alert_rows(config: Any, store: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -31,26 +31,27 @@ def alert_rows(config: Any, store: Any) -> tuple[list[dict[str, Any]], list[dict
             .order_by(AlertNotification.id.desc()).limit(1000)
         ).all()
     errors = dict(reversed(recent_errors))  # the newest error of each sink wins
+    section = alerts_section(config)
     rows = [{
         "rule": st.rule,
         "state": st.state,
         "labels": {k: v for k, v in sorted(st.labels.items()) if k != "alertname"},
-        "since": _iso(st.active_since if st.state != "resolved" else st.resolved_at),
-        "last_notified": _iso(st.last_notified_at),
+        "since": iso(st.active_since if st.state != "resolved" else st.resolved_at),
+        "last_notified": iso(st.last_notified_at),
         "value": (st.details or {}).get("value"),
-        "configured": st.rule in config.alerts.rules,
+        "configured": st.rule in section.rules,
     } for st in states]
     seen = {r["rule"] for r in rows}
     rows += [{"rule": name, "state": "inactive", "labels": {"probe": rule.probe,
               "severity": rule.severity}, "since": None, "last_notified": None, "value": None,
               "configured": True}
-             for name, rule in sorted(config.alerts.rules.items()) if name not in seen]
+             for name, rule in sorted(section.rules.items()) if name not in seen]
     counts: Counter[tuple[str, str]] = Counter({(sink, st): n for sink, st, n in queue})
-    sinks = sorted(set(config.alerts.sinks) | {sink for sink, _ in counts})
-    redact = Redactor(config.alerts.secrets())
+    sinks = sorted(set(section.sinks) | {sink for sink, _ in counts})
+    redact = Redactor(section.secrets())
     queue_rows = [{
         "sink": sink,
-        "kind": config.alerts.sinks[sink].kind if sink in config.alerts.sinks else "(removed)",
+        "kind": section.sinks[sink].kind if sink in section.sinks else "(removed)",
         **{st: counts[(sink, st)] for st in ("pending", "sending", "sent", "failed")},
         "last_error": redact(errors[sink]) if errors.get(sink) else None,
     } for sink in sinks]
@@ -80,7 +81,3 @@ def _json(start_response: Callable[..., Any], status: str, data: Any) -> Iterabl
     return [body]
 
 
-def _iso(ts: datetime | None) -> str | None:
-    if ts is None:
-        return None
-    return ts.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+
 from ragmon.monitor.http import free_port
 
 
@@ -38,7 +39,7 @@ def daemon_rss(folder: Path, with_model: bool, idle: float) -> float:
            "embedders": {"minilm": {"kind": "sentence-transformers"}}, "probes": probes}
     path = folder / f"ragmon-{with_model}.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.Popen([sys.executable, "-m", "ragmon.monitor.cli", "run", "-c", str(path)],
+    proc = subprocess.Popen([sys.executable, "-m", "ragmon.monitor", "run", "-c", str(path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         want = 'ragmon_probe_success{kind="canary"' if with_model else "ragmon_build_info"

@@ -131,6 +131,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import faiss
+
     from ragmon.monitor.targets import TARGET_KINDS, build_target
 
     million = build()
@@ -140,7 +141,7 @@ def main() -> None:
 
     load_raw, raw_index = timed(lambda: faiss.read_index(str(million.index)))
     rss_raw = vm_rss_mib()
-    config = TARGET_KINDS["faiss"].Config.model_validate(
+    config = TARGET_KINDS["faiss"].params.model_validate(
         {"kind": "faiss", "path": str(million.index)})
     target = build_target("bench", config)
     load_ada, _ = timed(target.count)  # the first call reads the file

@@ -80,7 +80,8 @@ def golden_file(million: Million, queries: np.ndarray, xb: np.ndarray) -> Path:
 def runner_for(tmp: Path, million: Million, golden: Path) -> tuple[Any, Any, Any]:
     """(runner, context, store) for a config a user would write."""
     from prometheus_client import CollectorRegistry
-    from ragmon.monitor.config import load_config
+
+    from ragmon.monitor.app import load_config
     from ragmon.monitor.context import ProbeContext
     from ragmon.monitor.runner import Runner
     from ragmon.monitor.store import Store
@@ -97,8 +98,8 @@ def runner_for(tmp: Path, million: Million, golden: Path) -> tuple[Any, Any, Any
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     store = Store(store_url)
     store.migrate()
-    context = ProbeContext(load_config(str(path)), store)
-    return Runner(context, CollectorRegistry()), context, store
+    context = ProbeContext(config := load_config(str(path)), store, config.plugins)
+    return Runner(context, CollectorRegistry(), context.plugins.probes), context, store
 
 
 def _timing(fn: Any, total: list[float]) -> Any:
@@ -114,7 +115,7 @@ def _timing(fn: Any, total: list[float]) -> Any:
 def profile_run(runner: Any) -> tuple[str, float, float]:
     """cProfile of one probe run in this thread (the runner's thread is invisible to it):
     the report, the seconds spent outside FAISS's C++ calls, and the total seconds."""
-    from ragmon.probes.base import Deadline
+    from ragmon.monitor.probe import Deadline
 
     probe = runner.probes[PROBE]
     prof = cProfile.Profile()

@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 
 from alembic import context
-from ragmon.monitor.store.models import Base
 from sqlalchemy import create_engine
 
+from ragmon.monitor.app import metadata
+
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata()
 
 # Any constant works; it only has to be the same for every ragmon replica.
 ADVISORY_LOCK_ID = 0x7261676D6F6E  # "ragmon"

@@ -1,3 +1,3 @@
-from ragmon.monitor.cli import main
+from ragmon.monitor.app import main
 
 raise SystemExit(main())

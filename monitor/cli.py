@@ -1,4 +1,5 @@
-"""The ``ragmon`` command line."""
+"""The ``ragmon`` command line. ``main(argv, plugins)`` is called by the composition root
+(``ragmon.monitor.app:main``, the console script), which passes the features' commands in."""
 
 from __future__ import annotations
 
@@ -6,17 +7,17 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ragmon.monitor import __version__
 from ragmon.monitor.errors import ConfigError, RagmonError
-from ragmon.monitor.extensions import optional_modules
+
+if TYPE_CHECKING:
+    from ragmon.monitor.config import RootConfig
+    from ragmon.monitor.plugins import Plugins
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 DEFAULT_CONFIG = "ragmon.yaml"
-#: Modules that add commands (``ragmon alerts ...``, ``ragmon baseline ...``). Each defines
-#: ``add_commands(cli: CommandGroups)``; every command sets ``func(args) -> int``.
-COMMAND_MODULES = ("ragmon.alerts.cli", "ragmon.probes.recall.cli", "ragmon.probes.drift.cli")
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -26,20 +27,22 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load(path: str) -> Any:
+def load(args: argparse.Namespace, path: str | None = None) -> RootConfig:
+    """The config a command names (``--config``, or ``path``), validated against the plugins
+    this command line was built with."""
     from ragmon.monitor.config import load_config
 
-    return load_config(path)
+    return load_config(path or args.config, args.plugins)
 
 
-def _setup_logging(config: Any) -> None:
+def _setup_logging(config: RootConfig) -> None:
     from ragmon.monitor.logs import setup_logging
 
     setup_logging(config.logging.format, config.logging.level)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    _load(args.file)
+    load(args, args.file)
     print(f"{args.file}: OK")
     return EXIT_OK
 
@@ -53,7 +56,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from ragmon.monitor.store import Store
     from ragmon.monitor.store.migrate import head_revision
 
-    config = _load(args.config)
+    config = load(args)
     store = Store(config.store.url.get_secret_value())
     before = store.revision()
     store.migrate(args.revision)
@@ -65,7 +68,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from ragmon.monitor.daemon import Daemon
 
-    config = _load(args.config)
+    config = load(args)
     _setup_logging(config)
     return Daemon(config).serve_forever()
 
@@ -75,7 +78,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from ragmon.monitor.runner import Runner
     from ragmon.monitor.store import Store
 
-    config = _load(args.config)
+    config = load(args)
     if args.name not in config.probes:
         valid = ", ".join(sorted(config.probes)) or "none are configured"
         raise RagmonError(f"no probe named {args.name!r}; valid probes: {valid}")
@@ -85,8 +88,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
     store.migrate() if config.store.migrate_on_start else store.require_head()
     from prometheus_client import CollectorRegistry
 
-    context = ProbeContext(config, store)
-    runner = Runner(context, CollectorRegistry())
+    context = ProbeContext(config, store, args.plugins)
+    runner = Runner(context, CollectorRegistry(), args.plugins.probes)
     try:
         result, run_id = runner.run(args.name)
         print(runner.probes[args.name].render(result))
@@ -101,19 +104,26 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ragmon.monitor.demo.run import run_demo
 
-    return run_demo(args.data_dir, serve=args.serve)
+    return run_demo(args.data_dir, args.plugins, serve=args.serve)
+
+
+def cmd_config_reference(args: argparse.Namespace) -> int:
+    from ragmon.monitor.config.reference import render
+
+    print(render(args.plugins), end="")
+    return EXIT_OK
 
 
 class CommandGroups:
     """What a command module gets: the top-level subparsers, shared command groups (two
     modules can both add to ``ragmon baseline``) and the standard ``--config`` option."""
 
-    def __init__(self, sub: argparse._SubParsersAction):
+    def __init__(self, sub: argparse._SubParsersAction):  # type: ignore[type-arg]
         self.sub = sub
-        self._groups: dict[str, argparse._SubParsersAction] = {}
+        self._groups: dict[str, argparse._SubParsersAction] = {}  # type: ignore[type-arg]
         self.config_arg = _config_arg
 
-    def group(self, name: str, help: str) -> argparse._SubParsersAction:
+    def group(self, name: str, help: str) -> argparse._SubParsersAction:  # type: ignore[type-arg]
         """The subparsers of ``ragmon NAME``, created on first use."""
         if name not in self._groups:
             parser = self.sub.add_parser(name, help=help, description=help)
@@ -122,7 +132,7 @@ class CommandGroups:
         return self._groups[name]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(plugins: Plugins) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ragmon",
         description="Monitor the retrieval side of RAG systems: recall probes against the "
@@ -156,14 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the demo keeps its index, config and store (default: ./ragmon-demo)")
     p.add_argument("--serve", action="store_true",
                    help="after the demo runs, keep the daemon running (Ctrl-C stops it)")
+    add("config-reference", cmd_config_reference, "print the configuration reference "
+        "(Markdown) of this install: every section and every installed kind")
     groups = CommandGroups(sub)
-    for extension in optional_modules(COMMAND_MODULES):
-        extension.add_commands(groups)
+    for add_commands in plugins.commands:
+        add_commands(groups)
+    parser.set_defaults(plugins=plugins)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None, plugins: Plugins) -> int:
+    args = build_parser(plugins).parse_args(argv)
     try:
         return int(args.func(args))
     except ConfigError as exc:
@@ -177,6 +190,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_FAILED
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

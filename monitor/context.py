@@ -8,17 +8,28 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ragmon.monitor.embedders import Embedder, build_embedder
-from ragmon.monitor.store import Store
-from ragmon.monitor.targets import VectorTarget, build_target
+from ragmon.monitor.config import RootConfig
+from ragmon.monitor.embedders import Embedder
+from ragmon.monitor.store import RunRecord, Store
+from ragmon.monitor.targets import VectorTarget
+
+if TYPE_CHECKING:
+    from ragmon.monitor.plugins import Plugins
+
+
+class AfterRunHook(Protocol):
+    """Called after every stored run; ``run_id`` is None when the run could not be stored."""
+
+    def __call__(self, probe: str, record: RunRecord, run_id: int | None) -> None: ...
 
 
 class ProbeContext:
-    def __init__(self, config: Any, store: Store):
+    def __init__(self, config: RootConfig, store: Store, plugins: Plugins):
         self.config = config
         self.store = store
+        self.plugins = plugins
         self._lock = threading.Lock()
         self._embedders: dict[str, Embedder] = {}
         self._targets: dict[str, VectorTarget] = {}
@@ -26,18 +37,20 @@ class ProbeContext:
         self.http_routes: dict[str, Callable[..., Any]] = {}
         # Called after every stored run as hook(probe_name, record, run_id); a hook that
         # raises is logged and counted, never stops the run or the daemon (alerts use this).
-        self.after_run: list[Callable[..., None]] = []
+        self.after_run: list[AfterRunHook] = []
 
     def embedder(self, name: str) -> Embedder:
         with self._lock:
             if name not in self._embedders:
-                self._embedders[name] = build_embedder(name, self.config.embedders[name])
+                entry = self.config.embedders[name]
+                self._embedders[name] = self.plugins.embedders.build(entry.kind, name, entry)
             return self._embedders[name]
 
     def target(self, name: str) -> VectorTarget:
         with self._lock:
             if name not in self._targets:
-                self._targets[name] = build_target(name, self.config.targets[name])
+                entry = self.config.targets[name]
+                self._targets[name] = self.plugins.targets.build(entry.kind, name, entry)
             return self._targets[name]
 
     def embedder_for(self, probe_config: Any) -> tuple[str, Embedder]:

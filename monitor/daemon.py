@@ -13,32 +13,28 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from types import FrameType
-from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
+
+from ragmon.monitor.config import ProbeConfig, RootConfig
 from ragmon.monitor.context import ProbeContext
-from ragmon.monitor.extensions import optional_modules
 from ragmon.monitor.http import App, HttpServer
 from ragmon.monitor.metrics import StoreCollector, process_metrics
+from ragmon.monitor.plugins import Closeable, DaemonExtension
 from ragmon.monitor.runner import Runner
 from ragmon.monitor.store import Store
 
 log = logging.getLogger("ragmon.daemon")
 
-#: Modules that plug into a starting daemon (alert evaluation, the weekly report, ingest).
-#: Each defines ``install(daemon)``, called after the store, context, runner and scheduler
-#: exist and before the scheduler starts; it may add after-run hooks, jobs and HTTP routes.
-#: Whatever it returns that has ``close(wait=...)`` is closed at shutdown, before the store.
-DAEMON_EXTENSIONS = ("ragmon.alerts.engine", "ragmon.probes.drift.ingest")
 
-
-def probe_trigger(cfg: Any) -> IntervalTrigger | CronTrigger:
+def probe_trigger(cfg: ProbeConfig) -> IntervalTrigger | CronTrigger:
     """The probe's schedule, with its jitter, in UTC."""
     jitter = int(cfg.jitter) or None
     if cfg.cron is not None:
@@ -49,11 +45,15 @@ def probe_trigger(cfg: Any) -> IntervalTrigger | CronTrigger:
 
 
 class Daemon:
-    def __init__(self, config: Any, registry: CollectorRegistry | None = None,
+    def __init__(self, config: RootConfig, registry: CollectorRegistry | None = None,
+                 extensions: Sequence[DaemonExtension] | None = None,
                  context: ProbeContext | None = None):
-        """``context`` lets a caller that already loaded embedders and targets (the demo)
-        hand them over instead of loading them twice."""
+        """``extensions`` are installed at start (default: the plugins' the config was
+        validated with). ``context`` lets a caller that already loaded embedders and targets
+        (the demo) hand them over instead of loading them twice."""
         self.config = config
+        self.plugins = config.plugins
+        self.extensions = list(self.plugins.extensions if extensions is None else extensions)
         self._given_context = context
         self.registry = registry or CollectorRegistry()
         self.stop_event = threading.Event()
@@ -62,7 +62,8 @@ class Daemon:
         self.http: HttpServer | None = None
         self._gauges = process_metrics(self.registry)
         self._heartbeat = 0.0
-        self._extensions: list[Any] = []
+        #: What the extensions returned; closed at shutdown, before the store.
+        self.installed: list[Closeable] = []
 
     # --- health ----------------------------------------------------------------------------
     def healthz(self) -> tuple[bool, str]:
@@ -89,19 +90,19 @@ class Daemon:
             self.store.migrate()
         else:
             self.store.require_head()
-        self.context = self._given_context or ProbeContext(cfg, self.store)
-        self.runner = Runner(self.context, self.registry)
-        self.registry.register(StoreCollector(self.store, cfg))
+        self.context = self._given_context or ProbeContext(cfg, self.store, self.plugins)
+        self.runner = Runner(self.context, self.registry, self.plugins.probes)
+        self.registry.register(StoreCollector(self.store, cfg, self.plugins.metric_specs()))
         self._gauges["start_time"].set(time.time())
         for name in cfg.embedders:
             self._gauges["embedder_loaded"].labels(name).set_function(
                 lambda n=name: float(n in self.context.loaded_embedders())
             )
         self.scheduler = self._build_scheduler()
-        for extension in optional_modules(DAEMON_EXTENSIONS):
-            installed = extension.install(self)
-            if hasattr(installed, "close"):
-                self._extensions.append(installed)
+        for extension in self.extensions:
+            installed = extension(self)
+            if installed is not None:
+                self.installed.append(installed)
         self._beat()
         self.scheduler.start()
         self.http = HttpServer(
@@ -170,7 +171,7 @@ class Daemon:
             self.runner.wait_idle(grace + 1)
         if self.http is not None:
             self.http.stop()
-        for extension in self._extensions:
+        for extension in self.installed:
             try:
                 extension.close(wait=False)
             except Exception:

@@ -9,27 +9,35 @@ and the value labels each probe kind declares in ``METRICS``), never from query 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
 from ragmon.monitor import __version__
+from ragmon.monitor.config import RootConfig
 from ragmon.monitor.errors import StoreError
+from ragmon.monitor.probe import MetricSpec
 from ragmon.monitor.store import Store, parse_labels
-from ragmon.probes import PROBE_KINDS
+from ragmon.monitor.store.models import ProbeRun, RunValue
 
 log = logging.getLogger("ragmon.metrics")
 BASE_LABELS = ["probe", "kind", "target"]
 
 
 class StoreCollector(Collector):
-    """Exports the latest stored results of the configured probes at each scrape."""
+    """Exports the latest stored results of the configured probes at each scrape.
 
-    def __init__(self, store: Store, config: Any):
+    ``metric_specs`` are the values each probe kind exports (``{kind: {name: spec}}``);
+    stored values a kind does not declare are not exported."""
+
+    def __init__(self, store: Store, config: RootConfig,
+                 metric_specs: Mapping[str, Mapping[str, MetricSpec]]):
         self.store = store
         self.config = config
+        self.metric_specs = metric_specs
 
     def describe(self) -> list[Metric]:
         return []  # values depend on what is stored; skip registry-time collection
@@ -63,7 +71,9 @@ class StoreCollector(Collector):
         yield interval
         yield timeout
 
-    def _run_families(self, latest: list[Any], last_ok: dict[str, Any]) -> Iterator[Metric]:
+    def _run_families(
+        self, latest: list[tuple[ProbeRun, list[RunValue]]], last_ok: dict[str, Any]
+    ) -> Iterator[Metric]:
         success = GaugeMetricFamily(
             "ragmon_probe_success", "1 when the newest run succeeded.", labels=BASE_LABELS
         )
@@ -89,7 +99,7 @@ class StoreCollector(Collector):
             last_run.add_metric(base, run.finished_at.timestamp())
             if run.probe in last_ok:
                 last_success.add_metric(base, last_ok[run.probe].timestamp())
-            specs = PROBE_KINDS[run.kind].METRICS
+            specs = self.metric_specs.get(run.kind, {})
             for value in values:
                 spec = specs.get(value.name)
                 if spec is None:

@@ -14,20 +14,23 @@ import time
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
 from ragmon.monitor.context import ProbeContext
 from ragmon.monitor.errors import ProbeTimeout, RagmonError, StoreError
+from ragmon.monitor.kinds import Registry
+from ragmon.monitor.probe import Deadline, Probe, ProbeResult
 from ragmon.monitor.store import RunRecord
-from ragmon.probes import PROBE_KINDS, Deadline, Probe, ProbeResult
 
 log = logging.getLogger("ragmon.runner")
 STATUSES = ("ok", "failed", "timeout")
 
 
 class Runner:
-    def __init__(self, context: ProbeContext, registry: CollectorRegistry):
+    def __init__(self, context: ProbeContext, registry: CollectorRegistry,
+                 probe_kinds: Registry[Probe]):
         self.context = context
         self.probes: dict[str, Probe] = {
-            name: PROBE_KINDS[cfg.kind](name, cfg, context)
+            name: probe_kinds.build(cfg.kind, name, cfg, context)
             for name, cfg in context.config.probes.items()
         }
         self._stopping = threading.Event()

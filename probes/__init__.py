@@ -1,20 +1,6 @@
-"""Probe kinds, registered in one mapping keyed by the config ``kind``.
+"""The probe kinds: canary (``canary.py``), recall (``recall/``) and drift (``drift/``),
+and the reference samples the canary and drift share (``references.py``).
 
-To add a kind: write a module with a ``Probe`` subclass (its ``Config``, ``METRICS``, ``run``)
-and add it here. Error messages list valid kinds from this mapping.
+Each kind is a :class:`~ragmon.monitor.probe.Probe` subclass; the composition root
+(``ragmon.monitor.app``) registers them. Error messages list the valid kinds from there.
 """
-
-from __future__ import annotations
-
-from ragmon.probes.base import Deadline, MetricSpec, Probe, ProbeResult
-from ragmon.probes.canary import CanaryProbe
-from ragmon.probes.drift import DriftProbe
-from ragmon.probes.recall.probe import RecallProbe
-
-PROBE_KINDS: dict[str, type[Probe]] = {
-    CanaryProbe.kind: CanaryProbe,
-    DriftProbe.kind: DriftProbe,
-    RecallProbe.kind: RecallProbe,
-}
-
-__all__ = ["PROBE_KINDS", "Deadline", "MetricSpec", "Probe", "ProbeResult"]

@@ -12,8 +12,10 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
+
 from ragmon.monitor.config import ProbeConfig
-from ragmon.probes.base import Deadline, MetricSpec, Probe, ProbeResult
+from ragmon.monitor.probe import Deadline, MetricSpec, Probe, ProbeResult
+from ragmon.probes.references import latest_reference, save_reference
 
 # Short and long texts from unrelated topics; the long ones exceed 128 tokens, so a change
 # of truncation length shows up too.
@@ -93,10 +95,10 @@ class CanaryProbe(Probe):
         result.add("canary_dimension", vectors.shape[1], embedder=cfg.embedder)
         store = self.context.store
         digest = texts_digest(list(cfg.texts))
-        reference = store.reference(self.name, "canary")
+        reference = latest_reference(store, self.name, "canary")
         if reference is None or reference.details.get("texts_digest") != digest:
             why = "first run" if reference is None else "canary texts changed"
-            store.save_reference(
+            save_reference(store, 
                 self.name, "canary", fingerprint, vectors, list(range(len(cfg.texts))),
                 details={"texts_digest": digest, "fingerprint": embedder.fingerprint()},
             )

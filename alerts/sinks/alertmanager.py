@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import Field
+
 from ragmon.alerts.sinks.base import Notification, Sink
-from ragmon.monitor.config._types import Duration, KindConfig, Secret
+from ragmon.monitor.common import iso
+from ragmon.monitor.config import Duration, KindConfig, Secret
 
 
 class AlertmanagerConfig(KindConfig):
@@ -29,7 +31,7 @@ class AlertmanagerConfig(KindConfig):
 
 def alertmanager_alert(n: Notification, ttl: float) -> dict[str, Any]:
     labels = {k: str(v) for k, v in n.labels.items()}
-    ends_at = n.ends_at or _iso(datetime.now(UTC) + timedelta(seconds=ttl))
+    ends_at = n.ends_at or iso(datetime.now(UTC) + timedelta(seconds=ttl))
     alert = {
         "labels": labels,
         "annotations": {k: str(v) for k, v in n.annotations.items()},
@@ -41,8 +43,6 @@ def alertmanager_alert(n: Notification, ttl: float) -> dict[str, Any]:
     return alert
 
 
-def _iso(ts: datetime) -> str:
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class AlertmanagerSink(Sink):

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-from ragmon.monitor.config._types import KindConfig
+from ragmon.monitor.config import KindConfig
 from ragmon.monitor.errors import SinkError
 
 

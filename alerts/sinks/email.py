@@ -10,8 +10,9 @@ from html import escape
 from typing import Literal
 
 from pydantic import Field
+
 from ragmon.alerts.sinks.base import Notification, Sink
-from ragmon.monitor.config._types import Duration, ExistingPath, KindConfig, Secret
+from ragmon.monitor.config import Duration, ExistingPath, KindConfig, Secret
 
 
 class EmailConfig(KindConfig):

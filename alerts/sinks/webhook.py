@@ -9,8 +9,9 @@ import time
 from typing import Any, Literal
 
 from pydantic import Field
+
 from ragmon.alerts.sinks.base import Notification, Sink
-from ragmon.monitor.config._types import Duration, KindConfig, Secret
+from ragmon.monitor.config import Duration, KindConfig, Secret
 
 SIGNATURE_HEADER = "X-Ragmon-Signature"
 TIMESTAMP_HEADER = "X-Ragmon-Timestamp"

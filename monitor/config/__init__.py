@@ -1,7 +1,9 @@
 """Typed, strict configuration: one YAML file plus RAGMON_* environment overrides.
 
-``load_config(path)`` returns the validated root model or raises ``ConfigError`` with every
-issue found. Relative paths resolve against the config file's directory.
+``load_config(path, plugins)`` returns the validated root model or raises ``ConfigError``
+with every issue found. Relative paths resolve against the config file's directory.
+Features build their sections from what this package exports (never from its private
+modules).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from ragmon.monitor.config._model import (
     EmbedderConfig,
     GoldenSetConfig,
     ProbeConfig,
+    RootConfig,
+    ServerConfig,
+    StoreConfig,
     TargetConfig,
     root_model,
 )
@@ -19,13 +24,17 @@ from ragmon.monitor.config._types import (
     Duration,
     ExistingPath,
     KindConfig,
+    OptionalDelay,
     Secret,
     Strict,
+    base_dir,
+    config_error,
     parse_duration,
 )
 
 __all__ = [
     "ConfigPath", "Duration", "EmbedderConfig", "ExistingPath", "GoldenSetConfig",
-    "KindConfig", "ProbeConfig", "Secret", "Strict", "TargetConfig", "load_config",
+    "KindConfig", "OptionalDelay", "ProbeConfig", "RootConfig", "Secret", "ServerConfig",
+    "StoreConfig", "Strict", "TargetConfig", "base_dir", "config_error", "load_config",
     "parse_duration", "parse_yaml", "root_model", "validate_raw",
 ]

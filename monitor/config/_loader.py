@@ -7,13 +7,18 @@ import os
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
-from ragmon.monitor.config._model import root_model
+from pydantic_core.core_schema import ErrorType
+
+from ragmon.monitor.config._model import RootConfig, root_model
+from ragmon.monitor.config._types import ECHO_KEY
 from ragmon.monitor.errors import ConfigError, ConfigIssue
-from ragmon.monitor.extensions import optional_modules
+
+if TYPE_CHECKING:
+    from ragmon.monitor.plugins import Plugins
 
 ENV_PREFIX = "RAGMON_"
 ENV_SEPARATOR = "__"
@@ -28,16 +33,10 @@ REFERENCES: dict[tuple[str, str], str] = {
 
 # Values under these keys are never echoed back in an error message.
 _SECRET_WORDS = ("url", "password", "token", "secret", "api_key", "headers", "auth")
-# Error types whose message already says everything (or must not quote the input).
-_NO_INPUT_ECHO = {
-    "missing", "extra_forbidden", "unknown_kind", "duration", "cron",
-    "listen", "path_missing", "store_dir", "model_missing", "schedule", "secret", "secret_env",
-    "secret_file", "rule_shape", "k_of_n", "target_location",
-}
-#: Modules with cross-section checks of their own: ``reference_issues(raw, source)`` returns
-#: ConfigIssues (alert rules naming a probe that is not configured, or a value its kind never
-#: produces). Absent modules are skipped.
-CONFIG_CHECKS = ("ragmon.alerts.config",)
+# pydantic's own error types. Their message does not quote the input, so the loader appends
+# it (", got 5"), except under a secret-looking key or for a whole entry (which may hold a
+# secret anywhere inside). Custom errors say themselves whether to echo (``config_error``).
+_BUILTIN_ERRORS = frozenset(typing.get_args(ErrorType)) - {"missing", "extra_forbidden"}
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -115,11 +114,9 @@ def _dotted(path: list[Any]) -> str:
     return out
 
 
-def _model_at(path: list[Any], raw: Any) -> type[BaseModel] | None:
+def _model_at(path: list[Any], raw: Any, root: type[BaseModel]) -> type[BaseModel] | None:
     """The config model class that validates the node at ``path`` (for listing valid keys)."""
-    from ragmon.monitor.config._model import TargetConfig  # noqa: F401 - registries load lazily
-
-    tp: Any = root_model()
+    tp: Any = root
     node = raw
     for part in path:
         if isinstance(tp, type) and issubclass(tp, BaseModel):
@@ -166,8 +163,18 @@ def _tag(tp: Any) -> str | None:
     return None
 
 
+def _may_echo(err: Any, path: list[Any]) -> bool:
+    ctx = err.get("ctx") or {}
+    if ECHO_KEY in ctx:
+        return bool(ctx[ECHO_KEY])
+    if err["type"] not in _BUILTIN_ERRORS or isinstance(err.get("input"), dict):
+        return False
+    return not any(w in _dotted(path) for w in _SECRET_WORDS)
+
+
 def _issue(
-    err: Any, raw: dict[str, Any], source: str, origins: dict[tuple[str, ...], str]
+    err: Any, raw: dict[str, Any], source: str, origins: dict[tuple[str, ...], str],
+    root: type[BaseModel],
 ) -> ConfigIssue:
     node: Any = raw
     path: list[Any] = []
@@ -184,7 +191,7 @@ def _issue(
     kind = err["type"]
     message = str(err["msg"]).removeprefix("Value error, ")
     if kind == "extra_forbidden":
-        model = _model_at(path[:-1], raw)
+        model = _model_at(path[:-1], raw, root)
         valid = sorted(f.alias or n for n, f in model.model_fields.items()) if model else []
         message = "unknown key" + (f"; valid keys: {', '.join(valid)}" if valid else "")
     elif kind == "missing":
@@ -197,7 +204,7 @@ def _issue(
             if given is not None
             else f"'kind' is missing; valid kinds: {ctx.get('valid')}"
         )
-    elif kind not in _NO_INPUT_ECHO and not any(w in _dotted(path) for w in _SECRET_WORDS):
+    elif _may_echo(err, path):
         message = f"{message}, got {err.get('input')!r}"
     env = origins.get(tuple(str(p) for p in path))
     return ConfigIssue(f"{source} (from {env})" if env else source, _dotted(path), message)
@@ -233,47 +240,49 @@ def validate_raw(
     raw: dict[str, Any],
     source: str,
     base_dir: Path,
+    plugins: Plugins,
     origins: dict[tuple[str, ...], str] | None = None,
-) -> Any:
-    """Validate a parsed config; raise ConfigError with every issue found."""
+) -> RootConfig:
+    """Validate a parsed config against ``plugins``; raise ConfigError with every issue."""
     origins = origins or {}
     issues: list[ConfigIssue] = []
+    root = root_model(plugins)
     model = None
     try:
-        model = root_model().model_validate(raw, context={"base_dir": base_dir})
+        model = root.model_validate(raw, context={"base_dir": base_dir})
     except ValidationError as exc:
-        issues.extend(_issue(e, raw, source, origins) for e in exc.errors())
+        issues.extend(_issue(e, raw, source, origins, root) for e in exc.errors())
     issues.extend(_reference_issues(raw, source))
-    for module in optional_modules(CONFIG_CHECKS):
-        issues.extend(module.reference_issues(raw, source))
+    for check in plugins.config_checks:
+        issues.extend(check(raw, source, plugins))
     if model is not None:
-        issues.extend(_environment_issues(model, source))
+        issues.extend(_environment_issues(model, source, plugins))
     if issues:
         raise ConfigError(issues)
+    assert model is not None
+    model._plugins = plugins
     return model
 
 
-def _environment_issues(model: Any, source: str) -> list[ConfigIssue]:
+def _environment_issues(model: RootConfig, source: str, plugins: Plugins) -> list[ConfigIssue]:
     """Kinds whose optional client is not installed: name the pip command that fixes it."""
-    from ragmon.monitor.embedders import EMBEDDER_KINDS
-    from ragmon.monitor.targets import TARGET_KINDS
-    from ragmon.probes import PROBE_KINDS
-
     issues = []
     for section, registry in (
-        ("embedders", EMBEDDER_KINDS),
-        ("targets", TARGET_KINDS),
-        ("probes", PROBE_KINDS),
+        ("embedders", plugins.embedders),
+        ("targets", plugins.targets),
+        ("probes", plugins.probes),
     ):
-        for name, entry in getattr(model, section).items():
-            check = getattr(registry[entry.kind], "missing_requirement", None)
-            problem = check(entry) if check else None
+        entries: Mapping[str, Any] = getattr(model, section)
+        for name, entry in entries.items():
+            problem = registry.missing_requirement(entry.kind)
             if problem:
                 issues.append(ConfigIssue(source, f"{section}.{name}", problem))
     return issues
 
 
-def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Any:
+def load_config(
+    path: str | os.PathLike[str], plugins: Plugins, environ: Mapping[str, str] | None = None
+) -> RootConfig:
     """Load, override from the environment, and validate a config file."""
     file = Path(path)
     source = str(path)
@@ -285,6 +294,6 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         ) from None
     raw = parse_yaml(text, source)
     origins = apply_env_overrides(raw, os.environ if environ is None else environ)
-    config = validate_raw(raw, source, file.resolve().parent, origins)
+    config = validate_raw(raw, source, file.resolve().parent, plugins, origins)
     config._source = str(file.resolve())
     return config

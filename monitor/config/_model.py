@@ -1,24 +1,23 @@
 """The config file's sections. Kinded sections (embedders, targets, probes) take their entry
-classes from the registries, so adding a kind never touches this file."""
+classes from the registries passed in (``root_model(plugins)``), so adding a kind never
+touches this file, and features add their own sections the same way."""
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import (
-    Discriminator,
+    BaseModel,
     Field,
     PrivateAttr,
     SecretStr,
-    Tag,
     ValidationInfo,
     create_model,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+
 from ragmon.monitor.config._types import (
     ConfigPath,
     Duration,
@@ -28,7 +27,13 @@ from ragmon.monitor.config._types import (
     Secret,
     Strict,
     base_dir,
+    config_error,
 )
+
+if TYPE_CHECKING:
+    from ragmon.monitor.plugins import Plugins
+
+S = TypeVar("S", bound=BaseModel)
 
 
 class StoreConfig(Strict):
@@ -54,7 +59,7 @@ class StoreConfig(Strict):
         if not path.is_absolute():
             path = (base_dir(info) / path).resolve()
         if not path.parent.is_dir():
-            raise PydanticCustomError(
+            raise config_error(
                 "store_dir",
                 "directory {dir} for the SQLite store does not exist; create it or change "
                 "store.url",
@@ -77,7 +82,7 @@ class ServerConfig(Strict):
     def _host_port(cls, value: str) -> str:
         host, sep, port = value.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise PydanticCustomError(
+            raise config_error(
                 "listen", "{value} is not HOST:PORT, like '0.0.0.0:9464'", {"value": repr(value)}
             )
         return value
@@ -141,7 +146,7 @@ class ProbeConfig(KindConfig):
     @model_validator(mode="after")
     def _one_schedule(self) -> ProbeConfig:
         if self.every is not None and self.cron is not None:
-            raise PydanticCustomError(
+            raise config_error(
                 "schedule", "give either 'every' or 'cron', not both", {}
             )
         return self
@@ -156,7 +161,7 @@ class ProbeConfig(KindConfig):
         try:
             CronTrigger.from_crontab(value, timezone="UTC")
         except ValueError as exc:
-            raise PydanticCustomError(
+            raise config_error(
                 "cron", "{value} is not a cron expression ({reason})",
                 {"value": repr(value), "reason": str(exc)},
             ) from None
@@ -199,63 +204,68 @@ class ReportConfig(Strict):
     """The weekly drift report email (filled in by the report feature)."""
 
 
-def kinded_union(what: str, registry: dict[str, Any]) -> Any:
-    """A tagged union over ``registry[kind].Config``; unknown kinds list the valid ones."""
-    valid = ", ".join(sorted(registry)) or "(none installed)"
+class RootConfig(Strict):
+    """The root of a loaded config. The foundation's sections are typed here; the composition
+    root builds the model users load (``root_model(plugins)``), which narrows the kinded
+    sections to the registered kinds and adds the features' sections. It remembers the file it
+    came from and the plugins it was validated against."""
 
-    def kind_of(value: Any) -> str | None:
-        return value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
-
-    members = [Annotated[spec.Config, Tag(kind)] for kind, spec in sorted(registry.items())]
-    if not members:
-        members = [Annotated[KindConfig, Tag("__none__")]]
-    return Annotated[
-        Union[tuple(members)],  # noqa: UP007 - a runtime-built union
-        Discriminator(
-            kind_of,
-            custom_error_type="unknown_kind",
-            custom_error_message=f"unknown {what} kind; valid kinds: {valid}",
-            custom_error_context={"valid": valid, "what": what},
-        ),
-    ]
-
-
-class RootBase(Strict):
-    """The root of a loaded config; remembers the file it came from."""
+    store: StoreConfig = StoreConfig()
+    server: ServerConfig = ServerConfig()
+    logging: LoggingConfig = LoggingConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    embedders: dict[str, EmbedderConfig] = {}
+    targets: dict[str, TargetConfig] = {}
+    golden_sets: dict[str, GoldenSetConfig] = {}
+    probes: dict[str, ProbeConfig] = {}
+    report: ReportConfig = ReportConfig()
 
     _source: str = PrivateAttr(default="")
+    _plugins: Any = PrivateAttr(default=None)
 
     @property
     def source(self) -> str:
         return self._source
 
+    @property
+    def plugins(self) -> Plugins:
+        if self._plugins is None:
+            raise RuntimeError("this config was not validated by root_model(plugins)")
+        return self._plugins  # type: ignore[no-any-return]
 
-@lru_cache(maxsize=1)
-def root_model() -> type[RootBase]:
-    """Build the root config model from the registries (once, on first use)."""
-    from ragmon.alerts.config import AlertsConfig
-    from ragmon.monitor.embedders import EMBEDDER_KINDS
-    from ragmon.monitor.targets import TARGET_KINDS
-    from ragmon.probes import PROBE_KINDS
+    def section(self, name: str, model: type[S]) -> S:
+        """A feature's section (``config.section("alerts", AlertsConfig)``), typed."""
+        value = getattr(self, name, None)
+        if not isinstance(value, model):
+            raise RuntimeError(f"config section {name!r} is not a {model.__name__}")
+        return value
 
-    return create_model(
+
+_ROOTS: dict[int, tuple[Plugins, type[RootConfig]]] = {}
+
+
+def root_model(plugins: Plugins) -> type[RootConfig]:
+    """The root config model for these plugins (built once per plugins value)."""
+    cached = _ROOTS.get(id(plugins))
+    if cached is not None and cached[0] is plugins:
+        return cached[1]
+    sections: dict[str, Any] = {
+        name: (section.model, section.model()) for name, section in plugins.sections.items()
+    }
+    model = create_model(
         "RagmonConfig",
-        __base__=RootBase,
-        store=(StoreConfig, StoreConfig()),
-        server=(ServerConfig, ServerConfig()),
-        logging=(LoggingConfig, LoggingConfig()),
-        scheduler=(SchedulerConfig, SchedulerConfig()),
-        embedders=(dict[str, kinded_union("embedder", EMBEDDER_KINDS)], {}),  # type: ignore[valid-type]
-        targets=(dict[str, kinded_union("target", TARGET_KINDS)], {}),  # type: ignore[valid-type]
-        golden_sets=(dict[str, GoldenSetConfig], {}),
-        probes=(dict[str, kinded_union("probe", PROBE_KINDS)], {}),  # type: ignore[valid-type]
-        alerts=(AlertsConfig, AlertsConfig()),
-        report=(ReportConfig, ReportConfig()),
+        __base__=RootConfig,
+        embedders=(dict[str, plugins.embedders.config_union()], {}),  # type: ignore[name-defined]
+        targets=(dict[str, plugins.targets.config_union()], {}),  # type: ignore[name-defined]
+        probes=(dict[str, plugins.probes.config_union()], {}),  # type: ignore[name-defined]
+        **sections,
     )
+    _ROOTS[id(plugins)] = (plugins, model)
+    return model
 
 
 __all__ = [
     "ConfigPath", "EmbedderConfig", "GoldenSetConfig", "LoggingConfig",
     "ProbeConfig", "ReportConfig", "SchedulerConfig", "ServerConfig", "StoreConfig",
-    "TargetConfig", "kinded_union", "root_model",
+    "RootConfig", "TargetConfig", "root_model",
 ]

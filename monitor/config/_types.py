@@ -17,6 +17,20 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+ECHO_KEY = "echo_input"
+
+
+def config_error(
+    error_type: str, message: str, context: dict[str, Any] | None = None, *,
+    echo_input: bool = False,
+) -> PydanticCustomError:
+    """A config validation error. It says itself whether the loader may append the value it
+    rejected (", got ..."): only when ``echo_input`` is true, so a new error type never leaks a
+    secret by default. Errors raised on a whole entry (model validators) must not echo: the
+    entry may hold secrets."""
+    return PydanticCustomError(error_type, message, {**(context or {}), ECHO_KEY: echo_input})
+
+
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
@@ -24,7 +38,7 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 def parse_duration(value: Any) -> float:
     """Parse a Prometheus-style duration ("500ms", "30s", "1h30m", "7d") into seconds."""
     if isinstance(value, bool) or not isinstance(value, str):
-        raise PydanticCustomError(
+        raise config_error(
             "duration",
             "durations are strings with a unit, like '30s', '15m' or '1h'; got {value}",
             {"value": repr(value)},
@@ -34,7 +48,7 @@ def parse_duration(value: Any) -> float:
     body = text.lstrip("-")
     parts = _DURATION.findall(body)
     if not body or "".join(n + u for n, u in parts) != body:
-        raise PydanticCustomError(
+        raise config_error(
             "duration",
             "{value} is not a duration; use a number and a unit (ms, s, m, h, d, w), like '30s'",
             {"value": repr(value)},
@@ -44,15 +58,15 @@ def parse_duration(value: Any) -> float:
 
 def _positive(seconds: float) -> float:
     if seconds <= 0:
-        raise PydanticCustomError(
-            "positive_duration", "must be a positive duration, like '30s'", {}
+        raise config_error(
+            "positive_duration", "must be a positive duration, like '30s'", {}, echo_input=True
         )
     return seconds
 
 
 def _non_negative(seconds: float) -> float:
     if seconds < 0:
-        raise PydanticCustomError("duration", "must not be negative", {})
+        raise config_error("duration", "must not be negative", {})
     return seconds
 
 
@@ -76,7 +90,7 @@ def _resolve(value: Path, info: ValidationInfo) -> Path:
 
 def _must_exist(path: Path) -> Path:
     if not path.exists():
-        raise PydanticCustomError(
+        raise config_error(
             "path_missing", "file or directory {path} does not exist", {"path": repr(str(path))}
         )
     return path
@@ -93,7 +107,7 @@ def _read_secret(value: Any, info: ValidationInfo) -> Any:
     if isinstance(value, SecretStr) or isinstance(value, str):
         return value
     if not isinstance(value, dict) or len(value) != 1 or not ({"env", "file"} & value.keys()):
-        raise PydanticCustomError(
+        raise config_error(
             "secret",
             "a secret is a string, {env_form} or {file_form}",
             {"env_form": "{env: VARIABLE}", "file_form": "{file: PATH}"},
@@ -101,7 +115,7 @@ def _read_secret(value: Any, info: ValidationInfo) -> Any:
     if "env" in value:
         name = str(value["env"])
         if name not in os.environ:
-            raise PydanticCustomError(
+            raise config_error(
                 "secret_env",
                 "environment variable {name} is not set; export it or use {file_form}",
                 {"name": repr(name), "file_form": "{file: PATH}"},
@@ -111,7 +125,7 @@ def _read_secret(value: Any, info: ValidationInfo) -> Any:
     try:
         return path.read_text().strip()
     except OSError as exc:
-        raise PydanticCustomError(
+        raise config_error(
             "secret_file",
             "secret file {path} cannot be read ({reason}); mount it or fix the path",
             {"path": repr(str(path)), "reason": exc.strerror or type(exc).__name__},

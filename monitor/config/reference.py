@@ -1,7 +1,8 @@
 """docs/config.md, generated from the config models, so the reference cannot drift from the code.
 
-``python -m ragmon.monitor.config.reference > docs/config.md`` regenerates it; a test fails when the
-committed file differs. Descriptions are the field docstrings of the models.
+``ragmon config-reference > docs/config.md`` regenerates it (for the plugins of this
+install); a test fails when the committed file differs. Descriptions are the field
+docstrings of the models.
 """
 
 from __future__ import annotations
@@ -9,17 +10,20 @@ from __future__ import annotations
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+if TYPE_CHECKING:
+    from ragmon.monitor.plugins import Plugins
+
 HEADER = """# Configuration reference
 
 One YAML file (`ragmon run -c FILE`, default `$RAGMON_CONFIG` or `./ragmon.yaml`). Every
 section is optional. A documented example is [examples/ragmon.yaml](../examples/ragmon.yaml).
-This page is generated from the code (`python -m ragmon.monitor.config.reference > docs/config.md`).
+This page is generated from the code (`ragmon config-reference > docs/config.md`).
 
 Conventions:
 - **Unknown keys are errors**, reported with the file and the key path
@@ -148,11 +152,12 @@ def render_model(model: type[BaseModel], path: str, level: int, out: list[str]) 
         render_model(sub, label, level + 1, out)
 
 
-def render() -> str:
+def render(plugins: Plugins) -> str:
+    """The reference of the config these plugins accept: every section and installed kind."""
     from ragmon.monitor.config._model import root_model
 
     out = [HEADER]
-    root = root_model()
+    root = root_model(plugins)
     for name, field in root.model_fields.items():
         for _, model in _nested(field.annotation):
             origin = get_origin(field.annotation)
@@ -166,6 +171,3 @@ def render() -> str:
             render_model(model, label, 2, out)
     return "\n".join(out).rstrip() + "\n"
 
-
-if __name__ == "__main__":
-    print(render(), end="")

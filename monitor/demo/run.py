@@ -13,14 +13,18 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
 from ragmon.monitor.demo import scenario
 from ragmon.monitor.http import free_port, http_get
 
+if TYPE_CHECKING:
+    from ragmon.monitor.plugins import Plugins
 
-def write_config(data_dir: Path, port: int, out: Any) -> Path:
+
+def write_config(data_dir: Path, port: int, out: Any, plugins: Plugins) -> Path:
     """The demo config: what an operator would write, generated so it matches this install."""
     config: dict[str, Any] = {
         "store": {"url": "sqlite:///ragmon.db"},
@@ -30,7 +34,7 @@ def write_config(data_dir: Path, port: int, out: Any) -> Path:
         "probes": {"canary": {"kind": "canary", "embedder": "minilm", "every": "1m",
                               "timeout": "2m"}},
     }
-    scenario.extend_config(config, data_dir)
+    scenario.extend_config(config, data_dir, plugins)
     scenario.prepare(config, data_dir, out)
     path = data_dir / "ragmon.yaml"
     path.write_text("# Written by `ragmon demo`; edit and run `ragmon run -c " + str(path)
@@ -51,8 +55,10 @@ def _headline(sample: str) -> bool:
     return not (name == "ragmon_recall_verdict" and sample.endswith(" 0.0"))
 
 
-def run_demo(data_dir: str | Path, serve: bool = False, out: Any = None) -> int:
+def run_demo(data_dir: str | Path, plugins: Plugins, serve: bool = False,
+             out: Any = None) -> int:
     from prometheus_client import CollectorRegistry
+
     from ragmon.monitor.config import load_config
     from ragmon.monitor.context import ProbeContext
     from ragmon.monitor.daemon import Daemon
@@ -63,16 +69,16 @@ def run_demo(data_dir: str | Path, serve: bool = False, out: Any = None) -> int:
     data = Path(data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    path = write_config(data, port, out)
+    path = write_config(data, port, out, plugins)
     print(f"ragmon demo: config {path}", file=out)
-    config = load_config(path)
+    config = load_config(path, plugins)
 
     # 1. Each probe once, as `ragmon probe NAME --once` would print it.
     store = Store(config.store.url.get_secret_value())
     store.migrate()
-    context = ProbeContext(config, store)
+    context = ProbeContext(config, store, plugins)
     failed = 0
-    runner = Runner(context, CollectorRegistry())
+    runner = Runner(context, CollectorRegistry(), plugins.probes)
     for name in config.probes:
         result, run_id = runner.run(name)
         failed += result.status != "ok"

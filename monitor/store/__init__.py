@@ -1,4 +1,5 @@
-"""The SQL store: every probe run, value, per-query result, reference sample, alert state.
+"""The SQL store: the generic part. Probe runs with their values and per-query rows, schema
+migration and retention; features keep their own tables and queries beside them.
 
 SQLite (a file, WAL mode) by default; PostgreSQL when several daemons share history.
 Errors from SQLAlchemy are translated to StoreError naming the store (password hidden).
@@ -6,21 +7,21 @@ Errors from SQLAlchemy are translated to StoreError naming the store (password h
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
-from ragmon.monitor.errors import SchemaError, StoreError, StoreUnavailable
-from ragmon.monitor.store import migrate
-from ragmon.monitor.store.models import ProbeRun, QueryResult, ReferenceSample, RunValue
 from sqlalchemy import Engine, create_engine, delete, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+
+from ragmon.monitor.common import jsonable, redact, utc
+from ragmon.monitor.errors import SchemaError, StoreError, StoreUnavailable
+from ragmon.monitor.store import migrate
+from ragmon.monitor.store.models import ProbeRun, QueryResult, RunValue
 
 
 def canonical_labels(labels: Mapping[str, Any]) -> str:
@@ -49,21 +50,6 @@ class RunRecord:
     golden_version: str | None = None
     embedder_fingerprint: str | None = None
     target_fingerprint: str | None = None
-
-
-@dataclass
-class Reference:
-    """A stored reference window of embeddings."""
-
-    id: int
-    probe: str
-    source: str
-    created_at: datetime
-    embedder_fingerprint: str
-    vectors: np.ndarray
-    item_ids: list[Any]
-    pinned: bool
-    details: dict[str, Any]
 
 
 class Store:
@@ -109,7 +95,7 @@ class Store:
 
     def _unavailable(self, exc: OperationalError) -> str:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        reason = reason.replace(str(self.engine.url.password or "\0"), "***")
+        reason = redact(reason, [self.engine.url.password])
         return (
             f"store {self.safe_url} is unreachable: {reason}; check store.url and that "
             "the database is running"
@@ -167,7 +153,7 @@ class Store:
                 finished_at=record.finished_at,
                 status=record.status,
                 error=record.error,
-                details=_jsonable(record.details),
+                details=jsonable(record.details),
                 golden_version=record.golden_version,
                 embedder_fingerprint=record.embedder_fingerprint,
                 target_fingerprint=record.target_fingerprint,
@@ -179,7 +165,7 @@ class Store:
                 for name, labels, v in record.values
             )
             s.add_all(
-                QueryResult(run_id=run.id, query_id=qid, status=status, data=_jsonable(data))
+                QueryResult(run_id=run.id, query_id=qid, status=status, data=jsonable(data))
                 for qid, status, data in record.queries
             )
             return run.id
@@ -209,7 +195,7 @@ class Store:
                 .where(ProbeRun.status == "ok")
                 .group_by(ProbeRun.probe)
             ).all()
-        return {probe: _utc(ts) for probe, ts in rows if ts is not None}
+        return {probe: utc(ts) for probe, ts in rows if ts is not None}
 
     def runs(self, probe: str, limit: int = 20, status: str | None = None) -> list[ProbeRun]:
         with self.session() as s:
@@ -231,59 +217,6 @@ class Store:
             return list(
                 s.scalars(select(QueryResult).where(QueryResult.run_id == run_id)).all()
             )
-
-    # --- references ----------------------------------------------------------------------
-    def save_reference(
-        self,
-        probe: str,
-        source: str,
-        embedder_fingerprint: str,
-        vectors: np.ndarray,
-        item_ids: list[Any],
-        *,
-        pinned: bool = False,
-        window: tuple[datetime, datetime] | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> int:
-        arr = np.ascontiguousarray(vectors, dtype=np.float32)
-        if arr.ndim != 2:
-            raise ValueError(f"reference vectors must be 2-D, got shape {arr.shape}")
-        with self.session() as s:
-            row = ReferenceSample(
-                probe=probe,
-                source=source,
-                created_at=datetime.now(UTC),
-                embedder_fingerprint=embedder_fingerprint,
-                dimension=int(arr.shape[1]),
-                n=int(arr.shape[0]),
-                vectors=arr.tobytes(),
-                item_ids=_jsonable(list(item_ids)),
-                window_start=window[0] if window else None,
-                window_end=window[1] if window else None,
-                pinned=pinned,
-                details=_jsonable(details or {}),
-            )
-            s.add(row)
-            s.flush()
-            return row.id
-
-    def reference(self, probe: str, source: str) -> Reference | None:
-        """The pinned reference of a probe, else its newest one."""
-        with self.session() as s:
-            row = s.scalars(
-                select(ReferenceSample)
-                .where(ReferenceSample.probe == probe, ReferenceSample.source == source)
-                .order_by(ReferenceSample.pinned.desc(), ReferenceSample.id.desc())
-                .limit(1)
-            ).first()
-        if row is None:
-            return None
-        vectors = np.frombuffer(row.vectors, dtype=np.float32).reshape(row.n, row.dimension)
-        return Reference(
-            id=row.id, probe=row.probe, source=row.source, created_at=row.created_at,
-            embedder_fingerprint=row.embedder_fingerprint, vectors=vectors.copy(),
-            item_ids=list(row.item_ids), pinned=row.pinned, details=dict(row.details),
-        )
 
     # --- retention -----------------------------------------------------------------------
     def prune(self, retention_seconds: float, now: datetime | None = None) -> int:
@@ -308,25 +241,4 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _utc(ts: datetime) -> datetime:
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
-
-
-def _jsonable(data: Any) -> Any:
-    """Round-trip through JSON so numpy scalars and tuples never reach the driver."""
-    return json.loads(json.dumps(data, default=_json_default))
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, datetime):
-        return obj.isoformat()
-    if isinstance(obj, set):
-        return sorted(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-
-__all__ = ["Reference", "RunRecord", "Store", "canonical_labels", "parse_labels"]
+__all__ = ["RunRecord", "Store", "canonical_labels", "parse_labels"]

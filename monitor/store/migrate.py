@@ -10,8 +10,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from ragmon.monitor.errors import SchemaError
 from sqlalchemy import Connection, Engine
+
+from ragmon.monitor.errors import SchemaError
 
 # Alembic's ``context`` and ``op`` are module-level proxies: two migrations in one process
 # must not overlap. Replicas (separate processes) are serialised by the advisory lock in

@@ -1,5 +1,8 @@
-"""SQLAlchemy 2.x models. Alembic (migrations/) owns the schema; these must match it
-(a test compares them with the migrated DDL on SQLite and PostgreSQL)."""
+"""The foundation's SQLAlchemy 2.x models and the declarative ``Base`` every feature's
+tables share. Alembic (migrations/) owns the schema; the models must match it (a test
+compares them with the migrated DDL on SQLite and PostgreSQL). Each feature keeps its own
+tables beside its queries (``probes/recall/tables.py``, ``probes/drift/tables.py``,
+``alerts/tables.py``, ``probes/references.py``); the composition root lists them."""
 
 from __future__ import annotations
 
@@ -9,17 +12,14 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Boolean,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     String,
     Text,
     TypeDecorator,
-    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -97,48 +97,6 @@ class QueryResult(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
-class ReferenceSample(Base):
-    """A reference window of embeddings: float32 row-major blob plus what produced it."""
-
-    __tablename__ = "reference_samples"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    probe: Mapped[str] = mapped_column(String(200))
-    source: Mapped[str] = mapped_column(String(32))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    embedder_fingerprint: Mapped[str] = mapped_column(String(64))
-    dimension: Mapped[int] = mapped_column(Integer)
-    n: Mapped[int] = mapped_column(Integer)
-    vectors: Mapped[bytes] = mapped_column(LargeBinary)
-    item_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
-    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-
-    __table_args__ = (Index("ix_reference_samples_probe", "probe", "source", "created_at"),)
-
-
-class AlertState(Base):
-    """State of one alert instance (rule + label set): inactive, pending, firing, resolved."""
-
-    __tablename__ = "alert_states"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    rule: Mapped[str] = mapped_column(String(200))
-    fingerprint: Mapped[str] = mapped_column(String(64))
-    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    state: Mapped[str] = mapped_column(String(16))
-    active_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    last_evaluated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    last_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-
-    __table_args__ = (UniqueConstraint("rule", "fingerprint", name="uq_alert_states_rule_fp"),)
-
-
 class ReportRun(Base):
     """One weekly report; the unique period makes sending it a claim only one replica wins."""
 
@@ -151,8 +109,3 @@ class ReportRun(Base):
     status: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-
-
-# Feature tables live beside their feature's migration; importing them here puts them on
-# Base.metadata (this import sits last because those modules import Base from here).
-from ragmon.monitor.store import tables_alerts, tables_drift, tables_recall  # noqa: E402, F401

@@ -10,34 +10,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from ragmon.monitor.targets.abc import Description, SearchResult, TargetSpec, Vectors, VectorTarget
-from ragmon.monitor.targets.chroma import ChromaConfig
-from ragmon.monitor.targets.faiss import FaissConfig
-from ragmon.monitor.targets.http import HttpConfig
-from ragmon.monitor.targets.lancedb import LanceDBConfig
-from ragmon.monitor.targets.pgvector import PgvectorConfig
-from ragmon.monitor.targets.qdrant import QdrantConfig
+from ragmon.monitor.kinds import KindSpec, Registry
+from ragmon.monitor.targets.abc import Description, SearchResult, Vectors, VectorTarget
+from ragmon.monitor.targets.chroma import ChromaConfig, ChromaTarget
+from ragmon.monitor.targets.faiss import FaissConfig, FaissTarget
+from ragmon.monitor.targets.http import HttpConfig, HttpTarget
+from ragmon.monitor.targets.lancedb import LanceDBConfig, LanceDBTarget
+from ragmon.monitor.targets.pgvector import PgvectorConfig, PgvectorTarget
+from ragmon.monitor.targets.qdrant import QdrantConfig, QdrantTarget
 
-TARGET_KINDS: dict[str, TargetSpec] = {
-    "faiss": TargetSpec(FaissConfig, "ragmon.monitor.targets.faiss:FaissTarget", None, ("faiss",)),
-    "pgvector": TargetSpec(PgvectorConfig, "ragmon.monitor.targets.pgvector:PgvectorTarget",
-                           "pgvector", ("psycopg", "pgvector")),
-    "qdrant": TargetSpec(QdrantConfig, "ragmon.monitor.targets.qdrant:QdrantTarget", "qdrant",
-                         ("qdrant_client",)),
-    "chroma": TargetSpec(ChromaConfig, "ragmon.monitor.targets.chroma:ChromaTarget", "chroma",
-                         ("chromadb",)),
-    "lancedb": TargetSpec(LanceDBConfig, "ragmon.monitor.targets.lancedb:LanceDBTarget", "lancedb",
-                          ("lancedb",)),
-    "http": TargetSpec(HttpConfig, "ragmon.monitor.targets.http:HttpTarget", "http", ("httpx",)),
-}
+TARGET_KINDS: Registry[VectorTarget] = Registry("target", [
+    KindSpec("faiss", FaissTarget, FaissConfig, None, ("faiss",)),
+    KindSpec("pgvector", PgvectorTarget, PgvectorConfig, "pgvector", ("psycopg", "pgvector")),
+    KindSpec("qdrant", QdrantTarget, QdrantConfig, "qdrant", ("qdrant_client",)),
+    KindSpec("chroma", ChromaTarget, ChromaConfig, "chroma", ("chromadb",)),
+    KindSpec("lancedb", LanceDBTarget, LanceDBConfig, "lancedb", ("lancedb",)),
+    KindSpec("http", HttpTarget, HttpConfig, "http", ("httpx",)),
+])
 
 
 def build_target(name: str, config: Any) -> VectorTarget:
-    """The adapter for ``config.kind``, its client imported now."""
-    return TARGET_KINDS[config.kind].build(name, config)
+    """The adapter for ``config.kind`` (its client is imported when first used)."""
+    return TARGET_KINDS.build(config.kind, name, config)
 
 
 __all__ = [
-    "TARGET_KINDS", "Description", "SearchResult", "TargetSpec", "VectorTarget", "Vectors",
-    "build_target",
+    "TARGET_KINDS", "Description", "SearchResult", "VectorTarget", "Vectors", "build_target",
 ]

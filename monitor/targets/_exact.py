@@ -14,6 +14,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
+
 from ragmon.monitor.targets._helpers import normalised
 from ragmon.monitor.targets.abc import Metric
 

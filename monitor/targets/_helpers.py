@@ -11,7 +11,9 @@ from typing import Annotated, Any, TypeVar
 
 import numpy as np
 from pydantic import BeforeValidator
-from pydantic_core import PydanticCustomError
+
+from ragmon.monitor.common import redact
+from ragmon.monitor.config import config_error
 from ragmon.monitor.errors import RagmonError, TargetError, TargetUnavailable
 from ragmon.monitor.targets.abc import Vectors
 
@@ -30,23 +32,16 @@ def parse_bytes(value: Any) -> int:
     unit = match.group(2).lower() if match else ""
     if match is None or unit not in _BYTE_UNITS or float(match.group(1)) <= 0:
         # the config loader appends ", got <value>"
-        raise PydanticCustomError(
+        raise config_error(
             "byte_size",
             "not a memory size; use a positive number and a unit (KiB, MiB, GiB), like '1GiB'",
+            echo_input=True,
         )
     return int(float(match.group(1)) * _BYTE_UNITS[unit])
 
 
 ByteSize = Annotated[int, BeforeValidator(parse_bytes)]
 """Bytes, written in the config as "512MiB", "1GiB" or a plain integer."""
-
-
-def scrub(text: str, secrets: Sequence[str] = ()) -> str:
-    """``text`` with every secret value replaced by ``***`` (engine errors may echo them)."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 @contextmanager
@@ -73,10 +68,10 @@ def engine_errors(
         within = f" within {timeout:g}s" if timeout is not None else ""
         raise TargetUnavailable(target, f"{endpoint} did not answer{within}") from exc
     except (ConnectionError, *unavailable) as exc:
-        reason = scrub(str(exc).strip() or type(exc).__name__, secrets)
+        reason = redact(str(exc).strip() or type(exc).__name__, secrets)
         raise TargetUnavailable(target, f"{endpoint} is unreachable: {reason}") from exc
     except Exception as exc:
-        reason = scrub(str(exc).strip(), secrets)
+        reason = redact(str(exc).strip(), secrets)
         raise TargetError(target, f"{endpoint} failed: {type(exc).__name__}: {reason}") from exc
 
 

@@ -12,7 +12,6 @@ fetched vectors wherever ties matter.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+
 from ragmon.monitor.errors import DimensionMismatch, TargetError
 
 Metric = Literal["cosine", "ip", "l2"]
@@ -156,27 +156,3 @@ class VectorTarget(ABC):
                 "they have no direction to search by",
             )
         return np.ascontiguousarray(arr)
-
-
-@dataclass(frozen=True)
-class TargetSpec:
-    """A registry entry: the config model, where the adapter lives, and its optional client."""
-
-    Config: type
-    adapter: str  # "module:Class", imported only when a target of this kind is built
-    extra: str | None = None
-    modules: tuple[str, ...] = ()
-
-    def missing_requirement(self, entry: Any) -> str | None:
-        missing = [m for m in self.modules if importlib.util.find_spec(m) is None]
-        if missing and self.extra:
-            return (
-                f"target kind {entry.kind!r} needs {', '.join(missing)}: "
-                f"pip install 'ragmon[{self.extra}]'"
-            )
-        return None
-
-    def build(self, name: str, config: Any) -> VectorTarget:
-        module_name, _, cls_name = self.adapter.partition(":")
-        module = __import__(module_name, fromlist=[cls_name])
-        return getattr(module, cls_name)(name, config)  # type: ignore[no-any-return]

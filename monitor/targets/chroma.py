@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from pydantic import Field, model_validator
-from pydantic_core import PydanticCustomError
-from ragmon.monitor.config import ConfigPath, Secret, TargetConfig
+
+from ragmon.monitor.config import ConfigPath, Secret, TargetConfig, config_error
 from ragmon.monitor.errors import TargetError, TargetUnavailable
 from ragmon.monitor.targets._exact import DEFAULT_BUDGET, exact_over_store
 from ragmon.monitor.targets._helpers import (
@@ -57,7 +57,7 @@ class ChromaConfig(TargetConfig):
         if (self.path is None) == (self.url is None):
             # an error type the config loader does not echo the input of: the entry may
             # hold secrets (api_key, headers)
-            raise PydanticCustomError(
+            raise config_error(
                 "target_location",
                 "give exactly one of 'path' (a persistent directory) or 'url'",
             )

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
+
 from ragmon.monitor.config import ConfigPath, TargetConfig
 from ragmon.monitor.errors import TargetError, TargetResponseError, TargetUnavailable
 from ragmon.monitor.targets._exact import DEFAULT_BUDGET, ExactTopK, rows_within

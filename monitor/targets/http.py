@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 from pydantic import Field, field_validator
+
 from ragmon.monitor.config import Secret, Strict, TargetConfig
 from ragmon.monitor.errors import TargetError, TargetResponseError, TargetUnavailable
 from ragmon.monitor.targets._helpers import check_k, engine_errors, timed_per_query

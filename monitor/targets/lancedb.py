@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
+
 from ragmon.monitor.config import TargetConfig
 from ragmon.monitor.errors import TargetError, TargetUnavailable
 from ragmon.monitor.targets._helpers import (

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
+
 from ragmon.monitor.config import Secret, TargetConfig
 from ragmon.monitor.errors import TargetError
 from ragmon.monitor.targets._helpers import (

@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
-from pydantic_core import PydanticCustomError
-from ragmon.monitor.config import ConfigPath, Secret, TargetConfig
+
+from ragmon.monitor.config import ConfigPath, Secret, TargetConfig, config_error
 from ragmon.monitor.errors import TargetError, TargetUnavailable
 from ragmon.monitor.targets._helpers import (
     check_filter,
@@ -57,7 +57,7 @@ class QdrantConfig(TargetConfig):
         if (self.path is None) == (self.url is None):
             # an error type the config loader does not echo the input of: the entry may
             # hold secrets (api_key, headers)
-            raise PydanticCustomError(
+            raise config_error(
                 "target_location",
                 "give exactly one of 'url' (a Qdrant server) or 'path' (local mode)",
             )

@@ -5,12 +5,13 @@ For query traffic a new window starts, so the next run compares later traffic.""
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
+from ragmon.monitor.cli import CommandGroups, load
+from ragmon.monitor.config import RootConfig
 from ragmon.monitor.errors import InsufficientData, RagmonError
 
 
-def add_commands(cli: Any) -> None:
+def add_commands(cli: CommandGroups) -> None:
     baseline = cli.group("baseline", "manage baselines")
     p = baseline.add_parser(
         "capture", help="store a drift probe's current window as its pinned reference",
@@ -22,11 +23,11 @@ def add_commands(cli: Any) -> None:
     p.set_defaults(func=cmd_capture)
 
 
-def capture(config: Any, probe_name: str) -> tuple[int, int, str]:
+def capture(config: RootConfig, probe_name: str) -> tuple[int, int, str]:
     """Capture the probe's current window; returns (reference id, rows, fingerprint)."""
     from ragmon.monitor.context import ProbeContext
+    from ragmon.monitor.probe import Deadline
     from ragmon.monitor.store import Store
-    from ragmon.probes.base import Deadline
     from ragmon.probes.drift import state
     from ragmon.probes.drift.probe import DriftProbe
 
@@ -37,7 +38,7 @@ def capture(config: Any, probe_name: str) -> tuple[int, int, str]:
         raise RagmonError(f"no drift probe named {probe_name!r}; drift probes: "
                           f"{valid or 'none are configured'}")
     store = Store(config.store.url.get_secret_value())
-    context = ProbeContext(config, store)
+    context = ProbeContext(config, store, config.plugins)
     try:
         store.migrate() if config.store.migrate_on_start else store.require_head()
         probe = DriftProbe(probe_name, cfg, context)
@@ -56,9 +57,7 @@ def capture(config: Any, probe_name: str) -> tuple[int, int, str]:
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    from ragmon.monitor.config import load_config
-
-    ref_id, n, fingerprint = capture(load_config(args.config), args.probe)
+    ref_id, n, fingerprint = capture(load(args), args.probe)
     print(f"captured reference {ref_id} for drift probe {args.probe}: {n} rows, "
           f"embedder fingerprint {fingerprint}")
     return 0

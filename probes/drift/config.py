@@ -5,12 +5,20 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
-from ragmon.monitor.config import ProbeConfig
-from ragmon.monitor.config._types import ConfigPath, Duration, Secret, Strict
+from pydantic import BaseModel, Field, create_model, field_validator, model_validator
+
+from ragmon.monitor.config import ConfigPath, Duration, ProbeConfig, Secret, Strict, config_error
+from ragmon.probes.drift.methods import DRIFT_METHODS
 
 DEFAULT_METHODS = ["mmd", "classifier", "clusters", "centroid", "norms"]
+
+MethodParams: type[Strict] = create_model(  # one optional, typed entry per registered method
+    "MethodParams",
+    __base__=Strict,
+    __doc__="Parameters per drift method (each method's own keys; unknown keys are errors).",
+    **{name: (spec.params | None, None)  # type: ignore[call-overload]
+       for name, spec in DRIFT_METHODS.items()},
+)
 
 
 class ReferenceConfig(Strict):
@@ -44,7 +52,7 @@ class AlarmConfig(Strict):
     @model_validator(mode="after")
     def _k_le_n(self) -> AlarmConfig:
         if self.k > self.n:
-            raise PydanticCustomError("k_of_n", "k ({k}) must not exceed n ({n})",
+            raise config_error("k_of_n", "k ({k}) must not exceed n ({n})",
                                       {"k": self.k, "n": self.n})
         return self
 
@@ -84,8 +92,9 @@ class DriftConfig(ProbeConfig):
     """The vector index: required for ``index``; for ``queries`` it enables coverage."""
     methods: list[str] = Field(default_factory=lambda: list(DEFAULT_METHODS), min_length=1)
     """Drift methods to run (registry names); the alarm follows each one."""
-    method_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    """Extra keyword parameters per method, e.g. ``{mmd: {permutations: 1000}}``."""
+    method_params: MethodParams = MethodParams()  # type: ignore[valid-type]
+    """Parameters per method, e.g. ``{mmd: {permutations: 1000}}``; each method's keys are
+    checked (see docs/drift.md)."""
     window_size: int = Field(default=1000, ge=10)
     """Rows in the current window: reservoir capacity (queries) or sample size (index)."""
     min_samples: int = Field(default=50, ge=5)
@@ -102,33 +111,37 @@ class DriftConfig(ProbeConfig):
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, value: list[str]) -> list[str]:
-        from ragmon.probes.drift.methods import METHODS
-
-        unknown = [m for m in value if m not in METHODS]
+        unknown = [m for m in value if m not in DRIFT_METHODS]
         if unknown:
-            raise PydanticCustomError(
+            raise config_error(
                 "drift_method", "unknown drift method(s) {unknown}; valid methods: {valid}",
-                {"unknown": ", ".join(map(repr, unknown)), "valid": ", ".join(sorted(METHODS))},
+                {"unknown": ", ".join(map(repr, unknown)), "valid": DRIFT_METHODS.valid()},
+                echo_input=True,
             )
         return value
 
     @model_validator(mode="after")
     def _source_needs(self) -> DriftConfig:
         if self.source == "index" and self.target is None:
-            raise PydanticCustomError("drift_target", "source 'index' needs a 'target'", {})
+            raise config_error("drift_target", "source 'index' needs a 'target'", {})
         if self.source == "canary" and not self.texts:
-            raise PydanticCustomError(
+            raise config_error(
                 "drift_texts", "source 'canary' needs 'texts' (at least min_samples of them)",
                 {},
             )
         if self.source != "index" and self.embedder is None and self.target is None:
-            raise PydanticCustomError(
+            raise config_error(
                 "drift_embedder", "give an 'embedder' (or a 'target' that names one)", {}
             )
-        unknown = sorted(set(self.method_params) - set(self.methods))
+        unknown = sorted(set(self.method_params.model_fields_set) - set(self.methods))
         if unknown:
-            raise PydanticCustomError(
+            raise config_error(
                 "drift_params", "method_params for methods not in 'methods': {unknown}",
                 {"unknown": ", ".join(unknown)},
             )
         return self
+
+    def params_of(self, method: str) -> dict[str, Any]:
+        """The parameters the config sets for ``method`` (only those it sets)."""
+        params: BaseModel | None = getattr(self.method_params, method, None)
+        return params.model_dump(exclude_unset=True) if params is not None else {}

@@ -22,13 +22,17 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from ragmon.monitor.errors import DriftError
 from ragmon.monitor.store import Store
 from ragmon.probes.drift.config import DriftConfig
 from ragmon.probes.drift.state import Item, add_items, tail_state
+
+if TYPE_CHECKING:
+    from ragmon.monitor.daemon import Daemon
 
 log = logging.getLogger("ragmon.drift.ingest")
 READ_CHUNK = 1 << 20
@@ -255,7 +259,7 @@ def drift_probes(config: Any) -> dict[str, DriftConfig]:
             if getattr(c, "kind", None) == "drift" and c.source == "queries"}
 
 
-def install(daemon: Any) -> None:
+def install(daemon: Daemon) -> None:
     """Mount ``/ingest`` and schedule the JSONL tails of the daemon's query-drift probes."""
     probes = drift_probes(daemon.config)
     if not probes:

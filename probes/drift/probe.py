@@ -15,16 +15,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+
+from ragmon.monitor.common import jsonable
 from ragmon.monitor.errors import DriftError, FingerprintMismatch, InsufficientData
-from ragmon.monitor.store import Reference
-from ragmon.monitor.store.tables_drift import DriftClusterShift, DriftStatistic
-from ragmon.probes.base import Deadline, MetricSpec, Probe, ProbeResult
+from ragmon.monitor.probe import Deadline, MetricSpec, Probe, ProbeResult
 from ragmon.probes.drift import alarms, state
 from ragmon.probes.drift.config import DriftConfig
 from ragmon.probes.drift.ingest import check_dimensions, poll_jsonl
-from ragmon.probes.drift.methods import METHODS, MethodResult, coverage
-from ragmon.probes.drift.records import as_float, cluster_rows, jsonable, nearest_distances
+from ragmon.probes.drift.methods import DRIFT_METHODS, MethodResult, coverage
+from ragmon.probes.drift.records import as_float, cluster_rows, nearest_distances
 from ragmon.probes.drift.render import render_result
+from ragmon.probes.drift.tables import DriftClusterShift, DriftStatistic
+from ragmon.probes.references import Reference, save_reference
 
 LABELS = ("source", "method")
 
@@ -108,7 +110,7 @@ class DriftProbe(Probe):
         for name in cfg.methods:
             deadline.check(f"method {name}")
             try:
-                res = METHODS[name](reference.vectors, current.vectors,
+                res = DRIFT_METHODS.build(name, reference.vectors, current.vectors,
                                     **self.method_params(name, cal.alpha, seed, reference,
                                                          current))
             except InsufficientData as exc:
@@ -138,7 +140,7 @@ class DriftProbe(Probe):
                       current: CurrentWindow) -> dict[str, Any]:
         cfg: DriftConfig = self.config
         params: dict[str, Any] = {"alpha": alpha, "min_samples": cfg.min_samples, "seed": seed}
-        params.update(cfg.method_params.get(name, {}))
+        params.update(cfg.params_of(name))
         # The smallest resampling p-value is 1/(P+1): P must resolve the calibrated alpha.
         floor = math.ceil(10 / alpha)
         if name == "mmd":
@@ -252,7 +254,7 @@ class DriftProbe(Probe):
     def capture(self, current: CurrentWindow, pinned: bool) -> int:
         """Store ``current`` as a reference window (pinned: used until the next capture)."""
         window = (current.start, current.end) if current.start is not None else None
-        return self.context.store.save_reference(
+        return save_reference(self.context.store,
             self.name, self.config.source, current.fingerprint, current.vectors,
             [i for i in current.ids], pinned=pinned, window=window,
             details={"texts": [None if t is None else t[:300] for t in current.texts]},

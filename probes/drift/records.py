@@ -3,12 +3,13 @@ distances through a target."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
-from ragmon.monitor.store.tables_drift import DriftClusterShift
+
+from ragmon.monitor.common import jsonable
 from ragmon.probes.drift.methods import MethodResult
+from ragmon.probes.drift.tables import DriftClusterShift
 
 
 def nearest_distances(target: Any, vectors: np.ndarray) -> np.ndarray:
@@ -43,13 +44,3 @@ def cluster_rows(res: MethodResult) -> list[DriftClusterShift]:
 def as_float(value: float | None) -> float | None:
     return None if value is None else float(value)
 
-
-def jsonable(data: Any) -> Any:
-    def default(obj: Any) -> Any:
-        if isinstance(obj, np.generic):
-            return obj.item()
-        if isinstance(obj, np.ndarray):
-            return obj.tolist()
-        raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-    return json.loads(json.dumps(data, default=default))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ragmon.probes.base import ProbeResult
+from ragmon.monitor.probe import ProbeResult
 
 
 def _fmt(value: Any) -> str:

@@ -17,15 +17,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from ragmon.monitor.store import Reference, Store
-from ragmon.monitor.store.models import ReferenceSample
-from ragmon.monitor.store.tables_drift import (
+from sqlalchemy import delete, select
+
+from ragmon.monitor.store import Store
+from ragmon.probes.drift.tables import (
     DriftClusterShift,
     DriftReservoirItem,
     DriftReservoirState,
     DriftStatistic,
 )
-from sqlalchemy import delete, select
+from ragmon.probes.references import Reference, ReferenceSample, latest_reference
 
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
@@ -176,7 +177,7 @@ def rolling_reference(
 
 def pinned_reference(store: Store, probe: str, source: str) -> Reference | None:
     """The newest pinned reference of the probe, if any."""
-    ref = store.reference(probe, source)
+    ref = latest_reference(store, probe, source)
     return ref if ref is not None and ref.pinned else None
 
 

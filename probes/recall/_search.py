@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from ragmon.monitor.errors import TargetError, TargetUnavailable
+from ragmon.monitor.probe import Deadline
 from ragmon.monitor.targets.abc import VectorTarget
-from ragmon.probes.base import Deadline
 from ragmon.probes.recall.golden import GoldenQuery
 
 #: Share of the time budget kept for scoring, comparison and storing after the searches.

@@ -7,15 +7,15 @@ version; a pin replaces that (the newest pin wins) until a newer pin is made.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+
+from ragmon.monitor.cli import CommandGroups, load
 
 
 def cmd_pin(args: argparse.Namespace) -> int:
-    from ragmon.monitor.config import load_config
     from ragmon.monitor.store import Store
     from ragmon.probes.recall.history import pin_baseline
 
-    config = load_config(args.config)
+    config = load(args)
     store = Store(config.store.url.get_secret_value())
     try:
         store.migrate() if config.store.migrate_on_start else store.require_head()
@@ -28,7 +28,7 @@ def cmd_pin(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(cli: Any) -> None:
+def add_commands(cli: CommandGroups) -> None:
     baseline = cli.group("baseline", "manage baselines")
     p = baseline.add_parser(
         "pin", help="pin a recall run as its probe's baseline",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
-from ragmon.monitor.config import ProbeConfig
+
+from ragmon.monitor.config import ProbeConfig, config_error
 
 
 class RecallConfig(ProbeConfig):
@@ -40,7 +40,8 @@ class RecallConfig(ProbeConfig):
     @classmethod
     def _ks(cls, value: list[int]) -> list[int]:
         if any(k < 1 for k in value):
-            raise PydanticCustomError("k_positive", "every k must be a positive integer", {})
+            raise config_error("k_positive", "every k must be a positive integer",
+                               echo_input=True)
         return sorted(set(value))
 
     @field_validator("verdict_k")
@@ -48,7 +49,8 @@ class RecallConfig(ProbeConfig):
     def _verdict_k(cls, value: int | None, info: ValidationInfo) -> int | None:
         ks = info.data.get("k")
         if value is not None and ks is not None and value not in ks:
-            raise PydanticCustomError("verdict_k", "must be one of k {ks}", {"ks": str(ks)})
+            raise config_error("verdict_k", "must be one of k {ks}", {"ks": str(ks)},
+                               echo_input=True)
         return value
 
     @property

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 import numpy as np
+
 from ragmon.monitor.store import Store
 from ragmon.monitor.targets.abc import Description, VectorTarget
 from ragmon.probes.recall import history

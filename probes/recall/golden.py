@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ragmon.monitor.errors import GoldenSetError
 
 FIELDS = ("id", "query", "vector", "relevant", "filter", "tags")

@@ -19,12 +19,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
+
 from ragmon.monitor.errors import RagmonError
 from ragmon.monitor.store import Store
-from ragmon.monitor.store.models import ProbeRun, QueryResult, ReferenceSample
-from ragmon.monitor.store.tables_recall import GoldenSetVersion, RecallBaseline
+from ragmon.monitor.store.models import ProbeRun, QueryResult
 from ragmon.probes.recall.golden import GoldenSet
-from sqlalchemy import select
+from ragmon.probes.recall.tables import GoldenSetVersion, RecallBaseline
+from ragmon.probes.references import ReferenceSample, save_reference
 
 #: Verdicts after which a run may serve as the automatic baseline.
 ELIGIBLE_VERDICTS = ("healthy", "golden-set-changed")
@@ -129,7 +131,7 @@ def keep_reference(
         ).first()
     if newest is not None and (newest.details or {}).get("digest") == digest:
         return int(newest.id)
-    return store.save_reference(probe, source, fingerprint, vectors, ids,
+    return save_reference(store, probe, source, fingerprint, vectors, ids,
                                 details={"digest": digest})
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ragmon.monitor.errors import ConfigError, ConfigIssue, DimensionMismatch, GoldenSetError
+from ragmon.monitor.probe import Deadline, MetricSpec, Probe, ProbeResult
 from ragmon.monitor.targets.abc import Description, VectorTarget
-from ragmon.probes.base import Deadline, MetricSpec, Probe, ProbeResult
 from ragmon.probes.recall import history
 from ragmon.probes.recall._search import Searched, search_all
 from ragmon.probes.recall.attribution import VERDICTS, Evidence, attribute

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ragmon.probes.base import ProbeResult
+from ragmon.monitor.probe import ProbeResult
 
 
 def _values(result: ProbeResult) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

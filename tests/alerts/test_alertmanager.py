@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 from alert_support import FAST_DELIVERY, T0, Receiver, alerts_config, minutes, recall_run
+from sqlalchemy import select
+
 from ragmon.alerts.delivery import DeliveryWorker
 from ragmon.alerts.engine import AlertEngine
+from ragmon.alerts.tables import AlertNotification
 from ragmon.monitor.http import free_port
 from ragmon.monitor.store import Store
-from ragmon.monitor.store.tables_alerts import AlertNotification
-from sqlalchemy import select
 
 BINARY = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 
@@ -130,7 +131,7 @@ def test_alertmanager_receives_firing_and_resolve(
 def test_cli_test_alert_ends_by_itself(
     tmp_path: Path, alertmanager: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ragmon.monitor.cli import main
+    from ragmon.monitor.app import main
 
     path = tmp_path / "ragmon.yaml"
     path.write_text(json.dumps({"alerts": {"sinks": {"am": {"kind": "alertmanager",

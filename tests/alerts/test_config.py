@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 from alert_support import probe_sections
-from ragmon.monitor.config import load_config, validate_raw
+
+from ragmon.monitor.app import default_plugins, load_config, validate_raw
 from ragmon.monitor.errors import ConfigError
 
 HOOK = {"kind": "webhook", "url": "https://hooks.example.org/T0/secret-path-123"}
@@ -144,7 +145,7 @@ def test_references_to_probes_and_their_values() -> None:
             "Gone": {"probe": "docs-recall", "field": "recall_ratio", "condition": "< 0.8"},
         }},
     }
-    assert [str(i) for i in reference_issues(raw, "ragmon.yaml")] == [
+    assert [str(i) for i in reference_issues(raw, "ragmon.yaml", default_plugins())] == [
         "ragmon.yaml: alerts.rules.Typo.field: probe kind 'canary' produces no value "
         "'canary_cosine'; valid: status, details.PATH, canary_changed, canary_cosine_mean, "
         "canary_cosine_min, canary_dimension, canary_norm_deviation_max",

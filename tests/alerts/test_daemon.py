@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 import yaml
 from alert_support import Receiver, probe_sections
-from ragmon.monitor.cli import main
-from ragmon.monitor.config import validate_raw
+
+from ragmon.alerts.runtime import AlertsRuntime
+from ragmon.monitor.app import main, validate_raw
 from ragmon.monitor.daemon import Daemon
-from ragmon.probes.base import Deadline, Probe, ProbeResult
+from ragmon.monitor.probe import Deadline, Probe, ProbeResult
 
 
 class ScriptedRecallProbe(Probe):
@@ -120,7 +121,8 @@ def test_recall_regression_fires_once_and_resolves_once(
         }
         assert bodies[0]["run"]["id"] == 2  # the first bad run fired (for: 0s)
     finally:
-        daemon.alerts.close()
+        for installed in daemon.installed:
+            installed.close()
         daemon.shutdown()
 
 
@@ -145,6 +147,7 @@ def test_cli_list_shows_state_and_queue(
 
     config = validate_raw(config_dict(tmp_path, receiver), "ragmon.yaml", tmp_path)
     from alert_support import T0, recall_run
+
     from ragmon.alerts.engine import AlertEngine
     from ragmon.monitor.store import Store
 
@@ -199,8 +202,8 @@ def test_alerts_off_or_empty_installs_nothing(
     daemon = Daemon(validate_raw(raw, "ragmon.yaml", tmp_path))
     daemon.start()
     try:
-        assert not hasattr(daemon, "alerts")
-        assert not any(getattr(h, "__module__", "").startswith("alerts")
+        assert not any(isinstance(i, AlertsRuntime) for i in daemon.installed)
+        assert not any(getattr(h, "__module__", "").startswith("ragmon.alerts")
                        for h in daemon.context.after_run)
         assert daemon.scheduler.get_job("alerts:delivery") is None
     finally:

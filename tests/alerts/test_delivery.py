@@ -24,13 +24,13 @@ from alert_support import (
     stop_receiver,
 )
 from prometheus_client import CollectorRegistry, generate_latest
+from sqlalchemy import select
+
 from ragmon.alerts.delivery import DeliveryWorker
 from ragmon.alerts.engine import AlertEngine
 from ragmon.alerts.metrics import AlertStats, alert_metrics_collector
+from ragmon.alerts.tables import AlertNotification, AlertState
 from ragmon.monitor.store import Store
-from ragmon.monitor.store.models import AlertState
-from ragmon.monitor.store.tables_alerts import AlertNotification
-from sqlalchemy import select
 
 from ..conftest import promtool_path
 

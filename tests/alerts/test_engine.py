@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from alert_support import T0, alerts_config, minutes, recall_run
-from ragmon.alerts.engine import AlertEngine
-from ragmon.monitor.store import Store
-from ragmon.monitor.store.models import AlertState
-from ragmon.monitor.store.tables_alerts import AlertNotification
 from sqlalchemy import select, update
+
+from ragmon.alerts.engine import AlertEngine
+from ragmon.alerts.tables import AlertNotification, AlertState
+from ragmon.monitor.store import Store
 
 HOOK = {"hook": {"kind": "webhook", "url": "http://127.0.0.1:9/hook"}}
 
@@ -215,6 +215,7 @@ def test_sink_without_send_resolved_gets_no_resolve(store: Store) -> None:
 
 def test_metrics_survive_a_store_that_is_down() -> None:
     from prometheus_client import CollectorRegistry, generate_latest
+
     from ragmon.alerts.metrics import alert_metrics_collector
 
     down = Store("postgresql://ragmon:pw@127.0.0.1:1/ragmon")

@@ -21,7 +21,8 @@ import faiss
 import numpy as np
 import yaml
 from prometheus_client import CollectorRegistry
-from ragmon.monitor.config import load_config
+
+from ragmon.monitor.app import load_config
 from ragmon.monitor.daemon import Daemon
 from ragmon.monitor.demo import scenario
 from ragmon.monitor.demo.corpus import stdlib_corpus

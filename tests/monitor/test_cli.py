@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from ragmon.monitor import __version__
-from ragmon.monitor.cli import build_parser, main
+from ragmon.monitor.app import default_plugins, main
+from ragmon.monitor.cli import build_parser
 
 CONFIG = {
     "store": {"url": "sqlite:///ragmon.db"},
@@ -26,7 +28,7 @@ def config(tmp_path: Path) -> Path:
 
 
 def ragmon(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ragmon.monitor.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "ragmon.monitor", *args], capture_output=True,
                           text=True, cwd=cwd, timeout=300)
 
 
@@ -36,7 +38,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_help_at_every_level() -> None:
-    parser = build_parser()
+    parser = build_parser(default_plugins())
     commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert {"run", "probe", "migrate", "check-config", "version", "demo"} <= set(commands)
     for name, sub in commands.items():

@@ -8,9 +8,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from ragmon.monitor.config import load_config, parse_duration
+
+from ragmon.monitor.app import load_config
+from ragmon.monitor.config import parse_duration
 from ragmon.monitor.errors import ConfigError
-from ragmon.probes import PROBE_KINDS
 
 GOOD = """
 embedders:
@@ -46,8 +47,7 @@ BAD_CONFIGS = [
     ("dangling reference", GOOD.replace("embedder: minilm, every", "embedder: mini, every"),
      ["{f}: probes.canary.embedder: unknown embedder 'mini'; valid: minilm"]),
     ("unknown kind", GOOD.replace("kind: canary", "kind: canery"),
-     ["{f}: probes.canary: unknown probe kind 'canery'; valid kinds: "
-      + ", ".join(sorted(PROBE_KINDS))]),
+     ["{f}: probes.canary: unknown probe kind 'canery'; valid kinds: canary, drift, recall"]),
     ("bad schedule", GOOD.replace("every: 1m", "cron: '61 * * * *'"),
      ["{f}: probes.canary.cron: '61 * * * *' is not a cron expression (Error validating expression "
       "'61': the last value (61) is higher than the maximum value (59))"]),
@@ -180,3 +180,43 @@ def test_bad_config_leaves_stored_data_untouched(tmp_path: Path) -> None:
                               text=True)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert db.read_bytes() == before
+
+
+SECRET = "s3cr3t-never-shown-42"
+BROKEN_AROUND_A_SECRET = [
+    # model-level validators fail on the whole entry; the entry holds the literal secret
+    ("drift index without target", {"probes": {"d": {
+        "kind": "drift", "source": "index", "queries": {"token": SECRET}}}}),
+    ("drift canary without texts", {"probes": {"d": {
+        "kind": "drift", "source": "canary", "embedder": "m", "queries": {"token": SECRET}}}}),
+    ("drift params for an unused method", {"probes": {"d": {
+        "kind": "drift", "source": "queries", "embedder": "m", "methods": ["mmd"],
+        "method_params": {"norms": {}}, "queries": {"token": SECRET}}}}),
+    ("qdrant with neither path nor url", {"targets": {"q": {
+        "kind": "qdrant", "collection": "c", "api_key": SECRET}}}),
+    ("chroma with both path and host", {"targets": {"c": {
+        "kind": "chroma", "collection": "c", "path": ".", "host": "http://127.0.0.1:1",
+        "headers": {"Authorization": SECRET}}}}),
+    # field-level errors next to a secret
+    ("pgvector with a bad table", {"targets": {"p": {
+        "kind": "pgvector", "url": f"postgresql://u:{SECRET}@127.0.0.1/db", "table": "a b"}}}),
+    ("webhook sink with a bad timeout", {"alerts": {"sinks": {"w": {
+        "kind": "webhook", "url": f"http://127.0.0.1:1/{SECRET}", "hmac_secret": SECRET,
+        "timeout": "soon"}}}}),
+]
+
+
+@pytest.mark.parametrize(("case", "sections"), BROKEN_AROUND_A_SECRET,
+                         ids=[c[0] for c in BROKEN_AROUND_A_SECRET])
+def test_no_config_error_echoes_a_secret(tmp_path: Path, case: str, sections: dict) -> None:
+    """Errors of a whole entry (model validators) never quote their input; a new error type
+    must say it may echo (``config_error(..., echo_input=True)``) before it does."""
+    from ragmon.monitor.app import validate_raw
+
+    raw = {"embedders": {"m": {"kind": "sentence-transformers", "model": "all-MiniLM-L6-v2"}},
+           **sections}
+    with pytest.raises(ConfigError) as info:
+        validate_raw(raw, "ragmon.yaml", tmp_path)
+    text = str(info.value)
+    assert text.startswith("ragmon.yaml: ")
+    assert SECRET not in text

@@ -20,13 +20,15 @@ from typing import Any, Literal
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
-from ragmon.monitor.config import ProbeConfig, load_config, root_model
+
+from ragmon.monitor.app import default_plugins, load_config
+from ragmon.monitor.config import ProbeConfig
 from ragmon.monitor.daemon import Daemon, probe_trigger
 from ragmon.monitor.http import free_port
 from ragmon.monitor.http import http_get as get
+from ragmon.monitor.plugins import Plugins, probe_spec
+from ragmon.monitor.probe import Deadline, MetricSpec, Probe, ProbeResult
 from ragmon.monitor.store import Store
-from ragmon.probes import PROBE_KINDS
-from ragmon.probes.base import Deadline, MetricSpec, Probe, ProbeResult
 
 
 class SleepConfig(ProbeConfig):
@@ -54,13 +56,10 @@ class SleepProbe(Probe):
 
 
 @pytest.fixture
-def sleep_kind() -> Iterator[None]:
-    PROBE_KINDS[SleepProbe.kind] = SleepProbe
-    root_model.cache_clear()
+def sleep_kind() -> Plugins:
+    """This install's plugins plus the test kind: a new value, no global is touched."""
     SleepProbe.started.clear()
-    yield
-    del PROBE_KINDS[SleepProbe.kind]
-    root_model.cache_clear()
+    return default_plugins().with_probe_kind(probe_spec(SleepProbe))
 
 
 def write_config(tmp_path: Path, probes: dict[str, Any], **sections: Any) -> Path:
@@ -88,11 +87,12 @@ def wait_for(predicate: Any, timeout: float, what: str) -> Any:
 
 
 @pytest.fixture
-def daemon_factory() -> Iterator[Any]:
+def daemon_factory(sleep_kind: Plugins) -> Iterator[Any]:
     started: list[Daemon] = []
 
     def make(path: Path) -> Daemon:
-        daemon = Daemon(load_config(path, environ={}), CollectorRegistry())
+        config = load_config(path, environ={}, plugins=sleep_kind)
+        daemon = Daemon(config, CollectorRegistry())
         daemon.start()
         started.append(daemon)
         return daemon
@@ -110,7 +110,7 @@ def runs_of(daemon: Daemon, probe: str) -> list[Any]:
 # --- scheduling -------------------------------------------------------------------------------
 
 
-def test_jobs_have_stable_ids_utc_coalesce_and_grace(tmp_path: Path, sleep_kind: None,
+def test_jobs_have_stable_ids_utc_coalesce_and_grace(tmp_path: Path, sleep_kind: Plugins,
                                                     daemon_factory: Any) -> None:
     path = write_config(tmp_path, {
         "a": {"kind": "test-sleep", "every": "1h", "jitter": "10s", "misfire_grace": "2m"},
@@ -149,7 +149,7 @@ def load_config_from_dict(probes: dict[str, Any]) -> Any:
 
 
 def test_hung_probe_times_out_and_later_runs_still_happen(
-    tmp_path: Path, sleep_kind: None, daemon_factory: Any
+    tmp_path: Path, sleep_kind: Plugins, daemon_factory: Any
 ) -> None:
     path = write_config(tmp_path, {
         "hung": {"kind": "test-sleep", "seconds": 60, "every": "2s", "timeout": "1s",
@@ -171,7 +171,7 @@ def test_hung_probe_times_out_and_later_runs_still_happen(
 
 
 def test_crashing_probe_is_a_failed_run_not_a_dead_daemon(
-    tmp_path: Path, sleep_kind: None, daemon_factory: Any
+    tmp_path: Path, sleep_kind: Plugins, daemon_factory: Any
 ) -> None:
     path = write_config(tmp_path, {
         "broken": {"kind": "test-sleep", "fail": True, "every": "1s", "jitter": "0s"},
@@ -186,7 +186,7 @@ def test_crashing_probe_is_a_failed_run_not_a_dead_daemon(
 # --- health -----------------------------------------------------------------------------------
 
 
-def test_healthz_and_readyz(tmp_path: Path, sleep_kind: None, daemon_factory: Any) -> None:
+def test_healthz_and_readyz(tmp_path: Path, sleep_kind: Plugins, daemon_factory: Any) -> None:
     path = write_config(tmp_path, {"p": {"kind": "test-sleep", "every": "1h"}})
     daemon = daemon_factory(path)
     base = f"http://127.0.0.1:{daemon.http.port}"
@@ -217,7 +217,7 @@ def test_healthz_and_readyz(tmp_path: Path, sleep_kind: None, daemon_factory: An
 
 
 def test_shutdown_waits_for_a_run_in_flight_and_stores_it_whole(
-    tmp_path: Path, sleep_kind: None, daemon_factory: Any
+    tmp_path: Path, sleep_kind: Plugins, daemon_factory: Any
 ) -> None:
     path = write_config(tmp_path, {"slow": {"kind": "test-sleep", "seconds": 1.5,
                                             "every": "1h", "jitter": "0s"}})
@@ -231,7 +231,7 @@ def test_shutdown_waits_for_a_run_in_flight_and_stores_it_whole(
 
 
 def test_shutdown_past_grace_leaves_no_half_written_run(
-    tmp_path: Path, sleep_kind: None, daemon_factory: Any
+    tmp_path: Path, sleep_kind: Plugins, daemon_factory: Any
 ) -> None:
     path = write_config(tmp_path, {"slow": {"kind": "test-sleep", "seconds": 30,
                                             "every": "1h", "timeout": "1m", "jitter": "0s"}})
@@ -248,7 +248,7 @@ def test_shutdown_past_grace_leaves_no_half_written_run(
 
 
 def ragmon_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "ragmon.monitor.cli", *args]
+    return [sys.executable, "-m", "ragmon.monitor", *args]
 
 
 @pytest.fixture

@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from ragmon.monitor.app import default_plugins
 from ragmon.monitor.demo.run import run_demo
 from ragmon.monitor.store import Store
 
 
 def test_demo_runs_every_probe_and_the_daemon(tmp_path: Path) -> None:
     out = io.StringIO()
-    assert run_demo(tmp_path / "demo", out=out) == 0
+    assert run_demo(tmp_path / "demo", default_plugins(), out=out) == 0
     text = out.getvalue()
     assert "canary canary: ok" in text
     assert "recall probe docs-recall -> target stdlib-docs: ok" in text
@@ -27,5 +28,5 @@ def test_demo_runs_every_probe_and_the_daemon(tmp_path: Path) -> None:
         runs = store.runs(probe=probe, limit=10)
         assert len(runs) >= 2 and {r.status for r in runs} == {"ok"}
     # A second demo in the same folder reuses the index and the history.
-    assert run_demo(tmp_path / "demo", out=io.StringIO()) == 0
+    assert run_demo(tmp_path / "demo", default_plugins(), out=io.StringIO()) == 0
     assert len(store.runs(probe="canary", limit=10)) >= 4

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ragmon.monitor.app import default_plugins
 from ragmon.monitor.config.reference import render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -11,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_config_reference_is_current() -> None:
     committed = (ROOT / "docs" / "config.md").read_text()
-    assert committed == render(), (
+    assert committed == render(default_plugins()), (
         "docs/config.md is stale: run `python -m ragmon.monitor.config.reference > docs/config.md`")
 
 

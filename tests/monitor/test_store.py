@@ -15,10 +15,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
 from ragmon.monitor.errors import SchemaError, StoreUnavailable
 from ragmon.monitor.store import RunRecord, Store, migrate
 from ragmon.monitor.store.models import Base
-from sqlalchemy import text
+from ragmon.probes.references import latest_reference, save_reference
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,12 +88,12 @@ def test_latest_runs_and_last_success_per_probe(store: Store) -> None:
 def test_reference_round_trip_prefers_pinned(store: Store) -> None:
     rng = np.random.default_rng(0)
     first = rng.normal(size=(5, 8)).astype(np.float32)
-    pinned_id = store.save_reference("p", "canary", "fp1", first, list(range(5)), pinned=True)
-    store.save_reference("p", "canary", "fp1", first * 2, list(range(5)))
-    ref = store.reference("p", "canary")
+    pinned_id = save_reference(store, "p", "canary", "fp1", first, list(range(5)), pinned=True)
+    save_reference(store, "p", "canary", "fp1", first * 2, list(range(5)))
+    ref = latest_reference(store, "p", "canary")
     assert ref is not None and ref.id == pinned_id and ref.pinned
     np.testing.assert_array_equal(ref.vectors, first)
-    assert store.reference("p", "queries") is None
+    assert latest_reference(store, "p", "queries") is None
 
 
 def test_retention_prunes_old_runs_only(store: Store) -> None:
@@ -195,7 +197,7 @@ def test_installed_wheel_migrates_from_any_directory(tmp_path: Path) -> None:
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-I", "-c",
                            f"import sys; sys.path.insert(0, {str(site)!r}); "
-                           "from ragmon.monitor.cli import main; sys.exit(main())",
+                           "from ragmon.monitor.app import main; sys.exit(main())",
                            "migrate", "-c", str(config)],
                           cwd=elsewhere, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

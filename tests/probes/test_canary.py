@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
-from ragmon.monitor.config import load_config
+
+from ragmon.monitor.app import load_config
 from ragmon.monitor.context import ProbeContext
 from ragmon.monitor.runner import Runner
 from ragmon.monitor.store import Store
@@ -35,9 +36,9 @@ def run_canary(tmp_path: Path, store_url: str, texts: list[str] | None = None,
     config = load_config(path, environ={})
     store = Store(store_url)
     store.migrate()
-    context = ProbeContext(config, store)
+    context = ProbeContext(config, store, config.plugins)
     try:
-        result, run_id = Runner(context, CollectorRegistry()).run("canary")
+        result, run_id = Runner(context, CollectorRegistry(), context.plugins.probes).run("canary")
     finally:
         context.close()
         store.close()

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from ragmon.monitor.targets import TARGET_KINDS, VectorTarget
 
 K = 10
@@ -38,8 +39,8 @@ class Data:
 def make_target(name: str, raw: dict[str, Any], base: Path | None = None) -> VectorTarget:
     """Validate ``raw`` like a config file entry would be, then build the adapter."""
     spec = TARGET_KINDS[raw["kind"]]
-    config = spec.Config.model_validate(raw, context={"base_dir": base or Path.cwd()})
-    return spec.build(name, config)
+    config = spec.params.model_validate(raw, context={"base_dir": base or Path.cwd()})
+    return spec.factory(name, config)
 
 
 @pytest.fixture(scope="session")

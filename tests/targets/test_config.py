@@ -7,10 +7,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from ragmon.monitor.config import load_config
+
+from ragmon.monitor.app import load_config
 from ragmon.monitor.errors import ConfigError
-from ragmon.monitor.targets import TARGET_KINDS, TargetSpec
-from ragmon.monitor.targets.faiss import FaissConfig
+from ragmon.monitor.kinds import KindSpec, Registry
+from ragmon.monitor.targets import TARGET_KINDS
+from ragmon.monitor.targets.faiss import FaissConfig, FaissTarget
 
 EVERY_KIND = """
 targets:
@@ -76,12 +78,11 @@ def test_bad_target_entries_are_named(tmp_path: Path, entry: str, message: str) 
 
 
 def test_a_missing_client_names_the_pip_command() -> None:
-    spec = TargetSpec(FaissConfig, "ragmon.monitor.targets.faiss:FaissTarget", "lancedb",
-                      ("ragmon_no_such_module",))
-    entry = FaissConfig(kind="faiss", path=Path("x"))
-    assert spec.missing_requirement(entry) == (
+    spec = KindSpec("faiss", FaissTarget, FaissConfig, "lancedb", ("ragmon_no_such_module",))
+    registry = Registry("target", [spec])
+    assert registry.missing_requirement("faiss") == (
         "target kind 'faiss' needs ragmon_no_such_module: pip install 'ragmon[lancedb]'")
-    assert TARGET_KINDS["lancedb"].missing_requirement(entry) is None
+    assert TARGET_KINDS.missing_requirement("lancedb") is None
 
 
 def test_every_registered_kind_names_its_extra() -> None:
@@ -93,6 +94,7 @@ def test_every_registered_kind_names_its_extra() -> None:
 def test_a_loaded_entry_builds_a_working_target(tmp_path: Path) -> None:
     import faiss
     import numpy as np
+
     from ragmon.monitor.targets import build_target
 
     (tmp_path / "index").mkdir()

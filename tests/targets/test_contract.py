@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from ragmon.monitor.errors import DimensionMismatch, TargetError
 from ragmon.monitor.targets import VectorTarget
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from ragmon.monitor.targets import VectorTarget
 
 K = 10

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from ragmon.monitor.errors import TargetError, TargetUnavailable
 from ragmon.monitor.targets import VectorTarget
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ragmon.monitor.targets._exact import ExactTopK, exact_over_store, rows_within
 
 

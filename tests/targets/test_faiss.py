@@ -10,6 +10,7 @@ from typing import Any
 import faiss
 import numpy as np
 import pytest
+
 from ragmon.monitor.errors import TargetError, TargetResponseError, TargetUnavailable
 from ragmon.monitor.targets import VectorTarget
 

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+
 from ragmon.monitor.errors import TargetError, TargetResponseError, TargetUnavailable
 from ragmon.monitor.targets import VectorTarget
 

@@ -11,6 +11,7 @@ import numpy as np
 import psycopg
 import pytest
 from pgvector.psycopg import register_vector
+
 from ragmon.monitor.errors import TargetError, TargetUnavailable
 from ragmon.monitor.targets import VectorTarget
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from ragmon.monitor.errors import DriftError, InsufficientData
 
 
@@ -53,19 +54,7 @@ class MethodResult:
 
 
 Method = Callable[..., MethodResult]
-
-METHODS: dict[str, Method] = {}
-"""Drift methods by name; config ``methods:`` entries must be keys of this mapping."""
-
-
-def register(name: str) -> Callable[[Method], Method]:
-    """Add a method to :data:`METHODS` under ``name``."""
-
-    def wrap(func: Method) -> Method:
-        METHODS[name] = func
-        return func
-
-    return wrap
+"""``f(reference, current, *, alpha, min_samples, seed, **params) -> MethodResult``."""
 
 
 def as_window(vectors: Any, what: str, min_samples: int = 2) -> np.ndarray:

@@ -18,13 +18,16 @@ windows do not turn negligible differences into alarms.
 from __future__ import annotations
 
 import warnings
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
+
+from ragmon.monitor.config import Strict
 from ragmon.probes.drift.methods._base import (
     MethodResult,
     check_pair,
     permutation_p_value,
-    register,
 )
 
 
@@ -63,7 +66,6 @@ def _cross_fitted(
     return float(np.mean([a for a, _ in pairs])), pairs[0][1]
 
 
-@register("classifier")
 def classifier(
     reference: np.ndarray,
     current: np.ndarray,
@@ -129,3 +131,19 @@ def classifier(
     drifted = bool(p <= alpha and auc >= auc_floor)
     details = {"auc": auc, "z": zscore, "folds": folds, "null": null, "auc_floor": auc_floor}
     return MethodResult("classifier", auc, p, auc_floor, drifted, details)
+
+
+class ClassifierParams(Strict):
+    """Parameters of ``classifier`` a config may set (``method_params: {classifier: ...}``)."""
+
+    auc_floor: float = Field(default=0.55, ge=0.5, le=1.0)
+    """Smallest cross-fitted AUC that counts as drift, whatever the p-value (effect size)."""
+    folds: int = Field(default=2, ge=2, le=20)
+    """Cross-fitting folds."""
+    c: float = Field(default=0.01, gt=0.0)
+    """Inverse L2 regularisation of the logistic regression."""
+    null: Literal["mann-whitney", "permutation"] = "mann-whitney"
+    """How the AUC's p-value is found: the Mann-Whitney null on held-out scores, or a
+    permutation test (slower)."""
+    permutations: int = Field(default=100, ge=1)
+    """Permutations for ``null: permutation``."""

@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from pydantic import Field
+
+from ragmon.monitor.config import Strict
 from ragmon.probes.drift.methods._base import (
     MethodResult,
     check_pair,
     permutation_p_value,
-    register,
 )
 from ragmon.probes.drift.methods.mmd import _sq_dists, median_gamma, witness
 
@@ -47,7 +49,6 @@ def _examples(
     return out
 
 
-@register("clusters")
 def clusters(
     reference: np.ndarray,
     current: np.ndarray,
@@ -133,3 +134,16 @@ def clusters(
     shrank = [describe(int(c), False) for c in order[::-1][:top] if delta[c] < 0]
     details = {"k": k_used, "grew": grew, "shrank": shrank}
     return MethodResult("clusters", observed, p, None, p <= alpha, details)
+
+
+class ClustersParams(Strict):
+    """Parameters of ``clusters`` a config may set (``method_params: {clusters: ...}``)."""
+
+    k: int = Field(default=24, ge=2)
+    """k-means clusters fitted on the reference."""
+    top: int = Field(default=3, ge=1)
+    """Clusters that grew or shrank most, reported with examples."""
+    examples: int = Field(default=3, ge=0)
+    """Example texts per reported cluster."""
+    permutations: int = Field(default=200, ge=1)
+    """Permutations of the Jensen-Shannon divergence's null."""

@@ -9,6 +9,7 @@ knowledge-gap share. Under no change it is about ``1 - quantile``.
 from __future__ import annotations
 
 import numpy as np
+
 from ragmon.monitor.errors import DriftError, InsufficientData
 from ragmon.probes.drift.methods._base import MethodResult
 

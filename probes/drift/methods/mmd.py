@@ -16,11 +16,13 @@ is still alpha; only the statistic approximates the exact one (see docs/drift.md
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
+
+from ragmon.monitor.config import Strict
 from ragmon.probes.drift.methods._base import (
     MethodResult,
     check_pair,
     permutation_p_value,
-    register,
 )
 
 BLOCK_BYTES = 64 * 1024 * 1024  # one block of kernel rows, float32
@@ -109,7 +111,6 @@ def _rff_sums(
     return (az * az).sum(1), az @ colsum, float(colsum @ colsum)
 
 
-@register("mmd")
 def mmd(
     reference: np.ndarray,
     current: np.ndarray,
@@ -186,3 +187,16 @@ def witness(
         k = np.exp(-gamma * _sq_dists(points, window))
         out += sign * k.mean(1)
     return out
+
+
+class MMDParams(Strict):
+    """Parameters of ``mmd`` a config may set (``method_params: {mmd: ...}``)."""
+
+    permutations: int = Field(default=500, ge=1)
+    """Permutations of the test; raised to resolve the calibrated alpha when lower."""
+    gamma: float | None = Field(default=None, gt=0.0)
+    """RBF precision; default from the median heuristic on the reference."""
+    max_exact: int = Field(default=20_000, ge=2)
+    """Pooled rows above which random Fourier features replace the exact kernel."""
+    rff_features: int = Field(default=16384, ge=16)
+    """Random Fourier features of the approximate path."""

@@ -4,7 +4,10 @@ norm statistics. Each still returns a verdict with its own calibration."""
 from __future__ import annotations
 
 import numpy as np
-from ragmon.probes.drift.methods._base import MethodResult, check_pair, register
+from pydantic import Field
+
+from ragmon.monitor.config import Strict
+from ragmon.probes.drift.methods._base import MethodResult, check_pair
 
 
 def _cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -22,7 +25,6 @@ def _resampled_means(x: np.ndarray, size: int, draws: int, rng: np.random.Genera
     return (counts @ x) / size
 
 
-@register("centroid")
 def centroid(
     reference: np.ndarray,
     current: np.ndarray,
@@ -65,7 +67,6 @@ def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
     return np.asarray(stats.false_discovery_control(np.asarray(p_values, np.float64)))
 
 
-@register("pca_ks")
 def pca_ks(
     reference: np.ndarray,
     current: np.ndarray,
@@ -117,7 +118,6 @@ def pca_ks(
     return MethodResult("pca_ks", share, float(q.min()), None, bool(rejected.any()), details)
 
 
-@register("norms")
 def norms(
     reference: np.ndarray,
     current: np.ndarray,
@@ -161,3 +161,21 @@ def norms(
 
     details = {"reference": summary(rn, ref), "current": summary(cn, cur)}
     return MethodResult("norms", ks, p, None, p <= alpha, details)
+
+
+class CentroidParams(Strict):
+    """Parameters of ``centroid`` a config may set (``method_params: {centroid: ...}``)."""
+
+    bootstrap: int = Field(default=200, ge=1)
+    """Reference-vs-reference bootstrap resamples of the band."""
+
+
+class PcaKsParams(Strict):
+    """Parameters of ``pca_ks`` a config may set (``method_params: {pca_ks: ...}``)."""
+
+    components: int = Field(default=20, ge=1)
+    """Principal components tested (each with KS, Benjamini-Hochberg corrected)."""
+
+
+class NormsParams(Strict):
+    """``norms`` has no parameters of its own."""

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
-from ragmon.monitor.config import load_config
+
+from ragmon.monitor.app import load_config
 from ragmon.monitor.context import ProbeContext
 from ragmon.monitor.runner import Runner
 from ragmon.monitor.store import Store
@@ -106,9 +107,9 @@ class DriftEnv:
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         self.config_path = path
         self.config = load_config(str(path))
-        self.context = ProbeContext(self.config, self.store)
+        self.context = ProbeContext(self.config, self.store, self.config.plugins)
         self.context._embedders["minilm"] = self.minilm
-        self.runner = Runner(self.context, CollectorRegistry())
+        self.runner = Runner(self.context, CollectorRegistry(), self.context.plugins.probes)
 
     def items(self, rows: np.ndarray, with_vectors: bool = True) -> list[dict[str, Any]]:
         out = []

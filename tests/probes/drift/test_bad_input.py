@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ragmon.monitor.config import validate_raw
+
+from ragmon.monitor.app import validate_raw
 from ragmon.monitor.errors import ConfigError, DriftError, InsufficientData
-from ragmon.probes.drift.methods import METHODS, coverage
+from ragmon.probes.drift.methods import DRIFT_METHODS, coverage
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", sorted(DRIFT_METHODS))
 def test_too_few_rows(method) -> None:
     rng = np.random.default_rng(0)
     with pytest.raises(InsufficientData) as info:
-        METHODS[method](rng.normal(size=(100, 8)), rng.normal(size=(3, 8)))
+        DRIFT_METHODS.build(method, rng.normal(size=(100, 8)), rng.normal(size=(3, 8)))
     assert str(info.value) == "insufficient data: current window has 3 samples, 50 needed"
     assert (info.value.have, info.value.need) == (3, 50)
 
@@ -25,15 +26,15 @@ def test_nan_rows_are_named() -> None:
     y[[5, 17], 2] = np.nan
     with pytest.raises(DriftError, match=r"current window: 2 of 60 vectors contain NaN or Inf "
                                          r"\(rows \[5, 17\]\)"):
-        METHODS["mmd"](x, y)
+        DRIFT_METHODS.build("mmd", x, y)
 
 
 def test_mixed_dimensions() -> None:
     with pytest.raises(DriftError, match="reference vectors have dimension 4 but current "
                                          "vectors have dimension 5"):
-        METHODS["centroid"](np.ones((60, 4)), np.ones((60, 5)))
+        DRIFT_METHODS.build("centroid", np.ones((60, 4)), np.ones((60, 5)))
     with pytest.raises(DriftError, match="must be a 2-D array"):
-        METHODS["norms"](np.ones(60), np.ones((60, 5)))
+        DRIFT_METHODS.build("norms", np.ones(60), np.ones((60, 5)))
 
 
 def test_coverage_bad_input() -> None:
@@ -63,3 +64,45 @@ def test_bad_config_names_the_problem(tmp_path, probe, message) -> None:
         validate_raw(config(probe), "ragmon.yaml", tmp_path, {})
     assert message in str(info.value)
     assert "probes.d" in str(info.value)
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"mmd": {"permutatons": 10}},
+     "probes.d.method_params.mmd.permutatons: unknown key; valid keys: gamma, max_exact, "
+     "permutations, rff_features"),
+    ({"mmd": {"permutations": "many"}},
+     "probes.d.method_params.mmd.permutations: Input should be a valid integer, unable to "
+     "parse string as an integer, got 'many'"),
+    ({"classifier": {"null": "bootstrap"}},
+     "probes.d.method_params.classifier.null: Input should be 'mann-whitney' or 'permutation', "
+     "got 'bootstrap'"),
+    ({"wasserstein": {}},
+     "probes.d.method_params.wasserstein: unknown key; valid keys: centroid, classifier, "
+     "clusters, mmd, norms, pca_ks"),
+])
+def test_a_mistyped_method_parameter_is_a_config_error(tmp_path, params, message) -> None:
+    """Before, ``{mmd: {permutatons: 10}}`` passed check-config and every run then failed
+    with "mmd() got an unexpected keyword argument"."""
+    probe = {"source": "queries", "embedder": "m", "methods": ["mmd", "classifier"],
+             "method_params": params}
+    with pytest.raises(ConfigError) as info:
+        validate_raw(config(probe), "ragmon.yaml", tmp_path, {})
+    assert [str(i) for i in info.value.issues] == [f"ragmon.yaml: {message}"]
+
+
+def test_set_method_parameters_reach_the_method(tmp_path) -> None:
+    probe = {"source": "queries", "embedder": "m", "method_params": {"mmd": {"permutations": 999}}}
+    cfg = validate_raw(config(probe), "ragmon.yaml", tmp_path, {}).probes["d"]
+    assert cfg.params_of("mmd") == {"permutations": 999}
+    assert cfg.params_of("classifier") == {}
+
+
+@pytest.mark.parametrize("name", sorted(DRIFT_METHODS))
+def test_every_method_parameter_is_a_keyword_of_the_method(name: str) -> None:
+    import inspect
+
+    spec = DRIFT_METHODS[name]
+    keywords = {p.name for p in inspect.signature(spec.factory).parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    supplied_by_the_probe = {"alpha", "min_samples", "seed", "texts", "ids", "reference_texts"}
+    assert set(spec.params.model_fields) == keywords - supplied_by_the_probe

@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from ragmon.monitor.store.tables_drift import DriftClusterShift, DriftStatistic
+from scipy import stats
+
 from ragmon.probes.drift import state
 from ragmon.probes.drift.ingest import install, poll_jsonl
 from ragmon.probes.drift.state import Item, add_items, peek_window, reset_window
-from scipy import stats
-
+from ragmon.probes.drift.tables import DriftClusterShift, DriftStatistic
+from ragmon.probes.references import save_reference
 from tests.probes.drift.conftest import PROBE
 
 
@@ -94,13 +95,13 @@ def test_drift_tables_round_trip(store) -> None:
     add_items(store, "p", [Item("q", np.ones(3, np.float32), "1")], 5)
     assert peek_window(store, "p").items[0].vector.tolist() == [1.0, 1.0, 1.0]
     for i in range(3):
-        store.save_reference("p", "queries", "fp", np.full((4, 3), i, np.float32),
+        save_reference(store, "p", "queries", "fp", np.full((4, 3), i, np.float32),
                              [f"{i}-{j}" for j in range(4)], details={"texts": ["t"] * 4})
     ref = state.rolling_reference(store, "p", "queries", now, size=6, seed=0)
     assert ref is not None and ref.vectors.shape == (6, 3) and len(ref.item_ids) == 6
     assert ref.details["windows"] == 3
     # A capture of a new pipeline (pinned, another fingerprint) restarts the rolling pool.
-    store.save_reference("p", "queries", "fp2", np.full((5, 3), 9, np.float32), [],
+    save_reference(store, "p", "queries", "fp2", np.full((5, 3), 9, np.float32), [],
                          pinned=True)
     ref = state.rolling_reference(store, "p", "queries", now, size=6, seed=0)
     assert ref.embedder_fingerprint == "fp2" and ref.vectors.shape == (5, 3)

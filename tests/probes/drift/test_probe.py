@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
+
 from ragmon.monitor.http import App, HttpServer
 from ragmon.probes.drift import state
 from ragmon.probes.drift.ingest import IngestApp, drift_probes
-
+from ragmon.probes.references import latest_reference, save_reference
 from tests.probes.drift.conftest import PROBE, DriftEnv
 
 
@@ -70,7 +71,7 @@ def test_capture_compare_drift_alarm_and_explanation(drift_env, ingest) -> None:
     result, _ = env.run_probe()
     assert result.status == "ok", result.error
     assert result.details["verdict"] == "reference captured"
-    ref = env.store.reference(PROBE, "queries")
+    ref = latest_reference(env.store, PROBE, "queries")
     assert ref is not None and ref.pinned and ref.vectors.shape == (400, 384)
     assert ref.embedder_fingerprint == env.minilm.fingerprint_id()
 
@@ -126,7 +127,7 @@ def test_insufficient_data_gives_no_p_value(drift_env, ingest) -> None:
 
 def test_fingerprint_mismatch_is_an_error(drift_env, ingest) -> None:
     w = drift_env.windows
-    drift_env.store.save_reference(PROBE, "queries", "another-pipeline",
+    save_reference(drift_env.store, PROBE, "queries", "another-pipeline",
                                    w.vectors[w.pool[:100]], [], pinned=True)
     ingest.send(drift_env, w.pool[100:300])
     result, _ = drift_env.run_probe()
@@ -157,9 +158,8 @@ def test_ingest_refuses_bad_requests_and_stores_nothing(drift_env, ingest) -> No
 def test_daemon_serves_ingest_and_exports_drift_metrics(drift_env) -> None:
     """The real daemon: install() mounts /ingest on its listener and the tail job runs in
     its scheduler; a drift run's values appear on /metrics under the agreed names."""
-    from ragmon.monitor.config import load_config
+    from ragmon.monitor.app import load_config
     from ragmon.monitor.daemon import Daemon
-
     from tests.conftest import free_port
 
     port = free_port()

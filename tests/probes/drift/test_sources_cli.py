@@ -7,12 +7,13 @@ import json
 
 import numpy as np
 import pytest
-from ragmon.monitor.cli import main
+
+from ragmon.monitor.app import main
 from ragmon.monitor.demo.embeddings import cached_encode
 from ragmon.probes.drift import state
 from ragmon.probes.drift.methods.mmd import mmd
 from ragmon.probes.drift.methods.trend import norms
-
+from ragmon.probes.references import latest_reference
 from tests.probes.drift.conftest import PROBE, DriftEnv, write_flat_index
 
 
@@ -29,7 +30,7 @@ def test_baseline_capture_and_probe_once(drift_env, capsys) -> None:
     assert main(["baseline", "capture", PROBE, "--config", str(path)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("captured reference ") and drift_env.minilm.fingerprint_id() in out
-    ref = drift_env.store.reference(PROBE, "queries")
+    ref = latest_reference(drift_env.store, PROBE, "queries")
     assert ref is not None and ref.pinned and ref.vectors.shape[0] == 120
     with open(drift_env.config.probes[PROBE].queries.jsonl, "a") as fh:  # later traffic
         for r in w.pool[120:240]:
@@ -124,7 +125,7 @@ def test_rolling_reference_pools_previous_windows(tmp_path, minilm, windows) -> 
         assert first.details["n_reference"] == 200 and not first.details["reference_pinned"]
         second, _ = env.run_probe()
         assert second.details["n_reference"] == 300  # two windows pooled, subsampled to size
-        assert env.store.reference(PROBE, "index").pinned is False
+        assert latest_reference(env.store, PROBE, "index").pinned is False
     finally:
         env.close()
 

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
-from ragmon.monitor.config import load_config
+
+from ragmon.monitor.app import load_config
 from ragmon.monitor.context import ProbeContext
 from ragmon.monitor.runner import Runner
 from ragmon.monitor.store import Store
@@ -103,9 +104,9 @@ class Env:
         if self.context is not None:
             self.context.close()
         config = load_config(str(self.write_config()))
-        self.context = ProbeContext(config, self.store)
+        self.context = ProbeContext(config, self.store, config.plugins)
         self.context._embedders["minilm"] = self.model
-        self.runner = Runner(self.context, CollectorRegistry())
+        self.runner = Runner(self.context, CollectorRegistry(), self.context.plugins.probes)
 
     def run(self, probe: str = PROBE) -> tuple[Any, int | None]:
         return self.runner.run(probe)

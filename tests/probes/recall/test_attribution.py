@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ragmon.probes.recall.attribution import VERDICTS, Evidence, attribute
 
 BASE = {"baseline": True, "docs_total": 50, "docs_compared": 50, "queries_compared": 60,

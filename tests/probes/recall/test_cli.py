@@ -8,9 +8,9 @@ import json
 from typing import Any
 
 import pytest
-from ragmon.monitor.cli import main
-from ragmon.monitor.demo.embeddings import cached_encode
 
+from ragmon.monitor.app import main
+from ragmon.monitor.demo.embeddings import cached_encode
 from tests.probes.recall.conftest import PROBE, Env
 
 

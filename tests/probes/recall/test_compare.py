@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ragmon.probes.recall.compare import compare_runs, mcnemar_p, paired_bootstrap_ci
 from scipy.stats import binomtest
+
+from ragmon.probes.recall.compare import compare_runs, mcnemar_p, paired_bootstrap_ci
 
 
 def rows(hits: np.ndarray, recall: np.ndarray | None = None, judgments: str = "j"):  # type: ignore[no-untyped-def]

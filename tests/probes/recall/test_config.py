@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ragmon.monitor.config import load_config
+
+from ragmon.monitor.app import load_config
 from ragmon.monitor.errors import ConfigError
 
 GOLDEN = Path(__file__).parent / "data" / "stdlib_golden.jsonl"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from ragmon.probes.recall.fidelity import (
     distances,
     latency_quantiles,

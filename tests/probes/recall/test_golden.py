@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
 from ragmon.monitor.errors import GoldenSetError
 from ragmon.probes.recall.golden import GoldenSet, check_id_type, load_golden_set
 

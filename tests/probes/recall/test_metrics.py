@@ -11,6 +11,7 @@ import pytest
 import pytrec_eval
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from ragmon.probes.recall.metrics import break_ties, mean_metrics, query_metrics, zero_metrics
 
 KS = [1, 3, 5, 10]

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-from ragmon.monitor.metrics import StoreCollector
 
+from ragmon.monitor.metrics import StoreCollector
 from tests.probes.recall.conftest import PROBE, Env, write_index
 
 
@@ -158,7 +158,7 @@ def test_target_down_is_a_failed_run_and_the_next_run_proceeds(env: Env) -> None
     assert result.status == "failed" and run_id is not None
     assert "docs.faiss" in result.error and "does not exist" in result.error
     registry = CollectorRegistry()
-    registry.register(StoreCollector(env.store, env.context.config))
+    registry.register(StoreCollector(env.store, env.context.config, env.context.plugins.metric_specs()))
     labels = {"probe": PROBE, "kind": "recall", "target": "docs"}
     assert registry.get_sample_value("ragmon_probe_success", labels) == 0.0
     shutil.move(env.tmp / "away.faiss", env.index)
@@ -202,7 +202,7 @@ def test_exported_metrics_pass_promtool(env: Env, tmp_path: Any, promtool: str) 
     baseline(env)
     env.run()
     registry = CollectorRegistry()
-    registry.register(StoreCollector(env.store, env.context.config))
+    registry.register(StoreCollector(env.store, env.context.config, env.context.plugins.metric_specs()))
     text = generate_latest(registry).decode()
     for name in ("recall_ratio", "precision_ratio", "hit_rate_ratio", "mrr_ratio", "ndcg_ratio",
                  "index_fidelity_ratio", "recall_drop_significant", "recall_delta_ratio",
@@ -237,7 +237,7 @@ def test_a_refused_query_scores_zero_and_is_never_dropped(env: Env) -> None:
 def test_queries_past_the_time_budget_are_marked_timeout(env: Env) -> None:
     import time
 
-    from ragmon.probes.base import Deadline
+    from ragmon.monitor.probe import Deadline
     from ragmon.probes.recall._search import search_all
     from ragmon.probes.recall.golden import load_golden_set
 

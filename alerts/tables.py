@@ -1,14 +1,36 @@
-"""Tables of the alerts feature (added by their own migration). Imported by models.py so
-Alembic and the model-vs-DDL test see one metadata."""
+"""Tables of the alerts feature: rule state (migration 0001) and the delivery outbox
+(migration 0004). The composition root lists this module, so Alembic and the
+model-vs-DDL test see one metadata."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from ragmon.monitor.store.models import Base, BigId, UTCDateTime
-from sqlalchemy import JSON, Index, Integer, String, Text
+from sqlalchemy import JSON, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
+
+from ragmon.monitor.store.models import Base, BigId, UTCDateTime
+
+
+class AlertState(Base):
+    """State of one alert instance (rule + label set): inactive, pending, firing, resolved."""
+
+    __tablename__ = "alert_states"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16))
+    active_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_evaluated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (UniqueConstraint("rule", "fingerprint", name="uq_alert_states_rule_fp"),)
 
 
 class AlertNotification(Base):

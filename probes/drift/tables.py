@@ -1,5 +1,5 @@
-"""Tables of the drift feature (added by migration 0003). Imported by models.py so
-Alembic and the model-vs-DDL test see one metadata.
+"""Tables of the drift feature (added by migration 0003). Listed by the composition
+root, so Alembic and the model-vs-DDL test see one metadata.
 
 - ``drift_statistics``: one row per drift probe run and method: the statistic, p-value or
   threshold, "this window differs" and "alarm" (the persistence rule), with evidence.
@@ -17,7 +17,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ragmon.monitor.store.models import Base, BigId, UTCDateTime
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -31,6 +30,8 @@ from sqlalchemy import (
     Text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
+
+from ragmon.monitor.store.models import Base, BigId, UTCDateTime
 
 
 class DriftStatistic(Base):

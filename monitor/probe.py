@@ -98,7 +98,3 @@ class Probe(ABC):
             label_text = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
             lines.append(f"  {name}{'{' + label_text + '}' if label_text else ''} = {value:.6g}")
         return "\n".join(lines)
-
-    @classmethod
-    def missing_requirement(cls, entry: Any) -> str | None:
-        return None

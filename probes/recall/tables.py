@@ -1,5 +1,5 @@
-"""Tables of the recall feature (added by migration 0002). Imported by models.py so
-Alembic and the model-vs-DDL test see one metadata.
+"""Tables of the recall feature (added by migration 0002). Listed by the composition
+root, so Alembic and the model-vs-DDL test see one metadata.
 
 - ``recall_baselines``: runs a user pinned as the baseline of a recall probe
   (``ragmon baseline pin RUN_ID``); the newest pin of a probe wins. Without a pin, the
@@ -14,9 +14,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ragmon.monitor.store.models import Base, BigId, UTCDateTime
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
+
+from ragmon.monitor.store.models import Base, BigId, UTCDateTime
 
 
 class RecallBaseline(Base):
