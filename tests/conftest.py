@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from ragmon.monitor.http import free_port  # noqa: F401 - re-exported for the tests
 
 REPO = Path(__file__).resolve().parent.parent

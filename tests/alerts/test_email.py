@@ -15,14 +15,15 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from alert_support import FAST_DELIVERY, T0, alerts_config, minutes, recall_run
+from sqlalchemy import select
+
 from ragmon.alerts.delivery import DeliveryWorker
 from ragmon.alerts.engine import AlertEngine
 from ragmon.alerts.sinks import build_sink
+from ragmon.alerts.tables import AlertNotification
 from ragmon.monitor.errors import SinkError
 from ragmon.monitor.http import free_port
 from ragmon.monitor.store import Store
-from ragmon.monitor.store.tables_alerts import AlertNotification
-from sqlalchemy import select
 
 USER, PASSWORD = "ragmon", "smtp-pass-4e1b"
 

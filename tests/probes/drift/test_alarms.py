@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
+
 from ragmon.probes.drift.alarms import (
     AlarmState,
     calibrate,
@@ -14,7 +16,6 @@ from ragmon.probes.drift.alarms import (
     update,
 )
 from ragmon.probes.drift.methods.mmd import mmd
-from scipy import stats
 
 HOUR, MONTH = 3600.0, 30 * 86400.0
 

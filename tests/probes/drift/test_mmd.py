@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics.pairwise import rbf_kernel
+
 from ragmon.probes.drift.methods import mmd as mmd_module
 from ragmon.probes.drift.methods.mmd import median_gamma, mmd
-from sklearn.metrics.pairwise import rbf_kernel
 
 
 def direct_mmd2(x: np.ndarray, y: np.ndarray, gamma: float) -> float:
