@@ -18,11 +18,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from alert_support import alerts_config, recall_run  # noqa: E402
+from sqlalchemy import select  # noqa: E402
+
 from ragmon.alerts.delivery import DeliveryWorker  # noqa: E402
 from ragmon.alerts.engine import AlertEngine  # noqa: E402
+from ragmon.alerts.tables import AlertNotification  # noqa: E402
 from ragmon.monitor.store import Store  # noqa: E402
-from ragmon.monitor.store.tables_alerts import AlertNotification  # noqa: E402
-from sqlalchemy import select  # noqa: E402
 
 
 def main() -> int:
