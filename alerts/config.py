@@ -235,7 +235,8 @@ def reference_issues(raw: dict[str, Any], source: str, plugins: Plugins) -> list
     rules = alerts.get("rules") if isinstance(alerts, dict) else None
     if not isinstance(rules, dict):
         return []
-    probes = raw.get("probes") if isinstance(raw.get("probes"), dict) else {}
+    raw_probes = raw.get("probes")
+    probes: dict[str, Any] = raw_probes if isinstance(raw_probes, dict) else {}
     issues = []
     for name, rule in rules.items():
         if not isinstance(rule, dict) or not isinstance(rule.get("probe"), str):

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import CursorResult, and_, delete, or_, select, update
 
 from ragmon.alerts.config import AlertsConfig
 from ragmon.alerts.metrics import AlertStats
@@ -72,6 +72,7 @@ class DeliveryWorker:
             with self.store.session() as s:
                 result = s.execute(delete(Row).where(
                     Row.created_at < cutoff, Row.status.not_in(("pending", "sending"))))
+                assert isinstance(result, CursorResult)  # a DELETE has a rowcount
                 return int(result.rowcount or 0)
         except StoreError as exc:
             log.warning("alert outbox retention: %s", exc)
@@ -103,6 +104,7 @@ class DeliveryWorker:
                     claimed_until=now + timedelta(seconds=self.delivery.lease),
                 )
             )
+            assert isinstance(result, CursorResult)  # an UPDATE has a rowcount
             return bool(result.rowcount == 1)
 
     def _deliver(self, row_id: int) -> None:

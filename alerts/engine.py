@@ -17,12 +17,12 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Insert, func, select, update
 from sqlalchemy.orm import Session
 
 from ragmon.alerts.config import AlertsConfig, RuleConfig
 from ragmon.alerts.metrics import AlertStats
-from ragmon.alerts.rules import Observation, fingerprint, instance_labels, observe
+from ragmon.alerts.observations import Observation, fingerprint, instance_labels, observe
 from ragmon.alerts.sinks import Notification, build_sink
 from ragmon.alerts.tables import AlertNotification, AlertState
 from ragmon.alerts.templates import render
@@ -212,10 +212,12 @@ class AlertEngine:
         if rule.runbook_url:
             annotations["runbook_url"] = rule.runbook_url
         value = details.get("value")
+        starts_at = iso(row.active_since or record.finished_at)
+        assert starts_at is not None  # iso() gives None only for None; finished_at is set
         return Notification(
             status=event, rule=name, fingerprint=row.fingerprint,
             labels={k: str(v) for k, v in row.labels.items()}, annotations=annotations,
-            starts_at=iso(row.active_since or record.finished_at),
+            starts_at=starts_at,
             ends_at=iso(row.resolved_at) if event == "resolved" and row.resolved_at else None,
             generator_url=self._generator_url(name), run_id=run_id,
             value=value if isinstance(value, int | float) else None, details=run_details,
@@ -233,14 +235,18 @@ def _values_by_name(record: RunRecord) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _insert_ignore(s: Session, model: type, values: dict[str, Any], keys: list[str]) -> int:
+def _insert_ignore(s: Session, model: type[AlertState] | type[AlertNotification],
+                   values: dict[str, Any], keys: list[str]) -> int:
     """INSERT that does nothing when the unique key exists (another replica was first)."""
+    statement: Insert  # the dialects' own INSERTs; both have ON CONFLICT DO NOTHING
     if s.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        statement = pg_insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
     else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        statement = sqlite_insert(model).values(**values).on_conflict_do_nothing(
+            index_elements=keys)
     # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
-    return len(s.execute(statement.returning(model.id)).all())  # type: ignore[attr-defined]
+    return len(s.execute(statement.returning(model.id)).all())
 
 

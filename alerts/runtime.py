@@ -61,6 +61,8 @@ def install(daemon: Daemon) -> AlertsRuntime | None:
         if rule.probe not in daemon.config.probes:
             log.warning("alert rule %r watches probe %r, which is not configured; it will "
                         "never fire", name, rule.probe)
+    # An extension is installed once the daemon has opened its store and built its scheduler.
+    assert daemon.store is not None and daemon.scheduler is not None
     stats = AlertStats()
     runtime = AlertsRuntime(config, daemon.store, stats)
     if config.rules:

@@ -88,7 +88,8 @@ class Sink(ABC):
         request = urllib.request.Request(url, data=data, method="POST", headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                return response.read()
+                answer: bytes = response.read()  # urlopen() is typed Any (HTTP or file)
+                return answer
         except urllib.error.HTTPError as exc:
             raise self.error(f"{host} answered HTTP {exc.code}") from None
         except urllib.error.URLError as exc:

@@ -29,12 +29,13 @@ def capture(config: RootConfig, probe_name: str) -> tuple[int, int, str]:
     from ragmon.monitor.probe import Deadline
     from ragmon.monitor.store import Store
     from ragmon.probes.drift import state
+    from ragmon.probes.drift.config import DriftConfig
     from ragmon.probes.drift.probe import DriftProbe
 
     cfg = config.probes.get(probe_name)
-    if cfg is None or getattr(cfg, "kind", None) != "drift":
+    if not isinstance(cfg, DriftConfig):
         valid = ", ".join(sorted(n for n, c in config.probes.items()
-                                 if getattr(c, "kind", None) == "drift"))
+                                 if isinstance(c, DriftConfig)))
         raise RagmonError(f"no drift probe named {probe_name!r}; drift probes: "
                           f"{valid or 'none are configured'}")
     store = Store(config.store.url.get_secret_value())

@@ -133,7 +133,8 @@ class DriftConfig(ProbeConfig):
             raise config_error(
                 "drift_embedder", "give an 'embedder' (or a 'target' that names one)", {}
             )
-        unknown = sorted(set(self.method_params.model_fields_set) - set(self.methods))
+        given: Strict = self.method_params  # MethodParams is built at run time from Strict
+        unknown = sorted(set(given.model_fields_set) - set(self.methods))
         if unknown:
             raise config_error(
                 "drift_params", "method_params for methods not in 'methods': {unknown}",

@@ -264,7 +264,10 @@ def install(daemon: Daemon) -> None:
     probes = drift_probes(daemon.config)
     if not probes:
         return
-    daemon.context.http_routes["/ingest"] = IngestApp(daemon.store, probes)
+    # An extension is installed once the daemon has opened its store and built its scheduler.
+    store = daemon.store
+    assert store is not None and daemon.scheduler is not None
+    daemon.context.http_routes["/ingest"] = IngestApp(store, probes)
     for name, cfg in probes.items():
         if cfg.queries.jsonl is None:
             continue
@@ -273,7 +276,7 @@ def install(daemon: Daemon) -> None:
         def job(name: str = name, cfg: DriftConfig = cfg,
                 logged: set[tuple[int, int]] = logged) -> None:
             try:
-                poll_jsonl(daemon.store, name, cfg, logged)
+                poll_jsonl(store, name, cfg, logged)
             except Exception:  # the tail retries at the next poll; the daemon keeps running
                 log.exception("reading the query log of drift probe %r failed", name)
 

@@ -224,12 +224,13 @@ class DriftProbe(Probe):
         items = window.items
         check_dimensions(items, f"drift probe {self.name!r} reservoir")
         to_embed = [i for i, it in enumerate(items) if it.vector is None]
-        vectors: list[np.ndarray | None] = [it.vector for it in items]
+        encoded: dict[int, np.ndarray] = {}
         if to_embed:
-            encoded = embedder.encode([items[i].text or "" for i in to_embed])
-            for i, row in zip(to_embed, encoded, strict=True):
-                vectors[i] = row
-        dims = {v.shape[0] for v in vectors if v is not None}
+            rows = embedder.encode([items[i].text or "" for i in to_embed])
+            encoded = dict(zip(to_embed, rows, strict=True))
+        vectors = [it.vector if it.vector is not None else encoded[i]
+                   for i, it in enumerate(items)]
+        dims = {v.shape[0] for v in vectors}
         if len(dims) > 1:
             raise DriftError(
                 f"drift probe {self.name!r}: vectors sent by the app have dimension "

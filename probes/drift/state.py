@@ -59,7 +59,7 @@ class Window:
 
 
 def _state(s: Any, probe: str, now: datetime) -> DriftReservoirState:
-    state = s.get(DriftReservoirState, probe)
+    state: DriftReservoirState | None = s.get(DriftReservoirState, probe)
     if state is None:
         state = DriftReservoirState(probe=probe, window_start=now, seen=0, tail={})
         s.add(state)

@@ -84,7 +84,9 @@ def _side(data: Mapping[str, Any], mode: str) -> Mapping[str, Any]:
     return data.get(mode) or {}
 
 
-def _change(qid: str, before: Mapping[str, Any], after: Mapping[str, Any], k: int) -> dict:
+def _change(
+    qid: str, before: Mapping[str, Any], after: Mapping[str, Any], k: int
+) -> dict[str, Any]:
     key = str(k)
     return {
         "query_id": qid,

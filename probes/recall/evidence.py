@@ -9,6 +9,7 @@ fidelity).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any
@@ -89,13 +90,13 @@ def build_evidence(
     old_target = (old.details or {}).get("target", {})
     ev.index_config_changed = bool(old_target) and \
         old_target.get("config_digest") != config_digest(desc)
-    tests = {"alpha": cfg.alpha, "min_effect": cfg.min_effect,
-             "resamples": cfg.bootstrap_resamples}
+    compare = functools.partial(compare_runs, alpha=cfg.alpha, min_effect=cfg.min_effect,
+                                resamples=cfg.bootstrap_resamples)
     for k in cfg.k:
-        comparisons[f"live@{k}"] = compare_runs(baseline.rows, rows, k, "live", **tests)
+        comparisons[f"live@{k}"] = compare(baseline.rows, rows, k, "live")
     ev.live_drop = comparisons[f"live@{kv}"].significant_drop
     if all("exact" in r for r in rows.values()):
-        comparisons[f"exact@{kv}"] = compare_runs(baseline.rows, rows, kv, "exact", **tests)
+        comparisons[f"exact@{kv}"] = compare(baseline.rows, rows, kv, "exact")
         ev.exact_drop = comparisons[f"exact@{kv}"].significant_drop
     _fidelity_change(cfg, ev, baseline.rows, rows, kv)
     _vector_changes(cfg, store, ev, old, causes, rows)
@@ -167,7 +168,8 @@ def cosines(before: dict[str, np.ndarray], now: dict[str, np.ndarray]) -> list[f
     if a.shape[1] != b.shape[1]:
         return [0.0] * len(shared)
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return (np.sum(a * b, axis=1) / np.maximum(norms, 1e-30)).tolist()
+    values: list[float] = (np.sum(a * b, axis=1) / np.maximum(norms, 1e-30)).tolist()
+    return values
 
 
 def config_digest(desc: Description) -> str:

@@ -23,11 +23,13 @@ def distances(query: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray
     q = np.asarray(query, dtype=np.float64)
     v = np.asarray(vectors, dtype=np.float64).reshape(-1, q.shape[0])
     if metric == "l2":
-        return np.sum((v - q) ** 2, axis=1)
+        squared: np.ndarray = np.sum((v - q) ** 2, axis=1)
+        return squared
     if metric == "ip":
         return -(v @ q)
     norms = np.linalg.norm(v, axis=1) * np.linalg.norm(q)
-    return 1.0 - (v @ q) / np.maximum(norms, 1e-30)
+    cosine: np.ndarray = 1.0 - (v @ q) / np.maximum(norms, 1e-30)
+    return cosine
 
 
 @dataclass

@@ -161,7 +161,8 @@ def _vector(raw: Any, qid: str, source: str, line: int) -> list[float] | None:
         raise GoldenSetError(
             source, line, f"'vector' of query {qid!r} must be a non-empty list of finite numbers"
         )
-    return arr.tolist()
+    vector: list[float] = arr.tolist()  # 1-D float64: a list of floats
+    return vector
 
 
 def parse_query(row: Any, source: str, line: int) -> GoldenQuery:

@@ -110,10 +110,12 @@ def query_metrics(
     return out
 
 
-def mean_metrics(per_query: Sequence[QueryMetrics], ks: Iterable[int]) -> dict[str, dict]:
-    """Means over queries: ``{"recall": {k: mean}, ..., "mrr": value}``."""
+def mean_metrics(
+    per_query: Sequence[QueryMetrics], ks: Iterable[int]
+) -> dict[str, dict[int, float]]:
+    """Means over queries: ``{"recall": {k: mean}, ..., "mrr": {0: value}}``."""
     n = max(len(per_query), 1)
-    out: dict[str, dict] = {}
+    out: dict[str, dict[int, float]] = {}
     for name in ("recall", "precision", "hit", "ndcg"):
         out[name] = {k: sum(getattr(q, name)[k] for q in per_query) / n for k in ks}
     out["mrr"] = {0: sum(q.rr for q in per_query) / n}

@@ -28,7 +28,7 @@ from ragmon.probes.recall.attribution import VERDICTS, Evidence, attribute
 from ragmon.probes.recall.config import RecallConfig
 from ragmon.probes.recall.evidence import build_evidence, gather_causes, mean, target_details
 from ragmon.probes.recall.fidelity import latency_quantiles, query_fidelity
-from ragmon.probes.recall.golden import GoldenSet, check_id_type, load_golden_set
+from ragmon.probes.recall.golden import GoldenQuery, GoldenSet, check_id_type, load_golden_set
 from ragmon.probes.recall.metrics import break_ties, mean_metrics, query_metrics, zero_metrics
 
 __all__ = ["RecallConfig", "RecallProbe"]
@@ -120,7 +120,7 @@ class RecallProbe(Probe):
                     return None, None
                 raise GoldenSetError(golden.source, None, f"queries have text but {exc}; "
                                      "set 'embedder' on the probe or its target") from None
-            encoded = embedder.encode([queries[i].text for i in need])
+            encoded = embedder.encode([_text(golden, queries[i]) for i in need])
             fingerprint = embedder.fingerprint_id()
             if dim is not None and encoded.shape[1] != dim:
                 raise DimensionMismatch(self.config.target, encoded.shape[1], dim)
@@ -306,6 +306,14 @@ def _file_stamp(gs_config: Any) -> tuple[Any, ...]:
             raise GoldenSetError(str(file), None, "file not found") from None
         stamp.append((str(file), st.st_mtime_ns, st.st_size, st.st_ino))
     return tuple(stamp)
+
+
+def _text(golden: GoldenSet, query: GoldenQuery) -> str:
+    """The text to embed of a query without a vector (a golden query has one or the other)."""
+    if query.text is None:
+        raise GoldenSetError(golden.source, query.line,
+                             f"query {query.id!r} needs 'query' (text) or 'vector'")
+    return query.text
 
 
 def _judgments(relevant: dict[str, float]) -> str:

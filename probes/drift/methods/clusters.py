@@ -28,7 +28,8 @@ def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
     def kl(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         safe = np.where(a > 0, a / np.where(b > 0, b, 1.0), 1.0)
-        return (a * np.log2(safe)).sum(-1)
+        divergence: np.ndarray = (a * np.log2(safe)).sum(-1)
+        return divergence
 
     return 0.5 * kl(p, mid) + 0.5 * kl(q, mid)
 

@@ -47,8 +47,9 @@ def median_gamma(reference: np.ndarray, max_points: int = 1000, seed: int = 0) -
 
 
 def _sq_dists(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    d2 = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2.0 * (x @ y.T)
-    return np.maximum(d2, 0.0, out=d2)
+    d2: np.ndarray = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2.0 * (x @ y.T)
+    np.maximum(d2, 0.0, out=d2)
+    return d2
 
 
 def _mmd2_from_sums(
@@ -57,7 +58,8 @@ def _mmd2_from_sums(
     """Unbiased MMD² from a'Ka, a'K1 and 1'K1 (diagonal of K is 1)."""
     syy = total - 2.0 * rx + sxx
     sxy = rx - sxx
-    return (sxx - n) / (n * (n - 1)) + (syy - m) / (m * (m - 1)) - 2.0 * sxy / (n * m)
+    mmd2: np.ndarray = (sxx - n) / (n * (n - 1)) + (syy - m) / (m * (m - 1)) - 2.0 * sxy / (n * m)
+    return mmd2
 
 
 def _exact_sums(z: np.ndarray, a: np.ndarray, gamma: float) -> tuple[np.ndarray, np.ndarray, float]:

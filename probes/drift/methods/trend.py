@@ -14,7 +14,8 @@ def _cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise 1 - cos between (..., d) arrays."""
     num = (a * b).sum(-1)
     den = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
-    return 1.0 - num / np.maximum(den, 1e-30)
+    distance: np.ndarray = 1.0 - num / np.maximum(den, 1e-30)
+    return distance
 
 
 def _resampled_means(x: np.ndarray, size: int, draws: int, rng: np.random.Generator) -> np.ndarray:
@@ -22,7 +23,8 @@ def _resampled_means(x: np.ndarray, size: int, draws: int, rng: np.random.Genera
     idx = rng.integers(0, x.shape[0], size=(draws, size))
     counts = np.zeros((draws, x.shape[0]), dtype=np.float32)
     np.add.at(counts, (np.repeat(np.arange(draws), size), idx.ravel()), 1.0)
-    return (counts @ x) / size
+    means: np.ndarray = (counts @ x) / size
+    return means
 
 
 def centroid(

@@ -34,10 +34,10 @@ def compare(value: Any, op: str, ref: float | str) -> bool:
         left: Any = number
     else:
         left = str(value)
-    return {
+    return bool({
         "<": lambda: left < ref, "<=": lambda: left <= ref, ">": lambda: left > ref,
         ">=": lambda: left >= ref, "==": lambda: left == ref, "!=": lambda: left != ref,
-    }[op]()
+    }[op]())
 
 
 def dig(details: dict[str, Any], path: str) -> Any:
