@@ -9,6 +9,7 @@ works as PID 1 in a container, where default dispositions do not apply.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -96,7 +97,7 @@ class Daemon:
         self._gauges["start_time"].set(time.time())
         for name in cfg.embedders:
             self._gauges["embedder_loaded"].labels(name).set_function(
-                lambda n=name: float(n in self.context.loaded_embedders())
+                functools.partial(self._embedder_loaded, name)
             )
         self.scheduler = self._build_scheduler()
         for extension in self.extensions:
@@ -134,6 +135,9 @@ class Daemon:
         scheduler.add_job(self._prune, IntervalTrigger(hours=6), id="retention",
                           name="retention", next_run_time=now + timedelta(minutes=1))
         return scheduler
+
+    def _embedder_loaded(self, name: str) -> float:
+        return float(name in self.context.loaded_embedders())
 
     def _beat(self) -> None:
         self._heartbeat = time.time()

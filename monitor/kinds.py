@@ -17,7 +17,7 @@ from typing import Annotated, Any, Generic, TypeVar, Union
 
 from pydantic import BaseModel, Discriminator, Tag
 
-from ragmon.monitor.config._types import KindConfig
+from ragmon.monitor.config import KindConfig
 from ragmon.monitor.errors import RagmonError
 
 T = TypeVar("T", covariant=True)
@@ -79,7 +79,7 @@ class Registry(Mapping[str, KindSpec[T]]):
     def __contains__(self, name: object) -> bool:
         return name in self._specs
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         return self._specs.get(name, default)
 
     def __iter__(self) -> Iterator[str]:

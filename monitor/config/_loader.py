@@ -216,7 +216,8 @@ def _reference_issues(raw: dict[str, Any], source: str) -> list[ConfigIssue]:
         entries = raw.get(section)
         if not isinstance(entries, dict):
             continue
-        names = raw.get(target_section) if isinstance(raw.get(target_section), dict) else {}
+        section_entries = raw.get(target_section)
+        names: dict[str, Any] = section_entries if isinstance(section_entries, dict) else {}
         for entry_name, entry in entries.items():
             if not isinstance(entry, dict) or entry.get(key) is None:
                 continue

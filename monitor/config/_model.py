@@ -249,17 +249,17 @@ def root_model(plugins: Plugins) -> type[RootConfig]:
     cached = _ROOTS.get(id(plugins))
     if cached is not None and cached[0] is plugins:
         return cached[1]
-    sections: dict[str, Any] = {
-        name: (section.model, section.model()) for name, section in plugins.sections.items()
+    # Field types built at run time from the registries: a dict of (type, default) pairs.
+    fields: dict[str, Any] = {
+        section: (dict[str, registry.config_union()], {})  # type: ignore[misc]
+        for section, registry in (
+            ("embedders", plugins.embedders), ("targets", plugins.targets),
+            ("probes", plugins.probes),
+        )
     }
-    model = create_model(
-        "RagmonConfig",
-        __base__=RootConfig,
-        embedders=(dict[str, plugins.embedders.config_union()], {}),  # type: ignore[name-defined]
-        targets=(dict[str, plugins.targets.config_union()], {}),  # type: ignore[name-defined]
-        probes=(dict[str, plugins.probes.config_union()], {}),  # type: ignore[name-defined]
-        **sections,
-    )
+    fields.update({name: (section.model, section.model())
+                   for name, section in plugins.sections.items()})
+    model = create_model("RagmonConfig", __base__=RootConfig, **fields)
     _ROOTS[id(plugins)] = (plugins, model)
     return model
 

@@ -64,8 +64,9 @@ def _split(doc: str, max_chars: int) -> list[str]:
 def _documented(module: object, modname: str) -> list[tuple[str, str]]:
     """(qualified name, docstring) for the module and its public classes, functions, methods."""
     found: list[tuple[str, str]] = []
-    if getattr(module, "__doc__", None):
-        found.append((modname, module.__doc__))  # type: ignore[attr-defined]
+    doc = getattr(module, "__doc__", None)
+    if doc:
+        found.append((modname, doc))
     for name, obj in sorted(vars(module).items()):
         owner = getattr(obj, "__module__", None) or ""
         if name.startswith("_") or not (owner == modname or owner.startswith(modname + ".")):
@@ -93,10 +94,13 @@ def stdlib_corpus(
     chunks: list[Chunk] = []
     seen_texts: set[str] = set()
     for modname in modules:
+        # Importing a module, and reading docstrings of its deprecated attributes (typing.io,
+        # typing.re), may warn; only the text is wanted here.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             module = importlib.import_module(modname)
-        for qualname, doc in _documented(module, modname):
+            documented = _documented(module, modname)
+        for qualname, doc in documented:
             for i, text in enumerate(_split(doc, max_chars)):
                 body = f"{qualname}: {text}"
                 if len(text) < min_chars or body in seen_texts:

@@ -29,8 +29,9 @@ def cached_encode(embedder: Any, texts: list[str], directory: Path | None = None
     folder = directory or cache_dir() / "embeddings"
     path = folder / f"{h.hexdigest()[:32]}.npy"
     if path.exists():
-        return np.load(path)
-    vectors = embedder.encode(texts)
+        cached: np.ndarray = np.load(path)
+        return cached
+    vectors: np.ndarray = embedder.encode(texts)
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npy.tmp")
     with os.fdopen(fd, "wb") as fh:

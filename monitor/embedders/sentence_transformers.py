@@ -122,7 +122,7 @@ class SentenceTransformerEmbedder:
                     from sentence_transformers import SentenceTransformer
                     from transformers.utils import logging as hf_logging
 
-                    hf_logging.disable_progress_bar()
+                    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # untyped in transformers
                     model = SentenceTransformer(
                         str(path), device=self.config.device,
                         truncate_dim=self.config.truncate_dim,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -24,6 +25,14 @@ DEFAULT_BUDGET = 1 << 30  # 1 GiB of float32 vectors: ~700k vectors at 384-d
 def rows_within(budget: int, dimension: int) -> int:
     """How many float32 vectors of ``dimension`` fit in ``budget`` bytes."""
     return max(1, budget // (4 * max(dimension, 1)))
+
+
+class IdLookup(Protocol):
+    """Ids of a block's rows by position: a list, or a lazy lookup over a large index."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, position: int, /) -> str: ...
 
 
 class ExactTopK:
@@ -42,11 +51,11 @@ class ExactTopK:
         self.queries = normalised(queries) if metric == "cosine" else queries
         self._faiss_metric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
         self._heap = faiss.ResultHeap(len(queries), k, keep_max=metric != "l2")
-        self._blocks: list[Sequence[str]] = []
+        self._blocks: list[IdLookup] = []
         self._offsets: list[int] = []
         self.scanned = 0
 
-    def add(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+    def add(self, ids: IdLookup, vectors: np.ndarray) -> None:
         """Merge one block of stored vectors (row i has id ``ids[i]``; any sequence works,
         so a large index can pass a lazy id lookup instead of a list of strings)."""
         if len(ids) == 0:
@@ -67,7 +76,7 @@ class ExactTopK:
         self._offsets.append(self.scanned)
         self.scanned += len(ids)
 
-    def add_blocks(self, blocks: Iterable[tuple[Sequence[str], np.ndarray]]) -> ExactTopK:
+    def add_blocks(self, blocks: Iterable[tuple[IdLookup, np.ndarray]]) -> ExactTopK:
         for ids, vectors in blocks:
             self.add(ids, vectors)
         return self

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
 
@@ -18,6 +18,7 @@ from ragmon.monitor.errors import RagmonError, TargetError, TargetUnavailable
 from ragmon.monitor.targets.abc import Vectors
 
 T = TypeVar("T")
+Q = TypeVar("Q")
 
 _BYTE_UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
                "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
@@ -60,14 +61,16 @@ def engine_errors(
     (and OS connection errors) TargetUnavailable("... is unreachable"), anything else
     TargetError. Errors ragmon raised itself pass through untouched.
     """
+    timed_out: tuple[type[BaseException], ...] = (TimeoutError, *timeouts)
+    unreachable: tuple[type[BaseException], ...] = (ConnectionError, *unavailable)
     try:
         yield
     except RagmonError:
         raise
-    except (TimeoutError, *timeouts) as exc:
+    except timed_out as exc:
         within = f" within {timeout:g}s" if timeout is not None else ""
         raise TargetUnavailable(target, f"{endpoint} did not answer{within}") from exc
-    except (ConnectionError, *unavailable) as exc:
+    except unreachable as exc:
         reason = redact(str(exc).strip() or type(exc).__name__, secrets)
         raise TargetUnavailable(target, f"{endpoint} is unreachable: {reason}") from exc
     except Exception as exc:
@@ -105,7 +108,7 @@ def no_filter(target: str, engine: str, filter: dict[str, Any] | None) -> None:
 
 
 def timed_per_query(
-    queries: np.ndarray, run: Callable[[np.ndarray], tuple[list[str], list[float]]]
+    queries: Iterable[Q], run: Callable[[Q], tuple[list[str], list[float]]]
 ) -> tuple[list[list[str]], list[list[float]], list[float]]:
     """Run ``run(query)`` once per query row, timing each: the latency a caller would see."""
     ids: list[list[str]] = []

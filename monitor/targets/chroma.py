@@ -99,8 +99,9 @@ class ChromaTarget(VectorTarget):
 
     def _connect(self) -> Any:
         import chromadb
+        from chromadb.config import Settings
 
-        settings = chromadb.Settings(anonymized_telemetry=False)
+        settings = Settings(anonymized_telemetry=False)
         cfg = self.config
         if cfg.path is not None:
             if not cfg.path.is_dir():
@@ -201,7 +202,8 @@ class ChromaTarget(VectorTarget):
             offset += len(got["ids"])
 
     def _all_ids(self, where: dict[str, Any] | None = None) -> list[str]:
-        col, size, offset, ids = self._col(), self.config.page_size * 10, 0, []
+        col, size, offset = self._col(), self.config.page_size * 10, 0
+        ids: list[str] = []
         while True:
             got = col.get(where=where, limit=size, offset=offset, include=[])
             if not got["ids"]:

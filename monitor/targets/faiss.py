@@ -118,7 +118,7 @@ class FaissTarget(VectorTarget):
             return self._loaded
 
     def _read_index(self) -> tuple[Any, tuple[int, int, int]]:
-        import faiss
+        faiss = _faiss()
 
         path = self.config.path
         with engine_errors(self.name, f"index file {str(path)!r}"):
@@ -137,7 +137,7 @@ class FaissTarget(VectorTarget):
         return ids, (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def _load(self) -> _Loaded:
-        import faiss
+        faiss = _faiss()
 
         index, index_version = self._read_index()
         sidecar, ids_version = self._read_ids()
@@ -164,7 +164,7 @@ class FaissTarget(VectorTarget):
         return loaded
 
     def _apply_knobs(self, index: Any) -> None:
-        import faiss
+        faiss = _faiss()
 
         space = faiss.ParameterSpace()
         for knob, value in (("efSearch", self.config.ef_search), ("nprobe", self.config.nprobe)):
@@ -181,7 +181,7 @@ class FaissTarget(VectorTarget):
 
     @staticmethod
     def _kind_chain(index: Any) -> str:
-        import faiss
+        faiss = _faiss()
 
         names = []
         while index is not None:
@@ -193,7 +193,7 @@ class FaissTarget(VectorTarget):
     # -- protocol --------------------------------------------------------------------------
 
     def _metric(self, loaded: _Loaded) -> Metric:
-        import faiss
+        faiss = _faiss()
 
         if self.config.metric is not None:
             return self.config.metric
@@ -263,7 +263,7 @@ class FaissTarget(VectorTarget):
 
     def _exact_vectors(self, loaded: _Loaded) -> tuple[np.ndarray, np.ndarray]:
         """(positions, vectors) to search exactly, cached per file version."""
-        import faiss
+        faiss = _faiss()
 
         if loaded.exact_vectors is not None:
             return loaded.exact_vectors
@@ -281,7 +281,7 @@ class FaissTarget(VectorTarget):
 
     @staticmethod
     def _reconstruct(inner: Any, positions: np.ndarray) -> np.ndarray:
-        import faiss
+        faiss = _faiss()
 
         try:
             ivf = faiss.extract_index_ivf(inner)
@@ -291,9 +291,12 @@ class FaissTarget(VectorTarget):
             ivf.make_direct_map()  # once per loaded file, not once per fetch
         if len(positions) == 0:
             return np.zeros((0, inner.d), dtype=np.float32)
+        vectors: np.ndarray
         if len(positions) == inner.ntotal:
-            return inner.reconstruct_n(0, inner.ntotal)
-        return inner.reconstruct_batch(positions.astype(np.int64))
+            vectors = inner.reconstruct_n(0, inner.ntotal)
+        else:
+            vectors = inner.reconstruct_batch(positions.astype(np.int64))
+        return vectors
 
     def fetch(self, ids: list[str]) -> Vectors:
         """Stored vectors by id (decoded codes for quantized indexes)."""
@@ -325,7 +328,7 @@ class FaissTarget(VectorTarget):
         return int(self._current().index.ntotal)
 
     def describe(self) -> Description:
-        import faiss
+        faiss = _faiss()
 
         loaded = self._current()
         index = loaded.index
@@ -360,6 +363,15 @@ class _Positions:
     def __getitem__(self, i: int) -> str:
         pos = int(self.positions[i])
         return self.labels[pos] if self.labels is not None else str(pos)
+
+
+def _faiss() -> Any:
+    """The faiss module, imported on first use and typed loosely: the stubs faiss-cpu ships
+    (SWIG-generated) lack most of the API used here (PyCallbackIOReader, DirectMap,
+    IndexIDMap.index, ...)."""
+    import faiss
+
+    return faiss
 
 
 def _unit(queries: np.ndarray) -> np.ndarray:

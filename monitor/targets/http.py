@@ -132,7 +132,7 @@ class HttpTarget(VectorTarget):
         def one(query: Any) -> tuple[list[str], list[float]]:
             return self._post(url, endpoint, self._body(query, k, filter))
 
-        ids, scores, latencies = timed_per_query(inputs, one)  # type: ignore[arg-type]
+        ids, scores, latencies = timed_per_query(inputs, one)
         return SearchResult(ids, scores, latencies, exact=exact)
 
     def _inputs(self, vectors: np.ndarray, texts: Sequence[str] | None) -> Any:

@@ -211,7 +211,8 @@ class LanceDBTarget(VectorTarget):
             if index is not None:
                 params.update(index_type=stats.index_type,
                               index_details=_plain(getattr(index, "index_details", None)))
-            id_type = "int" if _is_int(table.schema.field(cfg.id_column).type) else "str"
+            id_type: Literal["int", "str"] = (
+                "int" if _is_int(table.schema.field(cfg.id_column).type) else "str")
             unindexed = int(stats.num_unindexed_rows) if stats is not None else None
             return Description("lancedb", lancedb.__version__, self._dimension(), self._metric(),
                                self.count(), id_type, params,

@@ -59,7 +59,7 @@ def alertmanager(tmp_path: Path, receiver: Receiver) -> Iterator[str]:
         yield url
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.communicate(timeout=10)  # waits and closes the stderr pipe
 
 
 def am_alerts(url: str, **filters: str) -> list[dict[str, Any]]:

@@ -289,11 +289,12 @@ def test_run_serves_canary_metrics_and_exits_0_on_sigterm(
     finally:
         if proc.poll() is None:
             proc.kill()
-    output = proc.stdout.read()  # type: ignore[union-attr]
+        output = proc.communicate(timeout=20)[0]  # also closes the pipe
     assert "received SIGTERM, shutting down" in output
     assert "Traceback" not in output
     store = Store(f"sqlite:///{tmp_path / 'ragmon.db'}")
     runs = store.runs(probe="canary", limit=100)
+    store.close()
     assert len(runs) >= 2
     assert all(r.finished_at is not None and r.status == "ok" for r in runs)
 
@@ -319,7 +320,8 @@ def test_sigterm_as_pid_1(tmp_path: Path, child_env: dict[str, str]) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert "received SIGTERM" in proc.stdout.read()  # type: ignore[union-attr]
+        output = proc.communicate(timeout=20)[0]
+    assert "received SIGTERM" in output
 
 
 def test_sigint_exits_0(tmp_path: Path, child_env: dict[str, str]) -> None:
@@ -334,3 +336,4 @@ def test_sigint_exits_0(tmp_path: Path, child_env: dict[str, str]) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+        proc.communicate(timeout=20)

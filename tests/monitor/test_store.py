@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from ragmon.monitor.errors import SchemaError, StoreUnavailable
 from ragmon.monitor.store import RunRecord, Store, migrate
-from ragmon.monitor.store.models import Base
+from ragmon.monitor.app import metadata
 from ragmon.probes.references import latest_reference, save_reference
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,7 +55,7 @@ def test_upgrade_downgrade_upgrade_round_trips(store_url: str) -> None:
 def test_models_match_migrated_ddl(store: Store) -> None:
     with store.engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-        diff = compare_metadata(ctx, Base.metadata)
+        diff = compare_metadata(ctx, metadata())
     assert diff == []
 
 
@@ -162,7 +162,11 @@ def test_replicas_migrating_together_on_postgres(postgres_url: str) -> None:
                               text=True) for _ in range(3)]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], errors
-    assert Store(postgres_url).revision() == migrate.head_revision()
+    store = Store(postgres_url)
+    try:
+        assert store.revision() == migrate.head_revision()
+    finally:
+        store.close()
 
 
 def test_installed_wheel_migrates_from_any_directory(tmp_path: Path) -> None:

@@ -11,27 +11,18 @@ module here, and list it below.
 from __future__ import annotations
 
 from ragmon.monitor.kinds import KindSpec, Registry
+from ragmon.probes.drift.methods import classifier, clusters, mmd, trend
 from ragmon.probes.drift.methods._base import Method, MethodResult, as_window, check_pair
-from ragmon.probes.drift.methods.classifier import ClassifierParams, classifier
-from ragmon.probes.drift.methods.clusters import ClustersParams, clusters
 from ragmon.probes.drift.methods.coverage import coverage
-from ragmon.probes.drift.methods.mmd import MMDParams, mmd
-from ragmon.probes.drift.methods.trend import (
-    CentroidParams,
-    NormsParams,
-    PcaKsParams,
-    centroid,
-    norms,
-    pca_ks,
-)
 
+# Modules stay the package's attributes (``methods.mmd`` is the module, not the function).
 DRIFT_METHODS: Registry[MethodResult] = Registry("drift method", [
-    KindSpec("mmd", mmd, MMDParams),
-    KindSpec("classifier", classifier, ClassifierParams),
-    KindSpec("clusters", clusters, ClustersParams),
-    KindSpec("centroid", centroid, CentroidParams),
-    KindSpec("pca_ks", pca_ks, PcaKsParams),
-    KindSpec("norms", norms, NormsParams),
+    KindSpec("mmd", mmd.mmd, mmd.MMDParams),
+    KindSpec("classifier", classifier.classifier, classifier.ClassifierParams),
+    KindSpec("clusters", clusters.clusters, clusters.ClustersParams),
+    KindSpec("centroid", trend.centroid, trend.CentroidParams),
+    KindSpec("pca_ks", trend.pca_ks, trend.PcaKsParams),
+    KindSpec("norms", trend.norms, trend.NormsParams),
 ])
 """Drift methods by name; config ``methods:`` entries must be keys of this registry."""
 
