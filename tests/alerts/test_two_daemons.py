@@ -1,9 +1,16 @@
-"""Two real `ragmon run` daemons share one PostgreSQL store: each firing alert is delivered once.
+"""Two real `ragmon run` daemons share one PostgreSQL store: each notification is delivered once.
 
-Both daemons run the canary on the same schedule and evaluate the same rule after every run
+Both daemons run the canary on the same schedule and evaluate the same rules after every run
 (their own and, through the shared store, each other's history); the webhook receiver is a
 real HTTP server on 127.0.0.1. Each notification is claimed in the database before it is
-sent, so exactly one firing notification arrives however the runs interleave.
+sent, so exactly one copy arrives however the runs interleave.
+
+The rules re-notify every second while firing, so every run queues new notifications and
+the daemons race again and again. Each daemon says who it is twice: its ``external_url``
+is in the generatorURL of what it queued, a header of its webhook sink on what it
+delivered. The test waits until both daemons have queued and delivered notifications and
+one daemon has delivered a notification the other queued (it won a claim from under the
+queuer's own delivery), then checks that nothing arrived twice.
 """
 
 from __future__ import annotations
@@ -13,17 +20,23 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
-from ragmon.monitor.errors import StoreError
+from sqlalchemy import select
+
+from ragmon.alerts.tables import AlertNotification
 from ragmon.monitor.store import Store
 
 from ..conftest import free_port
 from .alert_support import Receiver
 
 RULES = 8
+NAMES = ("replica-a", "replica-b")
+REPLICA_HEADER = "X-Test-Replica"
 
 
 def daemon_config(tmp_path: Path, name: str, store_url: str, hook: str) -> Path:
@@ -37,10 +50,13 @@ def daemon_config(tmp_path: Path, name: str, store_url: str, hook: str) -> Path:
             # Both delivery workers poll the shared outbox continuously, so both see every
             # new notification as due at nearly the same moment: only the claim separates them.
             "delivery": {"poll": "50ms", "backoff": "200ms"},
-            "sinks": {"hook": {"kind": "webhook", "url": hook}},
+            "external_url": f"http://{name}.test",  # in the generatorURL of what it queues
+            "sinks": {"hook": {"kind": "webhook", "url": hook,
+                               "headers": {REPLICA_HEADER: name}}},  # on what it delivers
             "rules": {f"CanaryDimension{i}": {
                 "probe": "canary", "field": "canary_dimension", "condition": "== 384",
-                "severity": "info", "summary": "canary dimension is {{ value }}"}
+                "severity": "info", "summary": "canary dimension is {{ value }}",
+                "repeat_interval": "1s"}
                 for i in range(RULES)},
         },
     }
@@ -55,25 +71,23 @@ def test_two_daemons_deliver_one_notification(
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "ragmon.monitor.cli", "run", "-c",
+            [sys.executable, "-m", "ragmon.monitor", "run", "-c",
              str(daemon_config(tmp_path, name, postgres_url, receiver.url))],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for name in ("replica-a", "replica-b")
+        for name in NAMES
     ]
     store = Store(postgres_url)
     try:
         deadline = time.monotonic() + 240
-        # Enough runs from both replicas that each has evaluated the firing rule repeatedly.
         while time.monotonic() < deadline:
-            runs = [r for r in _runs(store) if r.status == "ok"]
-            if len(runs) >= 4 and len(receiver.ok_requests) >= RULES:
+            seen = _who(receiver)
+            if _competed(seen):
                 break
             assert all(p.poll() is None for p in procs), "a daemon exited early"
             time.sleep(0.5)
         else:
-            raise AssertionError(
-                f"the daemons did not run the canary and notify in time: {len(runs)} runs, "
-                f"{len(receiver.ok_requests)} notifications")
+            raise AssertionError(f"the daemons did not both queue, deliver and win a claim "
+                                 f"from each other in time: {Counter(seen)}")
         time.sleep(3)  # time for a duplicate to arrive, if the claim were broken
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -82,16 +96,33 @@ def test_two_daemons_deliver_one_notification(
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-    outputs = [p.stdout.read() for p in procs]  # type: ignore[union-attr]
+    outputs = [p.communicate()[0] for p in procs]  # reads the rest and closes the pipe
     assert all("Traceback" not in o for o in outputs), outputs
-    firing = [r.json() for r in receiver.ok_requests if r.json()["status"] == "firing"]
-    names = sorted(body["alert"]["name"] for body in firing)
-    assert names == sorted(f"CanaryDimension{i}" for i in range(RULES))  # each exactly once
-    assert {b["alert"]["annotations"]["summary"] for b in firing} == {"canary dimension is 384.0"}
+    bodies = [r.json() for r in receiver.ok_requests]
+    assert {b["status"] for b in bodies} == {"firing"}
+    assert {b["alert"]["annotations"]["summary"] for b in bodies} == {"canary dimension is 384.0"}
+    # A notification is one rule's notice after one run: nothing arrived twice ...
+    received = Counter((b["alert"]["name"], b["run"]["id"]) for b in bodies)
+    assert max(received.values()) == 1, [k for k, n in received.items() if n > 1]
+    assert {name for name, _ in received} == {f"CanaryDimension{i}" for i in range(RULES)}
+    # ... and what arrived is what the outbox says was sent (the daemons were stopped while
+    # still notifying, so the last few may be unsent, or sent but not yet marked).
+    with store.session() as s:
+        rows = s.execute(select(AlertNotification.rule, AlertNotification.payload,
+                                AlertNotification.status)).all()
+    store.close()
+    queued = {(rule, payload["run_id"]): status for rule, payload, status in rows}
+    assert len(queued) == len(rows)
+    assert set(received) <= set(queued)
+    assert {k for k, status in queued.items() if status == "sent"} <= set(received)
 
 
-def _runs(store: Store) -> list[Any]:
-    try:
-        return store.runs(probe="canary", limit=100)
-    except StoreError:  # the daemons have not created the schema yet
-        return []
+def _who(receiver: Receiver) -> list[tuple[str, str]]:
+    """(queued by, delivered by) of every notification received so far."""
+    return [((urlsplit(r.json()["alert"]["generatorURL"]).hostname or "?").removesuffix(".test"),
+             r.headers.get(REPLICA_HEADER.lower(), "?")) for r in receiver.ok_requests]
+
+
+def _competed(seen: list[tuple[str, str]]) -> bool:
+    queuers, senders = {q for q, _ in seen}, {d for _, d in seen}
+    return queuers == senders == set(NAMES) and any(q != d for q, d in seen)
