@@ -59,25 +59,42 @@ def test_faiss_ivf_one_probe_lowers_agreement(build: Callable[..., VectorTarget]
     assert one_recall < many_recall, one_recall
 
 
-def test_pgvector_hnsw_low_ef_search_lowers_agreement(build: Callable[..., VectorTarget],
-                                                      pg_tables: str, data: Any) -> None:
+@pytest.fixture(scope="module")
+def all_held_out_queries(real_vectors: np.ndarray) -> np.ndarray:
+    """Every held-out chunk (every 20th, as in conftest's ``data``; none is indexed), not only
+    the first N_QUERIES: about 130 queries."""
+    vectors = np.asarray(real_vectors, dtype=np.float32)
+    return vectors[np.arange(len(vectors)) % 20 == 0]
+
+
+def test_pgvector_hnsw_low_ef_search_lowers_agreement(
+    build: Callable[..., VectorTarget], pg_tables: str, data: Any,
+    all_held_out_queries: np.ndarray,
+) -> None:
+    """pgvector's HNSW build cannot be seeded: it draws node levels from PostgreSQL's
+    per-backend random state (pg_global_prng_state on PostgreSQL 15+, which setseed() does
+    not touch), so the weak graph differs on every run. Over 52 rebuilds, the agreement at
+    ef_search=10 ranged 0.70-0.94 on the first 40 queries (a gap to ef_search=400 as small
+    as 0.06) but 0.77-0.89 on all ~130 held-out queries, with ef_search=400 at 0.99-1.0 (gap
+    0.10-0.21); so all of them are measured, and the assertion keeps a margin."""
+    queries = all_held_out_queries
     raw = {"kind": "pgvector", "url": pg_tables, "table": "docs_weak"}
     low, high = build("low", {**raw, "ef_search": 10}), build("high", {**raw, "ef_search": 400})
     try:
         assert low.describe().params["ef_search"] == 10
-        low_recall, high_recall = agreement(low, data.queries), agreement(high, data.queries)
+        low_recall, high_recall = agreement(low, queries), agreement(high, queries)
         # exact search really scans: it equals numpy even where the weak graph misses
-        sims = data.queries @ data.vectors.T
+        sims = queries @ data.vectors.T
         kth = -np.sort(-sims, axis=1)[:, K - 1]
-        exact = low.exact_search(data.queries, K).ids
+        exact = low.exact_search(queries, K).ids
         for row, ids in enumerate(exact):  # tie-tolerant: nothing below the true k-th
             assert len(ids) == K and (sims[row, [int(i) for i in ids]] >= kth[row] - 1e-5).all()
     finally:
         low.close()
         high.close()
-    # measured here: about 0.89 against 0.97 (the build is not seeded, so leave a margin)
-    assert high_recall >= 0.9
-    assert low_recall <= high_recall - 0.04, (low_recall, high_recall)
+    # The measured gap (0.10-0.21, mean 0.16, sd 0.025) against a bound about 4 sd below it.
+    assert high_recall >= 0.95, high_recall
+    assert low_recall <= high_recall - 0.06, (low_recall, high_recall)
 
 
 def test_lancedb_ivf_pq_one_probe_lowers_agreement(build: Callable[..., VectorTarget],
