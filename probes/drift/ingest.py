@@ -117,7 +117,7 @@ def _poll(store: Store, probe: str, cfg: DriftConfig,
     items += got
     new_tail = {"path": str(path), "inode": st.st_ino, "offset": offset, "bad_lines": bad,
                 "head": _head(str(path), offset)}
-    add_items(store, probe, items, cfg.window_size, tail=new_tail)
+    add_items(store, probe, items, cfg.window_size, tail=new_tail, seed=cfg.seed)
     return len(items)
 
 
@@ -222,7 +222,7 @@ class IngestApp:
             return "400 Bad Request", {"error": "body is not valid JSON"}
         except DriftError as exc:
             return "400 Bad Request", {"error": str(exc)}
-        add_items(self.store, name, items, cfg.window_size)
+        add_items(self.store, name, items, cfg.window_size, seed=cfg.seed)
         return "200 OK", {"accepted": len(items)}
 
     @staticmethod

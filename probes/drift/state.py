@@ -10,7 +10,7 @@ most what was being written.
 
 from __future__ import annotations
 
-import random
+import hashlib
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,18 +67,30 @@ def _state(s: Any, probe: str, now: datetime) -> DriftReservoirState:
     return state
 
 
+def _draw(window: str, seen: int) -> int:
+    """Algorithm R's draw for the ``seen``-th item of a window: uniform on [0, seen), and a
+    function of the window and the item's position alone, not of how items were batched."""
+    digest = hashlib.blake2b(f"{window}:{seen}".encode(), digest_size=16).digest()
+    return int.from_bytes(digest, "big") % seen  # bias below seen / 2**128
+
+
 def add_items(store: Store, probe: str, items: list[Item], capacity: int,
-              tail: dict[str, Any] | None = None) -> int:
-    """Offer ``items`` to the probe's reservoir (and save the tail position with them)."""
+              tail: dict[str, Any] | None = None, seed: int = 0) -> int:
+    """Offer ``items`` to the probe's reservoir (and save the tail position with them).
+
+    The sample is a deterministic function of the configured ``seed``, the probe, the
+    window's start and the items in arrival order: replicas or reruns fed the same items
+    in the same window keep the same sample.
+    """
     now = datetime.now(UTC)
     with probe_lock(probe), store.session() as s:
         state = _state(s, probe, now)
-        rng = random.Random(f"{probe}:{state.window_start.isoformat()}:{state.seen}")
+        window = f"{seed}:{probe}:{state.window_start.astimezone(UTC).isoformat()}"
         seen = int(state.seen)
         chosen: dict[int, Item] = {}
         for item in items:
             seen += 1
-            slot = seen - 1 if seen <= capacity else rng.randrange(seen)
+            slot = seen - 1 if seen <= capacity else _draw(window, seen)
             if slot < capacity:
                 chosen[slot] = item  # a later item replacing a slot wins, as in algorithm R
         if chosen:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
+from ragmon.monitor.store import Store
 from ragmon.probes.drift import state
 from ragmon.probes.drift.ingest import install, poll_jsonl
 from ragmon.probes.drift.state import Item, add_items, peek_window, reset_window
@@ -77,6 +78,34 @@ def test_reservoir_is_uniform_and_bounded(drift_env) -> None:
     # Every item is equally likely to be kept: positions are uniform over the stream.
     assert stats.kstest(np.array(kept) / total, "uniform").pvalue > 0.001
     assert len(set(kept)) > 0.9 * len(kept)
+
+
+def test_same_items_in_the_same_window_keep_the_same_sample(tmp_path: Path) -> None:
+    """Two reservoirs (two replicas' stores, or a rerun) fed the same items for the same
+    probe and window keep the same sample, however the items were batched; another
+    configured seed or another window draws another sample."""
+    start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    items = [Item(text=f"question {i}", item_id=str(i)) for i in range(3000)]
+
+    def sample(name: str, batches: list[list[Item]], seed: int = 7,
+               window_start: datetime = start) -> list[str | None]:
+        store = Store(f"sqlite:///{tmp_path / name}.db")
+        store.migrate()
+        try:
+            reset_window(store, PROBE, window_start)
+            for batch in batches:
+                add_items(store, PROBE, batch, 100, seed=seed)
+            return [it.item_id for it in peek_window(store, PROBE).items]  # in slot order
+        finally:
+            store.close()
+
+    kept = sample("one-batch", [items])
+    assert len(set(kept)) == 100 and any(int(i) >= 100 for i in kept)  # replacements happened
+    assert sample("again", [items]) == kept
+    assert sample("three-batches", [items[:7], items[7:1500], items[1500:]]) == kept
+    assert sample("twelve-batches", [items[i:i + 250] for i in range(0, 3000, 250)]) == kept
+    assert sample("other-seed", [items], seed=8) != kept
+    assert sample("next-window", [items], window_start=start + timedelta(hours=1)) != kept
 
 
 def test_drift_tables_round_trip(store) -> None:
