@@ -15,6 +15,7 @@
     │   ├── InsufficientData       fewer samples than the method needs
     │   └── FingerprintMismatch    windows come from different embedding pipelines
     ├── ProbeTimeout           a probe ran past its timeout
+    ├── ProbeInterrupted       the daemon is stopping; a run ends at its next check
     └── AlertError             alert rules or sinks
         └── SinkError              one notification could not be delivered
 
@@ -130,6 +131,10 @@ class FingerprintMismatch(DriftError):
 class ProbeTimeout(RagmonError):
     """A probe ran past its configured timeout."""
 
+
+
+class ProbeInterrupted(RagmonError):
+    """The daemon is stopping: a run stops at its next ``Deadline.check`` and is not stored."""
 
 class AlertError(RagmonError):
     """Alert rules or notification sinks."""

@@ -3,13 +3,14 @@ the metrics it exports, and a readable rendering for `ragmon probe NAME --once`.
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ragmon.monitor.config import ProbeConfig
-from ragmon.monitor.errors import ProbeTimeout
+from ragmon.monitor.errors import ProbeInterrupted, ProbeTimeout
 
 if TYPE_CHECKING:
     from ragmon.monitor.context import ProbeContext
@@ -54,16 +55,21 @@ class ProbeResult:
 
 class Deadline:
     """A probe's time budget. Long phases call ``check()`` between steps, so a probe past its
-    timeout stops at the next step instead of running on in the background."""
+    timeout, or one whose daemon is stopping (``stop`` set), stops at the next step instead of
+    running on in the background."""
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, stop: threading.Event | None = None):
         self.seconds = seconds
         self.expires = time.monotonic() + seconds
+        self.stop = stop
 
     def remaining(self) -> float:
         return max(0.0, self.expires - time.monotonic())
 
     def check(self, phase: str = "") -> None:
+        if self.stop is not None and self.stop.is_set():
+            where = f" during {phase}" if phase else ""
+            raise ProbeInterrupted(f"interrupted by shutdown{where}")
         if time.monotonic() > self.expires:
             where = f" during {phase}" if phase else ""
             raise ProbeTimeout(f"timed out after {self.seconds:g}s{where}")

@@ -16,13 +16,17 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ragmon.monitor.context import ProbeContext
-from ragmon.monitor.errors import ProbeTimeout, RagmonError, StoreError
+from ragmon.monitor.errors import ProbeInterrupted, ProbeTimeout, RagmonError, StoreError
 from ragmon.monitor.kinds import Registry
 from ragmon.monitor.probe import Deadline, Probe, ProbeResult
 from ragmon.monitor.store import RunRecord
 
 log = logging.getLogger("ragmon.runner")
 STATUSES = ("ok", "failed", "timeout")
+
+
+class _Interrupted(ProbeResult):
+    """What a run that stopped for shutdown leaves: never stored."""
 
 
 class Runner:
@@ -36,6 +40,7 @@ class Runner:
         self._stopping = threading.Event()
         self._stop_deadline = float("inf")
         self._abandoned: dict[str, threading.Thread] = {}
+        self._threads: set[threading.Thread] = set()  # every probe thread ever started
         self._inflight = 0
         self._idle = threading.Condition()
         self.runs_total = Counter(
@@ -61,6 +66,11 @@ class Runner:
         """Refuse new runs; runs still going after ``grace`` seconds are not stored."""
         self._stop_deadline = time.monotonic() + grace
         self._stopping.set()
+
+    def threads_alive(self) -> int:
+        """Probe threads still running, abandoned ones included (they may be in native code:
+        a FAISS search, a torch forward pass)."""
+        return sum(t.is_alive() for t in list(self._threads))
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no run is in flight; False if some still are after ``timeout``."""
@@ -122,10 +132,12 @@ class Runner:
         timeout = float(probe.config.timeout)
         outcome: list[ProbeResult] = []
         thread = threading.Thread(
-            target=self._body, args=(probe, Deadline(timeout), outcome),
+            target=self._body, args=(probe, Deadline(timeout, self._stopping), outcome),
             name=f"probe:{probe.name}", daemon=True,
         )
         limit = time.monotonic() + timeout
+        self._threads = {t for t in self._threads if t.is_alive()}
+        self._threads.add(thread)
         thread.start()
         while thread.is_alive():
             thread.join(0.1)
@@ -135,12 +147,15 @@ class Runner:
             if now > limit and thread.is_alive():
                 self._abandoned[probe.name] = thread
                 return ProbeResult(status="timeout", error=f"timed out after {timeout:g}s")
-        return outcome[0]
+        result = outcome[0] if outcome else None
+        return None if result is None or isinstance(result, _Interrupted) else result
 
     @staticmethod
     def _body(probe: Probe, deadline: Deadline, outcome: list[ProbeResult]) -> None:
         try:
             result = probe.run(deadline)
+        except ProbeInterrupted:
+            result = _Interrupted()  # the daemon is stopping: nothing to store
         except ProbeTimeout as exc:
             result = ProbeResult(status="timeout", error=str(exc))
         except RagmonError as exc:

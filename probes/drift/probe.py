@@ -9,6 +9,7 @@ persistence rule; coverage of the index for query traffic; store and export.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,13 @@ from ragmon.probes.drift.tables import DriftClusterShift, DriftStatistic
 from ragmon.probes.references import Reference, save_reference
 
 LABELS = ("source", "method")
+
+
+def window_seed(seed: int, probe: str, window: datetime) -> int:
+    """The random seed of one window's resampling: fixed by the configured seed, the probe and
+    the window, so a run can be reproduced and two probes never share permutations."""
+    key = f"{seed}:{probe}:{window.isoformat()}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:4], "big")
 
 
 @dataclass
@@ -103,7 +111,7 @@ class DriftProbe(Probe):
         cfg: DriftConfig = self.config
         cal = alarms.calibrate(cfg.alarm.false_alarms, cfg.alarm.per, cfg.interval,
                                cfg.alarm.rule, cfg.alarm.k, cfg.alarm.n, cfg.alarm.cusum_drift)
-        seed = cfg.seed + int(now.timestamp())
+        seed = window_seed(cfg.seed, self.name, current.start or current.end)
         rows: list[DriftStatistic] = []
         shifts: dict[int, list[DriftClusterShift]] = {}
         methods: dict[str, Any] = {}
@@ -209,8 +217,9 @@ class DriftProbe(Probe):
                                  [str(i) for i in range(len(cfg.texts))])
         if cfg.source == "index":
             assert cfg.target is not None
-            seed = cfg.seed + int(now.timestamp())
-            sample = self.context.target(cfg.target).sample(cfg.window_size, seed)
+            # an index window is the sample taken at this time
+            sample = self.context.target(cfg.target).sample(
+                cfg.window_size, window_seed(cfg.seed, self.name, now))
             return CurrentWindow(sample.vectors, fingerprint, None, now, [None] * len(sample.ids),
                                  list(sample.ids))
         if cfg.queries.jsonl is not None:

@@ -33,6 +33,9 @@ from ragmon.probes.recall.metrics import break_ties, mean_metrics, query_metrics
 
 __all__ = ["RecallConfig", "RecallProbe"]
 
+#: Queries embedded per call: the run checks its deadline (and a stopping daemon) between.
+EMBED_CHUNK = 256
+
 
 def _spec(help: str, *labels: str) -> MetricSpec:
     return MetricSpec(help, labels)
@@ -103,7 +106,7 @@ class RecallProbe(Probe):
         return golden, None
 
     def _embed(
-        self, golden: GoldenSet, desc: Description, target: VectorTarget
+        self, golden: GoldenSet, desc: Description, target: VectorTarget, deadline: Deadline
     ) -> tuple[np.ndarray | None, str | None]:
         """Query vectors, one row per golden query (None: a text-input target and no
         embedder, so the engine embeds the texts itself and nothing is compared by vector)."""
@@ -120,7 +123,12 @@ class RecallProbe(Probe):
                     return None, None
                 raise GoldenSetError(golden.source, None, f"queries have text but {exc}; "
                                      "set 'embedder' on the probe or its target") from None
-            encoded = embedder.encode([_text(golden, queries[i]) for i in need])
+            texts = [_text(golden, queries[i]) for i in need]
+            parts = []
+            for start in range(0, len(texts), EMBED_CHUNK):  # a stop or timeout between chunks
+                deadline.check("embedding queries")
+                parts.append(embedder.encode(texts[start:start + EMBED_CHUNK]))
+            encoded = np.concatenate(parts)
             fingerprint = embedder.fingerprint_id()
             if dim is not None and encoded.shape[1] != dim:
                 raise DimensionMismatch(self.config.target, encoded.shape[1], dim)
@@ -145,7 +153,7 @@ class RecallProbe(Probe):
         target = self.context.target(cfg.target)
         desc = target.describe()
         check_id_type(golden, desc.id_type, cfg.target)
-        vectors, emb_fp = self._embed(golden, desc, target)
+        vectors, emb_fp = self._embed(golden, desc, target, deadline)
         deadline.check("embedding")
         exact = bool(target.supports_exact)
         searched = search_all(target, golden.queries, vectors, max(cfg.k), cfg.search_batch,
