@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Insert, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ragmon.alerts.config import AlertsConfig, RuleConfig
@@ -27,7 +27,7 @@ from ragmon.alerts.sinks import Notification, build_sink
 from ragmon.alerts.tables import AlertNotification, AlertState
 from ragmon.alerts.templates import render
 from ragmon.monitor.common import iso, jsonable, utc
-from ragmon.monitor.store import RunRecord, Store
+from ragmon.monitor.store import RunRecord, Store, insert_ignore
 
 log = logging.getLogger("ragmon.alerts")
 
@@ -83,7 +83,7 @@ class AlertEngine:
         with self.store.session() as s:
             # Rows are created and locked in one order, so replicas cannot deadlock.
             for fp, (labels, _) in sorted(observed.items()):
-                _insert_ignore(s, AlertState, dict(
+                insert_ignore(s, AlertState, dict(
                     rule=name, fingerprint=fp, labels=labels, state="inactive", details={}
                 ), ["rule", "fingerprint"])
             rows = s.scalars(
@@ -158,7 +158,7 @@ class AlertEngine:
             if event == "resolved" and not self._resolve_needed(s, name, row, sink):
                 continue
             key = "\0".join([name, row.fingerprint, episode, event, str(seq), sink])
-            queued += _insert_ignore(s, AlertNotification, dict(
+            queued += insert_ignore(s, AlertNotification, dict(
                 dedup_key=hashlib.sha256(key.encode()).hexdigest(), rule=name,
                 fingerprint=row.fingerprint, sink=sink, event=event,
                 payload=notification.to_payload(), created_at=now, status="pending",
@@ -233,20 +233,5 @@ def _values_by_name(record: RunRecord) -> dict[str, list[dict[str, Any]]]:
     for name, labels, value in record.values:
         out.setdefault(name, []).append({"labels": dict(labels), "value": float(value)})
     return out
-
-
-def _insert_ignore(s: Session, model: type[AlertState] | type[AlertNotification],
-                   values: dict[str, Any], keys: list[str]) -> int:
-    """INSERT that does nothing when the unique key exists (another replica was first)."""
-    statement: Insert  # the dialects' own INSERTs; both have ON CONFLICT DO NOTHING
-    if s.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-        statement = pg_insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-        statement = sqlite_insert(model).values(**values).on_conflict_do_nothing(
-            index_elements=keys)
-    # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
-    return len(s.execute(statement.returning(model.id)).all())
 
 

@@ -233,6 +233,23 @@ class Store:
             return len(ids)
 
 
+def insert_ignore(s: Session, model: type[Any], values: dict[str, Any], keys: list[str]) -> int:
+    """INSERT one row unless a row with the same unique ``keys`` exists; returns 1 if this
+    call inserted it, 0 if another writer (another replica) was first.
+
+    One statement (``ON CONFLICT DO NOTHING``) on SQLite and PostgreSQL alike: never a check
+    followed by an insert, which two replicas starting together both pass."""
+    insert_for: Any
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as insert_for
+    else:
+        from sqlalchemy.dialects.sqlite import insert as insert_for
+    statement = insert_for(model).values(**values).on_conflict_do_nothing(index_elements=keys)
+    primary_key = list(model.__table__.primary_key.columns)
+    # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
+    return len(s.execute(statement.returning(*primary_key)).all())
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -241,4 +258,4 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-__all__ = ["RunRecord", "Store", "canonical_labels", "parse_labels"]
+__all__ = ["RunRecord", "Store", "insert_ignore", "canonical_labels", "parse_labels"]

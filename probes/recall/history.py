@@ -22,7 +22,7 @@ import numpy as np
 from sqlalchemy import select
 
 from ragmon.monitor.errors import RagmonError
-from ragmon.monitor.store import Store
+from ragmon.monitor.store import Store, insert_ignore
 from ragmon.monitor.store.models import ProbeRun, QueryResult
 from ragmon.probes.recall.golden import GoldenSet
 from ragmon.probes.recall.tables import GoldenSetVersion, RecallBaseline
@@ -150,14 +150,12 @@ def load_reference(store: Store, reference_id: int | None) -> dict[str, np.ndarr
 # -- golden set versions -------------------------------------------------------------------
 
 def remember_golden(store: Store, golden: GoldenSet) -> None:
+    """Keep this version of the golden set (once, however many replicas load it at once)."""
     with store.session() as s:
-        exists = s.scalars(select(GoldenSetVersion.id).where(
-            GoldenSetVersion.name == golden.name, GoldenSetVersion.version == golden.version
-        )).first()
-        if exists is None:
-            s.add(GoldenSetVersion(name=golden.name, version=golden.version,
-                                   source=golden.source, created_at=datetime.now(UTC),
-                                   queries=golden.to_json()))
+        insert_ignore(s, GoldenSetVersion, dict(
+            name=golden.name, version=golden.version, source=golden.source,
+            created_at=datetime.now(UTC), queries=golden.to_json(),
+        ), ["name", "version"])
 
 
 def last_good_golden(store: Store, name: str) -> GoldenSet | None:
