@@ -97,7 +97,7 @@ def apply_env_overrides(
             key = next((k for k in node if _norm(k) == _norm(part)), part.lower())
             path.append(key)
             if i == len(parts) - 1:
-                node[key] = yaml.safe_load(environ[name]) if environ[name] else ""
+                node[key] = _env_value(name, environ[name], path)
             else:
                 child = node.get(key)
                 if not isinstance(child, dict):
@@ -105,6 +105,21 @@ def apply_env_overrides(
                 node = child
         origins[tuple(path)] = name
     return origins
+
+
+def _env_value(name: str, text: str, path: list[str]) -> Any:
+    """An override's value, parsed as YAML like the file's; the value itself is never quoted
+    in the error (it may be a secret)."""
+    if not text:
+        return ""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError([ConfigIssue(
+            f"environment variable {name}", _dotted(list(path)),
+            f"the value is not valid YAML ({problem}); quote it, like {name}='\"...\"'",
+        )]) from None
 
 
 def _dotted(path: list[Any]) -> str:
@@ -288,11 +303,16 @@ def load_config(
     file = Path(path)
     source = str(path)
     try:
-        text = file.read_text()
+        text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(
             [ConfigIssue(source, "", f"cannot read the config file: {exc.strerror or exc}")]
         ) from None
+    except UnicodeDecodeError as exc:
+        line = file.read_bytes()[:exc.start].count(b"\n") + 1
+        raise ConfigError([ConfigIssue(
+            f"{source}:{line}", "", f"the file is not UTF-8 (byte {exc.object[exc.start]:#04x} "
+            f"at offset {exc.start}); save it as UTF-8")]) from None
     raw = parse_yaml(text, source)
     origins = apply_env_overrides(raw, os.environ if environ is None else environ)
     config = validate_raw(raw, source, file.resolve().parent, plugins, origins)

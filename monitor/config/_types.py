@@ -36,11 +36,15 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 
 def parse_duration(value: Any) -> float:
-    """Parse a Prometheus-style duration ("500ms", "30s", "1h30m", "7d") into seconds."""
-    if isinstance(value, bool) or not isinstance(value, str):
+    """Parse a Prometheus-style duration ("500ms", "30s", "1h30m", "7d") into seconds; a plain
+    number is a number of seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, str):
         raise config_error(
             "duration",
-            "durations are strings with a unit, like '30s', '15m' or '1h'; got {value}",
+            "durations are strings with a unit, like '30s', '15m' or '1h', or a number of "
+            "seconds; got {value}",
             {"value": repr(value)},
         )
     text = value.strip()

@@ -87,44 +87,58 @@ class Store:
         try:
             with self._sessions.begin() as session:
                 yield session
-        except OperationalError as exc:
-            raise StoreUnavailable(self._unavailable(exc)) from None
         except SQLAlchemyError as exc:
-            reason = exc.orig if hasattr(exc, "orig") else exc
-            raise StoreError(f"store {self.safe_url}: {type(exc).__name__}: {reason}") from None
+            raise self._translate(exc) from None
 
-    def _unavailable(self, exc: OperationalError) -> str:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    def _translate(self, exc: SQLAlchemyError) -> StoreError:
+        """One line that names the store (password hidden), the database's own reason and
+        what to do; the kind of failure decides the advice."""
+        orig = getattr(exc, "orig", None)
+        reason = (str(orig) if orig is not None else str(exc)).strip().splitlines()[0]
         reason = redact(reason, [self.engine.url.password])
-        return (
-            f"store {self.safe_url} is unreachable: {reason}; check store.url and that "
-            "the database is running"
-        )
+        lowered = reason.lower()
+        where = f"store {self.safe_url}"
+        if "file is not a database" in lowered or "file is encrypted" in lowered:
+            return StoreError(f"{where} is not a SQLite database ({reason}); point store.url "
+                              "at a ragmon database or at a new file")
+        if any(s in lowered for s in ("disk is full", "no space left", "could not extend")):
+            return StoreError(f"{where}: the disk is full ({reason}); free space on its volume "
+                              "or lower store.retention")
+        if "readonly" in lowered or "read-only" in lowered:
+            return StoreError(f"{where} is read-only ({reason}); make the file and its "
+                              "folder writable, or use a writable database")
+        if isinstance(exc, OperationalError):
+            return StoreUnavailable(f"{where} is unreachable: {reason}; check store.url and "
+                                    "that the database is running")
+        return StoreError(f"{where}: {type(orig or exc).__name__}: {reason}")
 
     def ping(self) -> None:
         try:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
-        except OperationalError as exc:
-            raise StoreUnavailable(self._unavailable(exc)) from None
+        except SQLAlchemyError as exc:
+            raise self._translate(exc) from None
 
     def migrate(self, revision: str = "head") -> None:
         """Upgrade the schema (on PostgreSQL under an advisory lock, so replicas can race)."""
         self.ping()
         try:
             migrate.upgrade(self.engine, self.safe_url, revision)
-        except OperationalError as exc:
-            raise StoreUnavailable(self._unavailable(exc)) from None
+        except SQLAlchemyError as exc:
+            raise self._translate(exc) from None
 
     def revision(self) -> str | None:
         try:
             return migrate.current_revision(self.engine)
-        except OperationalError as exc:
-            raise StoreUnavailable(self._unavailable(exc)) from None
+        except SQLAlchemyError as exc:
+            raise self._translate(exc) from None
 
     def require_head(self) -> None:
         """Raise SchemaError unless the schema is exactly at this ragmon's head."""
-        current = migrate.check_known(self.engine, self.safe_url)
+        try:
+            current = migrate.check_known(self.engine, self.safe_url)
+        except SQLAlchemyError as exc:
+            raise self._translate(exc) from None
         head = migrate.head_revision()
         if current != head:
             raise SchemaError(

@@ -53,9 +53,14 @@ BAD_CONFIGS = [
       "'61': the last value (61) is higher than the maximum value (59))"]),
     ("both schedules", GOOD.replace("every: 1m", "every: 1m, cron: '* * * * *'"),
      ["{f}: probes.canary: give either 'every' or 'cron', not both"]),
-    ("duration without unit", GOOD.replace("every: 1m", "every: 60"),
-     ["{f}: probes.canary.every: durations are strings with a unit, like '30s', '15m' or '1h'; "
-      "got 60"]),
+    ("duration that is a list", GOOD.replace("every: 1m", "every: [1, m]"),
+     ["{f}: probes.canary.every: durations are strings with a unit, like '30s', '15m' or '1h', "
+      "or a number of seconds; got [1, 'm']"]),
+    ("store url not a url", GOOD + "store: {url: notaurl}\n",
+     ["{f}: store.url: not a database URL; use sqlite:///PATH or postgresql://USER@HOST/DB"]),
+    ("store url of another database", GOOD + "store: {url: 'mysql://u:pw-9@h/db'}\n",
+     ["{f}: store.url: ragmon keeps history in SQLite or PostgreSQL, not 'mysql'; use "
+      "sqlite:///PATH or postgresql://USER@HOST/DB"]),
     ("negative timeout", GOOD.replace("timeout: 30s", "timeout: -5s"),
      ["{f}: probes.canary.timeout: must be a positive duration, like '30s', got '-5s'"]),
     ("missing model path", GOOD.replace("model: all-MiniLM-L6-v2", "model: ./models/nope"),
@@ -220,3 +225,27 @@ def test_no_config_error_echoes_a_secret(tmp_path: Path, case: str, sections: di
     text = str(info.value)
     assert text.startswith("ragmon.yaml: ")
     assert SECRET not in text
+
+
+def test_a_duration_may_be_a_number_of_seconds(tmp_path: Path) -> None:
+    """docs/config.md says so; `every: 30` used to be rejected."""
+    config = load_config(write(tmp_path, GOOD.replace("every: 1m", "every: 30")), environ={})
+    assert config.probes["canary"].every == 30.0
+    config = load_config(write(tmp_path, GOOD.replace("every: 1m", "every: 2.5")), environ={})
+    assert config.probes["canary"].every == 2.5
+
+
+def test_an_override_that_is_not_yaml_names_the_variable_not_the_value(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    assert errors_of(path, {"RAGMON_SERVER__LISTEN": "[s3cret-unclosed"}) == [
+        "environment variable RAGMON_SERVER__LISTEN: server.listen: the value is not valid "
+        "YAML (expected ',' or ']', but got '<stream end>'); quote it, like "
+        "RAGMON_SERVER__LISTEN='\"...\"'"]
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "ragmon.yaml"
+    path.write_bytes(GOOD.encode() + b"# caf\xe9\n")
+    [error] = errors_of(path)
+    assert error == f"{path}:6: the file is not UTF-8 (byte 0xe9 at offset {len(GOOD) + 5}); " \
+                    "save it as UTF-8"

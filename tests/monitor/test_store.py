@@ -17,9 +17,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from ragmon.monitor.errors import SchemaError, StoreUnavailable
-from ragmon.monitor.store import RunRecord, Store, migrate
 from ragmon.monitor.app import metadata
+from ragmon.monitor.errors import SchemaError, StoreError, StoreUnavailable
+from ragmon.monitor.store import RunRecord, Store, migrate
 from ragmon.probes.references import latest_reference, save_reference
 
 REPO = Path(__file__).resolve().parents[2]
@@ -212,3 +212,36 @@ def test_installed_wheel_migrates_from_any_directory(tmp_path: Path) -> None:
     ).stdout
     assert f"-> {migrate.head_revision()}" in proc.stdout
     assert (tmp_path / "installed.db").exists()
+
+
+def test_a_file_that_is_not_a_database_is_one_line_through_the_cli(tmp_path: Path) -> None:
+    (tmp_path / "notes.db").write_text("these are notes, not a database " * 10)
+    config = tmp_path / "ragmon.yaml"
+    config.write_text("store: {url: 'sqlite:///notes.db'}\n")
+    proc = subprocess.run([sys.executable, "-m", "ragmon.monitor", "migrate", "-c", str(config)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        f"ragmon: error: store sqlite:///{tmp_path / 'notes.db'} is not a SQLite database (file "
+        "is not a database); point store.url at a ragmon database or at a new file\n")
+
+
+def test_a_full_disk_is_named_as_such_and_nothing_is_half_written(tmp_path: Path) -> None:
+    """SQLite's own limit (max_page_count) gives the real "database or disk is full"."""
+    from sqlalchemy import event
+
+    store = Store(f"sqlite:///{tmp_path / 'ragmon.db'}")
+    store.migrate()
+    now = datetime.now(UTC)
+    store.record_run(RunRecord("p", "canary", None, now, now, "ok"))
+    event.listen(store.engine, "connect",
+                 lambda conn, _: conn.execute("PRAGMA max_page_count = 1"))
+    store.engine.dispose()  # new connections get the limit
+    big = RunRecord("p", "canary", None, now, now, "ok", details={"blob": "x" * 200_000})
+    try:
+        with pytest.raises(StoreError, match=r"the disk is full \(database or disk is full\); "
+                                             r"free space on its volume or lower store.retention"):
+            store.record_run(big)
+        assert len(store.runs("p")) == 1  # the failed run is absent, not half-written
+    finally:
+        store.close()
