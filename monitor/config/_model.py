@@ -52,7 +52,22 @@ class StoreConfig(Strict):
     @field_validator("url", mode="after")
     @classmethod
     def _sqlite_path(cls, url: SecretStr, info: ValidationInfo) -> SecretStr:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         raw = url.get_secret_value()
+        try:  # the URL is a secret: the errors below never quote it
+            backend = make_url(raw).get_backend_name()
+        except ArgumentError:
+            raise config_error(
+                "store_url", "not a database URL; use sqlite:///PATH or "
+                "postgresql://USER@HOST/DB",
+            ) from None
+        if backend not in ("sqlite", "postgresql"):
+            raise config_error(
+                "store_url", "ragmon keeps history in SQLite or PostgreSQL, not {backend}; use "
+                "sqlite:///PATH or postgresql://USER@HOST/DB", {"backend": repr(backend)},
+            )
         if not raw.startswith("sqlite:///") or raw == "sqlite:///:memory:":
             return url
         path = Path(raw.removeprefix("sqlite:///").split("?")[0])
