@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -249,3 +250,72 @@ def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
     [error] = errors_of(path)
     assert error == f"{path}:6: the file is not UTF-8 (byte 0xe9 at offset {len(GOOD) + 5}); " \
                     "save it as UTF-8"
+
+
+def _secret_paths(model: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Key paths of every secret field in a config model, nested sections included."""
+    import typing
+
+    from pydantic import BaseModel, SecretStr
+
+    found = []
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        args = {a for a in typing.get_args(field.annotation)} | {field.annotation}
+        flat = set(args)
+        for a in args:
+            flat |= set(typing.get_args(a))
+        if SecretStr in flat:
+            found.append((*prefix, key))
+        for a in flat:
+            if isinstance(a, type) and issubclass(a, BaseModel):
+                found += _secret_paths(a, (*prefix, key))
+    return found
+
+
+def _planted(paths: list[tuple[str, ...]], kind: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"kind": kind, "no_such_key": 1}
+    for path in paths:
+        node = entry
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = SECRET
+    return entry
+
+
+def _kinded_sections() -> list[tuple[str, str, dict[str, Any]]]:
+    from ragmon.monitor.app import default_plugins
+
+    plugins = default_plugins()
+    cases = []
+    for section, registry in (("targets", plugins.targets), ("embedders", plugins.embedders),
+                              ("probes", plugins.probes)):
+        for kind, spec in registry.items():
+            paths = _secret_paths(spec.params)
+            if paths:
+                cases.append((section, kind, _planted(paths, kind)))
+    for kind, spec in plugins.other_kinds["sink"].items():
+        paths = _secret_paths(spec.params)
+        if paths:
+            cases.append(("alerts.sinks", kind, _planted(paths, kind)))
+    return cases
+
+
+@pytest.mark.parametrize(("section", "kind", "entry"), _kinded_sections(),
+                         ids=[f"{c[0]}:{c[1]}" for c in _kinded_sections()])
+def test_every_secret_field_of_every_kind_stays_out_of_errors(
+    tmp_path: Path, section: str, kind: str, entry: dict
+) -> None:
+    """A literal secret in every secret field of the kind, next to an unknown key and with
+    required keys missing: the errors name keys, never the secret."""
+    from ragmon.monitor.app import validate_raw
+
+    raw: dict[str, Any] = {}
+    node = raw
+    for part in section.split("."):
+        node = node.setdefault(part, {})
+    node["x"] = entry
+    with pytest.raises(ConfigError) as info:
+        validate_raw(raw, "ragmon.yaml", tmp_path)
+    assert "no_such_key: unknown key" in str(info.value)
+    assert SECRET not in str(info.value)
