@@ -160,17 +160,35 @@ class RuleConfig(Strict):
 
 
 class DeliveryConfig(Strict):
-    """How notifications are retried. Backoff doubles per attempt up to ``max_backoff``."""
+    """How notifications are retried. Backoff doubles per attempt up to ``max_backoff``.
+
+    A send must end while its claim (the lease) still holds, or another replica could claim
+    and send the notification again; so ``timeout`` is at most half the lease, leaving the
+    other half for clock skew between replicas and for recording the result."""
 
     max_attempts: int = Field(default=10, ge=1, le=1000, description=(
         "Attempts per notification before it is marked failed."))
     backoff: Duration = Field(default=2.0, description="Wait before the first retry.")
     max_backoff: Duration = Field(default=300.0, description="Longest wait between retries.")
     timeout: Duration = Field(default=10.0, description=(
-        "Time limit of one delivery (HTTP request or SMTP session); a sink may set its own."))
+        "Time limit of one delivery (HTTP request or SMTP session), start to end however "
+        "slowly the receiver answers; at most half of `lease`. A sink may set its own."))
     lease: Duration = Field(default=120.0, description=(
-        "How long a claimed notification is reserved for the replica sending it."))
+        "How long a claimed notification is reserved for the replica sending it; no send "
+        "lasts more than half of it."))
     poll: Duration = Field(default=1.0, description="How often due notifications are checked.")
+
+    @model_validator(mode="after")
+    def _timeout_within_lease(self) -> DeliveryConfig:
+        if self.timeout > self.lease / 2:
+            raise ValidationError.from_exception_data("DeliveryConfig", [InitErrorDetails(
+                type=config_error(
+                    "timeout_lease",
+                    "{timeout} is more than half of 'lease' ({lease}): a send could outlive its "
+                    "claim and be sent again; lower 'timeout' or raise 'lease'",
+                    {"timeout": f"{self.timeout:g}s", "lease": f"{self.lease:g}s"}),
+                loc=("timeout",), input=self.timeout)])
+        return self
 
 
 class AlertsConfig(Strict):

@@ -4,7 +4,23 @@ Every replica runs one (a scheduler job every ``alerts.delivery.poll``, and righ
 the engine queues something). A worker claims a due outbox row with one conditional UPDATE
 (pending -> sending, with a lease) and only then sends, so a notification is sent by
 exactly one replica; a replica that dies mid-send leaves a lease that expires, and another
-replica retries. Sending happens on a small thread pool, never on a probe's thread.
+replica retries.
+
+Exactly once also needs the lease to outlive every send, and the result to be recorded only
+by the claim that made it:
+
+- a send ends by half the lease after its claim (its sink's timeout, capped; config
+  validation keeps ``delivery.timeout`` at most half the lease), so a row is never claimed
+  again while a send of it still runs; the other half is margin for clock skew between
+  replicas and for recording the result;
+- a claim is identified by the replica and the ``claimed_until`` it wrote; the send checks
+  it before sending, and the completion is an UPDATE conditional on it. A completion that
+  lost its claim (a stall longer than the lease) changes nothing and is counted
+  (``ragmon_notification_lost_claims_total``).
+
+Each sink sends on its own few threads, and a row is claimed only when its sink has a free
+one (so no lease runs out in a queue): a receiver that hangs holds up only its own sink.
+Sending never happens on a probe's thread.
 """
 
 from __future__ import annotations
@@ -12,8 +28,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
+import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +50,54 @@ from ragmon.monitor.store import Store
 log = logging.getLogger("ragmon.alerts")
 
 BATCH = 50
+SENDS_PER_SINK = 4  # sends in flight at once to one sink, on that sink's own threads
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim on one outbox row, as this worker made it."""
+
+    row_id: int
+    sink: str
+    until: datetime  # the claimed_until written: with the replica, it identifies the claim
+    deadline: float  # time.monotonic() by which the send must have ended
+
+
+class _Lane:
+    """One sink's own send threads. A slot is reserved before a row is claimed and freed when
+    its send is done, so rows are claimed only as fast as the sink takes them."""
+
+    def __init__(self, sink: str, size: int):
+        self.size = size
+        self.busy = 0
+        self.lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=size,
+                                       thread_name_prefix=f"ragmon-alert-send-{sink}")
+
+    def free(self) -> int:
+        with self.lock:
+            return self.size - self.busy
+
+    def reserve(self) -> bool:
+        with self.lock:
+            if self.busy >= self.size:
+                return False
+            self.busy += 1
+            return True
+
+    def release(self, *_: Any) -> None:
+        with self.lock:
+            self.busy -= 1
+
+    def run(self, fn: Callable[..., None], *args: Any) -> Future[None]:
+        """Run ``fn`` on a reserved slot; the slot is freed when it returns."""
+        try:
+            future = self.pool.submit(fn, *args)
+        except BaseException:
+            self.release()
+            raise
+        future.add_done_callback(self.release)
+        return future
 
 
 class DeliveryWorker:
@@ -53,7 +121,14 @@ class DeliveryWorker:
             name: build_sink(name, cfg, self.delivery.timeout) for name, cfg in config.sinks.items()
         }
         self.redact = Redactor(config.secrets())
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ragmon-alert-send")
+        # A send must end by half the lease after its claim, whatever its sink's own timeout.
+        self.send_limit = self.delivery.lease / 2
+        for name, sink in self.sinks.items():
+            if sink.timeout > self.send_limit:
+                log.warning("sink %r: timeout %gs is more than half the delivery lease (%gs); "
+                            "its sends are cut at %gs", name, sink.timeout,
+                            self.delivery.lease, self.send_limit)
+        self._lanes = {name: _Lane(name, SENDS_PER_SINK) for name in self.sinks}
 
     # --- lifecycle -----------------------------------------------------------------------
     def deliver_due(self) -> None:
@@ -80,81 +155,135 @@ class DeliveryWorker:
 
     def close(self, wait: bool = True) -> None:
         """Stop the send threads (a claimed but unsent row is retried when its lease ends)."""
-        self._pool.shutdown(wait=wait, cancel_futures=True)
+        for lane in self._lanes.values():
+            lane.pool.shutdown(wait=wait, cancel_futures=True)
 
     # --- one pass ------------------------------------------------------------------------
     def run_once(self, wait_for_sends: bool = True) -> int:
-        """Claim every due notification and send it; returns how many were claimed."""
+        """Claim the due notifications that their sinks have a free thread for, and send
+        them; returns how many were claimed."""
         now = datetime.now(UTC)
-        with self.store.session() as s:
-            ids = list(s.scalars(
-                select(Row.id).where(_due(now)).order_by(Row.id).limit(BATCH)
-            ).all())
-        claimed = [i for i in ids if self._claim(i, now)]
-        futures = [self._pool.submit(self._deliver, i) for i in claimed]
+        dropped = self._drop_unconfigured(now)
+        claims: list[tuple[_Lane, Claim]] = []
+        for name, lane in self._lanes.items():
+            free = lane.free()
+            if not free:
+                continue  # this sink is busy: its rows wait, unclaimed, for a free thread
+            with self.store.session() as s:
+                ids = list(s.scalars(select(Row.id).where(Row.sink == name, _due(now))
+                                     .order_by(Row.id).limit(free)).all())
+            for row_id in ids:
+                if not lane.reserve():
+                    break
+                claim = self._claim(row_id, name)
+                if claim is None:
+                    lane.release()
+                    continue
+                claims.append((lane, claim))
+        futures = [lane.run(self._deliver, claim) for lane, claim in claims]
         if wait_for_sends:
             wait(futures)
-        return len(claimed)
+        return dropped + len(futures)
 
-    def _claim(self, row_id: int, now: datetime) -> bool:
+    def _drop_unconfigured(self, now: datetime) -> int:
+        """Notifications to a sink that is no longer configured fail at once."""
+        with self.store.session() as s:
+            rows = s.execute(select(Row.id, Row.sink, Row.attempts).where(
+                Row.sink.not_in(list(self.sinks)), _due(now)).order_by(Row.id).limit(BATCH)).all()
+        claimed = 0
+        for row_id, sink, attempts in rows:
+            claim = self._claim(row_id, sink)
+            if claim is not None:
+                claimed += 1
+                self._finish(claim, attempts, f"sink {sink!r} is not configured", give_up=True)
+        return claimed
+
+    def _claim(self, row_id: int, sink: str) -> Claim | None:
+        now, started = datetime.now(UTC), time.monotonic()
+        until = now + timedelta(seconds=self.delivery.lease)
         with self.store.session() as s:
             result = s.execute(
                 update(Row).where(Row.id == row_id, _due(now)).values(
-                    status="sending", claimed_by=self.replica,
-                    claimed_until=now + timedelta(seconds=self.delivery.lease),
+                    status="sending", claimed_by=self.replica, claimed_until=until,
                 )
             )
             assert isinstance(result, CursorResult)  # an UPDATE has a rowcount
-            return bool(result.rowcount == 1)
+            if result.rowcount != 1:
+                return None
+        return Claim(row_id, sink, until, started + self.send_limit)
 
-    def _deliver(self, row_id: int) -> None:
+    def _held(self, claim: Claim) -> Any:
+        """The row is still under ``claim``: the condition of every write a send makes."""
+        return and_(Row.id == claim.row_id, Row.status == "sending",
+                    Row.claimed_by == self.replica, Row.claimed_until == claim.until)
+
+    def _deliver(self, claim: Claim) -> None:
         try:
             with self.store.session() as s:
-                row = s.get(Row, row_id)
-                assert row is not None
-                sink_name, payload, attempts = row.sink, dict(row.payload), row.attempts
-                if row.event == "firing" and _resolved_later(s, row):
-                    row.status, row.claimed_until = "superseded", None
+                row = s.scalars(select(Row).where(self._held(claim))).one_or_none()
+                if row is None:
+                    self._lost(claim, "before sending")
                     return
-            sink = self.sinks.get(sink_name)
-            if sink is None:
-                self._finish(row_id, sink_name, attempts, f"sink {sink_name!r} is not configured",
-                             give_up=True)
+                payload, attempts = dict(row.payload), row.attempts
+                superseded = row.event == "firing" and _resolved_later(s, row)
+            if superseded:
+                self._record(claim, {"status": "superseded", "claimed_until": None})
                 return
+            sink = self.sinks[claim.sink]
             try:
-                sink.send(Notification.from_payload(payload))
+                if time.monotonic() >= claim.deadline:
+                    raise TimeoutError("no time left to send before the lease ends")
+                sink.send(Notification.from_payload(payload), deadline=claim.deadline)
             except Exception as exc:  # noqa: BLE001 - recorded and retried, never raised
                 error = self.redact(str(exc)) or type(exc).__name__
-                self._finish(row_id, sink_name, attempts, error)
+                self._finish(claim, attempts, error)
             else:
-                self._finish(row_id, sink_name, attempts, None)
+                self._finish(claim, attempts, None)
         except Exception as exc:  # noqa: BLE001 - the lease expires and a worker retries
-            log.warning("alert delivery of notification %s: %s", row_id, self.redact(str(exc)))
+            log.warning("alert delivery of notification %s: %s", claim.row_id,
+                        self.redact(str(exc)))
 
-    def _finish(self, row_id: int, sink: str, attempts: int, error: str | None,
+    def _finish(self, claim: Claim, attempts: int, error: str | None,
                 give_up: bool = False) -> None:
         now = datetime.now(UTC)
         attempts += 1
         values: dict[str, Any] = {"attempts": attempts, "claimed_until": None}
+        delay = 0.0
         if error is None:
             values.update(status="sent", sent_at=now)
             outcome = "sent"
         elif give_up or attempts >= self.delivery.max_attempts:
             values.update(status="failed", last_error=error[:2000])
             outcome = "dropped"
-            log.error("alert notification %s to sink %r failed %d times, giving up: %s",
-                      row_id, sink, attempts, error)
         else:
             delay = min(self.delivery.max_backoff, self.delivery.backoff * 2 ** (attempts - 1))
             values.update(status="pending", last_error=error[:2000],
                           next_attempt_at=now + timedelta(seconds=delay))
             outcome = "failed"
+        if not self._record(claim, values, f"{outcome}: {error}" if error else outcome):
+            return
+        self.stats.delivered(claim.sink, outcome)
+        if outcome == "dropped":
+            log.error("alert notification %s to sink %r failed %d times, giving up: %s",
+                      claim.row_id, claim.sink, attempts, error)
+        elif outcome == "failed":
             log.warning("alert notification %s to sink %r failed (attempt %d), retrying in "
-                        "%.3gs: %s", row_id, sink, attempts, delay, error)
-        self.stats.delivered(sink, outcome)
+                        "%.3gs: %s", claim.row_id, claim.sink, attempts, delay, error)
+
+    def _record(self, claim: Claim, values: dict[str, Any], what: str = "") -> bool:
+        """Write ``values`` if the row is still under ``claim``; else change nothing."""
         with self.store.session() as s:
-            s.execute(update(Row).where(Row.id == row_id, Row.claimed_by == self.replica)
-                      .values(**values))
+            result = s.execute(update(Row).where(self._held(claim)).values(**values))
+            assert isinstance(result, CursorResult)  # an UPDATE has a rowcount
+            if result.rowcount == 1:
+                return True
+        self._lost(claim, f"before its result ({what or values.get('status')}) was recorded")
+        return False
+
+    def _lost(self, claim: Claim, when: str) -> None:
+        self.stats.lost_claim(claim.sink)
+        log.warning("alert notification %s to sink %r: the claim ended %s; whoever holds the "
+                    "row now decides", claim.row_id, claim.sink, when)
 
 
 def _resolved_later(s: Any, row: Row) -> bool:

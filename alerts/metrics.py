@@ -2,8 +2,9 @@
 
 ``ragmon_alerts_firing{rule,severity}`` and ``ragmon_alerts_pending{rule,severity}`` and
 ``ragmon_notifications_queued{sink}`` come from the store (shared by replicas);
-``ragmon_notifications_total{sink,outcome}``, ``ragmon_notification_failures_total{sink}``
-and ``ragmon_alert_evaluation_failures_total`` count what this process did.
+``ragmon_notifications_total{sink,outcome}``, ``ragmon_notification_failures_total{sink}``,
+``ragmon_notification_lost_claims_total{sink}`` and ``ragmon_alert_evaluation_failures_total``
+count what this process did.
 """
 
 from __future__ import annotations
@@ -29,11 +30,17 @@ class AlertStats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.notifications: Counter[tuple[str, str]] = Counter()
+        self.lost_claims: Counter[str] = Counter()
         self.evaluation_failures = 0
 
     def delivered(self, sink: str, outcome: str) -> None:
         with self._lock:
             self.notifications[(sink, outcome)] += 1
+
+    def lost_claim(self, sink: str) -> None:
+        """A send's result was not recorded: its claim on the row had ended."""
+        with self._lock:
+            self.lost_claims[sink] += 1
 
     def evaluation_failed(self) -> None:
         with self._lock:
@@ -63,13 +70,20 @@ class AlertCollector(Collector):
         failures = CounterMetricFamily(
             "ragmon_notification_failures", "Failed notification delivery attempts.",
             labels=["sink"])
-        sinks = sorted(set(self.sinks) | {s for s, _ in self.stats.notifications})
+        lost = CounterMetricFamily(
+            "ragmon_notification_lost_claims", "Delivery results not recorded because the "
+            "claim on the notification had ended (its current holder decides).",
+            labels=["sink"])
+        sinks = sorted(set(self.sinks) | {s for s, _ in self.stats.notifications}
+                       | set(self.stats.lost_claims))
         for sink in sinks:
             for outcome in OUTCOMES:
                 total.add_metric([sink, outcome], self.stats.notifications[(sink, outcome)])
             failures.add_metric([sink], self.stats.failures(sink))
+            lost.add_metric([sink], self.stats.lost_claims[sink])
         yield total
         yield failures
+        yield lost
         yield CounterMetricFamily(
             "ragmon_alert_evaluation_failures", "Alert rule evaluations that raised.",
             value=self.stats.evaluation_failures)

@@ -26,7 +26,9 @@ class AlertmanagerConfig(KindConfig):
         "A firing alert ends by itself this long after it was last posted; keep it longer "
         "than the repeat interval."))
     timeout: Duration | None = Field(default=None, description=(
-        "Time limit of one request (default: `alerts.delivery.timeout`)."))
+        "Time limit of one request, start to end however slowly the receiver answers "
+        "(default: `alerts.delivery.timeout`; at most half of `alerts.delivery.lease` is "
+        "used)."))
 
 
 def alertmanager_alert(n: Notification, ttl: float) -> dict[str, Any]:
@@ -53,10 +55,10 @@ class AlertmanagerSink(Sink):
     def send_resolved(self) -> bool:
         return True  # Alertmanager must hear the resolve, or it waits for endsAt
 
-    def send(self, notification: Notification) -> None:
+    def send(self, notification: Notification, deadline: float | None = None) -> None:
         cfg: AlertmanagerConfig = self.config
         headers = {}
         if cfg.bearer_token is not None:
             headers["Authorization"] = f"Bearer {cfg.bearer_token.get_secret_value()}"
         url = cfg.url.get_secret_value().rstrip("/") + "/api/v2/alerts"
-        self.post_json(url, [alertmanager_alert(notification, cfg.ttl)], headers)
+        self.post_json(url, [alertmanager_alert(notification, cfg.ttl)], headers, deadline)

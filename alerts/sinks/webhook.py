@@ -56,14 +56,16 @@ class WebhookConfig(KindConfig):
     headers: dict[str, Secret] = Field(default_factory=dict, description="Extra headers.")
     send_resolved: bool = Field(default=True, description="Also notify when an alert resolves.")
     timeout: Duration | None = Field(default=None, description=(
-        "Time limit of one request (default: `alerts.delivery.timeout`)."))
+        "Time limit of one request, start to end however slowly the receiver answers "
+        "(default: `alerts.delivery.timeout`; at most half of `alerts.delivery.lease` is "
+        "used)."))
 
 
 class WebhookSink(Sink):
     kind = "webhook"
     Config = WebhookConfig
 
-    def send(self, notification: Notification) -> None:
+    def send(self, notification: Notification, deadline: float | None = None) -> None:
         cfg: WebhookConfig = self.config
         body = json.dumps(webhook_body(self.name, notification), sort_keys=True).encode()
         headers = {k: v.get_secret_value() for k, v in cfg.headers.items()}
@@ -71,7 +73,7 @@ class WebhookSink(Sink):
             timestamp = str(int(time.time()))
             headers[TIMESTAMP_HEADER] = timestamp
             headers[SIGNATURE_HEADER] = sign(cfg.hmac_secret.get_secret_value(), timestamp, body)
-        self.post_json(cfg.url.get_secret_value(), body, headers)
+        self.post_json(cfg.url.get_secret_value(), body, headers, deadline)
 
 
 class SlackConfig(KindConfig):
@@ -84,7 +86,9 @@ class SlackConfig(KindConfig):
     icon_emoji: str | None = Field(default=None, description="Like `:rotating_light:`.")
     send_resolved: bool = Field(default=True, description="Also notify when an alert resolves.")
     timeout: Duration | None = Field(default=None, description=(
-        "Time limit of one request (default: `alerts.delivery.timeout`)."))
+        "Time limit of one request, start to end however slowly the receiver answers "
+        "(default: `alerts.delivery.timeout`; at most half of `alerts.delivery.lease` is "
+        "used)."))
 
 
 _COLORS = {"critical": "#d63232", "warning": "#e8a317", "info": "#439fe0"}
@@ -125,6 +129,7 @@ class SlackSink(Sink):
     kind = "slack"
     Config = SlackConfig
 
-    def send(self, notification: Notification) -> None:
+    def send(self, notification: Notification, deadline: float | None = None) -> None:
         cfg: SlackConfig = self.config
-        self.post_json(cfg.url.get_secret_value(), slack_body(notification, cfg))
+        self.post_json(cfg.url.get_secret_value(), slack_body(notification, cfg),
+                       deadline=deadline)

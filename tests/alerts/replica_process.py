@@ -9,7 +9,8 @@ recall run (as if this replica had run the probe), prints ``evaluated`` and wait
 JSON line: the replica, how many notifications it queued and how many it claimed.
 
 ``--break-claim`` is the mutation the test must catch: the claim no longer checks that the
-row is still due, so every replica that selected a row also sends it.
+row is still due, and a send no longer checks that its claim still holds, so every replica
+that selected a row also sends it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -25,23 +26,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from alert_support import alerts_config, recall_run  # noqa: E402
 from sqlalchemy import select, update  # noqa: E402
 
-from ragmon.alerts.delivery import DeliveryWorker  # noqa: E402
+from ragmon.alerts.delivery import Claim, DeliveryWorker  # noqa: E402
 from ragmon.alerts.engine import AlertEngine  # noqa: E402
 from ragmon.alerts.tables import AlertNotification  # noqa: E402
 from ragmon.monitor.store import Store  # noqa: E402
 
 
 def break_claim() -> None:
-    """Claim a row whatever its status: the claim always "succeeds"."""
+    """Claim a row whatever its status: the claim always "succeeds", and it is never checked
+    again (before sending or when recording the result)."""
 
-    def claim(self: DeliveryWorker, row_id: int, now: datetime) -> bool:
+    def claim(self: DeliveryWorker, row_id: int, sink: str) -> Claim:
+        started = time.monotonic()
+        until = datetime.now(UTC) + timedelta(seconds=self.delivery.lease)
         with self.store.session() as s:
             s.execute(update(AlertNotification).where(AlertNotification.id == row_id).values(
-                status="sending", claimed_by=self.replica,
-                claimed_until=now + timedelta(seconds=self.delivery.lease)))
-        return True
+                status="sending", claimed_by=self.replica, claimed_until=until))
+        return Claim(row_id, sink, until, started + self.send_limit)
 
     DeliveryWorker._claim = claim  # type: ignore[method-assign]
+    DeliveryWorker._held = lambda self, claim: AlertNotification.id == claim.row_id  # type: ignore[method-assign]
 
 
 def barrier(arrived: str, release: str) -> None:

@@ -179,3 +179,20 @@ def test_config_load_rejects_rules_on_unknown_probes_and_values(tmp_path: Path) 
     assert found[1].startswith("ragmon.yaml: alerts.rules.NoSuchValue.field: probe kind "
                                "'recall' produces no value 'recall'; valid: status, ")
     assert len(found) == 2
+
+
+@pytest.mark.parametrize(("delivery", "expected"), [
+    ({"timeout": "3s", "lease": "5s"},
+     "alerts.delivery.timeout: 3s is more than half of 'lease' (5s): a send could outlive its "
+     "claim and be sent again; lower 'timeout' or raise 'lease'"),
+    ({"lease": "10s"},  # the default timeout (10s) against a short lease
+     "alerts.delivery.timeout: 10s is more than half of 'lease' (10s): a send could outlive "
+     "its claim and be sent again; lower 'timeout' or raise 'lease'"),
+])
+def test_a_delivery_timeout_must_leave_half_the_lease(
+    delivery: dict[str, Any], expected: str, tmp_path: Path
+) -> None:
+    assert issues({"delivery": delivery}, tmp_path) == [f"ragmon.yaml: {expected}"]
+    config = validate_raw({"alerts": {"delivery": {"timeout": "3s", "lease": "6s"}}},
+                          "ragmon.yaml", tmp_path)
+    assert (config.alerts.delivery.timeout, config.alerts.delivery.lease) == (3.0, 6.0)
