@@ -58,7 +58,8 @@ def test_after_run_returns_while_the_rows_are_locked(
             assert evaluated_on[0] is not probe
         (request,) = receiver.wait_for(1)  # the lock is released: it evaluates and notifies
         assert request.json()["status"] == "firing"
-        assert finished.is_set() and len(evaluated_on) == 1
+        # the notification may go out (on a send thread) before evaluate returns
+        assert finished.wait(10) and len(evaluated_on) == 1
     finally:
         runtime.close()
         store.close()
