@@ -1,6 +1,7 @@
 """The daemon: APScheduler (UTC) with one job per probe, the HTTP listener, clean shutdown.
 
-Start-up order: store (migrate or check the schema), probes, metrics, scheduler, HTTP.
+Start-up order: bind the listen address, store (migrate or check the schema), probes,
+metrics, scheduler, then serve HTTP.
 SIGTERM/SIGINT set an event the main thread waits on; shutdown stops new runs, waits up to
 ``server.shutdown_grace`` for runs in flight (a run is stored in one transaction, so it is
 either whole or absent), then exits 0. Signal handlers are installed explicitly, so this
@@ -86,12 +87,16 @@ class Daemon:
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         cfg = self.config
+        # Bound first: a taken port fails the start (one line, exit 1) before anything runs.
+        app = App(self.registry, self.healthz, self.readyz)
+        self.http = HttpServer(app, cfg.server.host, cfg.server.port, cfg.server)
         self.store = Store(cfg.store.url.get_secret_value())
         if cfg.store.migrate_on_start:
             self.store.migrate()
         else:
             self.store.require_head()
         self.context = self._given_context or ProbeContext(cfg, self.store, self.plugins)
+        app.routes = self.context.http_routes
         self.runner = Runner(self.context, self.registry, self.plugins.probes)
         self.registry.register(StoreCollector(self.store, cfg, self.plugins.metric_specs()))
         self._gauges["start_time"].set(time.time())
@@ -106,10 +111,6 @@ class Daemon:
                 self.installed.append(installed)
         self._beat()
         self.scheduler.start()
-        self.http = HttpServer(
-            App(self.registry, self.healthz, self.readyz, self.context.http_routes),
-            cfg.server.host, cfg.server.port,
-        )
         self.http.start()
         log.info("ragmon started: %d probes, store %s, listening on %s:%d",
                  len(cfg.probes), self.store.safe_url, cfg.server.host, self.http.port)

@@ -91,6 +91,25 @@ class ServerConfig(Strict):
     shutdown_grace: Duration = 10.0
     """On SIGTERM/SIGINT, how long runs in flight may finish; a run still going after it is not
     stored (never half-stored)."""
+    threads: int = Field(default=8, ge=1, le=256)
+    """Worker threads answering requests (ingest, /metrics, health checks). A slow or idle
+    client holds none: one I/O thread buffers each connection until its request is whole."""
+    backlog: int = Field(default=1024, ge=16, le=65535)
+    """Listen backlog: connections the kernel queues while `connection_limit` are open (Linux
+    caps it at `net.core.somaxconn`). A burst waits here instead of being reset."""
+    connection_limit: int = Field(default=1000, ge=16, le=100_000)
+    """Connections served at once; more wait in the backlog. Each needs a file descriptor: the
+    daemon raises its soft open-files limit to fit (up to the hard limit), else serves fewer
+    and logs a warning."""
+    channel_timeout: Duration = 60.0
+    """A connection with no traffic either way for this long is closed (idle keep-alive
+    clients, stalled uploads)."""
+    request_timeout: Duration = 30.0
+    """A request (headers and body) must arrive whole within this of its first byte, or its
+    connection is closed: a client trickling its headers cannot hold a connection for long."""
+    max_request_bytes: int = Field(default=16 << 20, ge=1024)
+    """Largest request body (bytes); a larger one gets 413 before it is read. The ingest
+    endpoint also applies each drift probe's own `queries.max_request_bytes`."""
 
     @field_validator("listen")
     @classmethod
