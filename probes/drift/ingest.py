@@ -10,7 +10,13 @@ logged once per file position.
 HTTP: ``POST /ingest/<probe>`` with ``{"queries": [{"query": ..., "vector": [...]}, ...]}``
 (or ``{"texts": [...]}`` / ``{"vectors": [[...]]}``). Bearer-token auth when the probe
 configures a token; requests larger than ``max_request_bytes`` get 413, a bad token 401,
-malformed JSON or items 400; nothing of a refused request is stored.
+a missing Content-Length 411, an invalid one, malformed or too deeply nested JSON, bad
+items or vectors of another dimension than the probe's 400; nothing of a refused request
+is stored.
+
+Dimensions: a vector must have the probe's dimension: its embedder's once the model is
+loaded, else that of the vectors in the current window, else the reference's. One batch of
+another dimension would otherwise fail every later run of the probe.
 """
 
 from __future__ import annotations
@@ -21,17 +27,21 @@ import json
 import logging
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sqlalchemy import select
 
 from ragmon.monitor.errors import DriftError
 from ragmon.monitor.store import Store
 from ragmon.probes.drift.config import DriftConfig
-from ragmon.probes.drift.state import Item, add_items, tail_state
+from ragmon.probes.drift.state import Item, add_items, tail_state, window_dimensions
+from ragmon.probes.references import ReferenceSample
 
 if TYPE_CHECKING:
+    from ragmon.monitor.context import ProbeContext
     from ragmon.monitor.daemon import Daemon
 
 log = logging.getLogger("ragmon.drift.ingest")
@@ -40,6 +50,8 @@ HEAD_BYTES = 256
 DRAIN_LIMIT = 64 << 20
 _TAIL_LOCKS: dict[str, threading.Lock] = {}
 _TAIL_LOCKS_GUARD = threading.Lock()
+# Checking a batch's dimension and storing it is one step per probe (HTTP and the tail).
+_ADD_LOCKS: dict[str, threading.Lock] = {}
 
 
 def parse_item(obj: Any, cfg: DriftConfig, where: str) -> Item:
@@ -73,6 +85,47 @@ def check_dimensions(items: list[Item], where: str) -> None:
     dims = {it.vector.size for it in items if it.vector is not None}
     if len(dims) > 1:
         raise DriftError(f"{where}: vectors of mixed dimensions {sorted(dims)}")
+
+
+def _add_lock(probe: str) -> threading.Lock:
+    with _TAIL_LOCKS_GUARD:
+        return _ADD_LOCKS.setdefault(probe, threading.Lock())
+
+
+def reference_dimension(store: Store, probe: str, source: str) -> int | None:
+    """The dimension of the probe's newest stored reference, if any."""
+    with store.session() as s:
+        dim = s.scalars(select(ReferenceSample.dimension).where(
+            ReferenceSample.probe == probe, ReferenceSample.source == source,
+        ).order_by(ReferenceSample.id.desc()).limit(1)).first()
+    return None if dim is None else int(dim)
+
+
+def expected_dimension(store: Store, probe: str, cfg: DriftConfig,
+                       embedder_dimension: int | None = None) -> tuple[int, str] | None:
+    """The dimension the probe's vectors must have, and whose it is: the embedder's (when
+    known), else the current window's (its majority), else the reference's."""
+    if embedder_dimension is not None:
+        return embedder_dimension, "its embedder's"
+    counts = window_dimensions(store, probe)
+    if counts:
+        return max(counts, key=lambda d: counts[d]), "that of its current window"
+    dim = reference_dimension(store, probe, cfg.source)
+    return (dim, "its reference's") if dim is not None else None
+
+
+def dimension_error(items: list[Item], probe: str,
+                    expected: tuple[int, str] | None) -> str | None:
+    """Why ``items`` (of one dimension) cannot join the probe's window, or None."""
+    if expected is None:
+        return None
+    dim, whose = expected
+    wrong = next((it.vector.size for it in items
+                  if it.vector is not None and it.vector.size != dim), None)
+    if wrong is None:
+        return None
+    return (f"vectors of dimension {wrong} do not fit drift probe {probe!r}, which takes "
+            f"dimension {dim} ({whose}); send vectors of the model the probe uses")
 
 
 # --- JSONL tail ------------------------------------------------------------------------------
@@ -115,10 +168,30 @@ def _poll(store: Store, probe: str, cfg: DriftConfig,
         offset = 0
     got, offset, bad = _read_lines(str(path), st.st_ino, offset, cfg, bad, logged)
     items += got
-    new_tail = {"path": str(path), "inode": st.st_ino, "offset": offset, "bad_lines": bad,
-                "head": _head(str(path), offset)}
-    add_items(store, probe, items, cfg.window_size, tail=new_tail, seed=cfg.seed)
+    with _add_lock(probe):
+        items, skipped = _fit_dimension(store, probe, cfg, items, str(path))
+        new_tail = {"path": str(path), "inode": st.st_ino, "offset": offset,
+                    "bad_lines": bad + skipped, "head": _head(str(path), offset)}
+        add_items(store, probe, items, cfg.window_size, tail=new_tail, seed=cfg.seed)
     return len(items)
+
+
+def _fit_dimension(store: Store, probe: str, cfg: DriftConfig, items: list[Item],
+                   path: str) -> tuple[list[Item], int]:
+    """The lines of ``items`` whose vector has the probe's dimension (with none known, the
+    most common one), and how many were skipped (logged; counted as bad lines)."""
+    dims = Counter(it.vector.size for it in items if it.vector is not None)
+    if not dims:
+        return items, 0
+    expected = expected_dimension(store, probe, cfg) or (dims.most_common(1)[0][0],
+                                                         "most of the lines read")
+    if set(dims) == {expected[0]}:
+        return items, 0
+    kept = [it for it in items if it.vector is None or it.vector.size == expected[0]]
+    skipped = len(items) - len(kept)
+    log.warning("skipping %d line(s) of %s: %s", skipped, path,
+                dimension_error(items, probe, expected))
+    return kept, skipped
 
 
 def _head(path: str, offset: int) -> str:
@@ -165,11 +238,13 @@ def _read_lines(path: str, inode: int, offset: int, cfg: DriftConfig, bad: int,
                     continue
                 try:
                     items.append(parse_item(json.loads(text), cfg, f"{path}:{position}"))
-                except (ValueError, DriftError) as exc:
+                except (ValueError, RecursionError, DriftError) as exc:
                     bad += 1
                     if (inode, position) not in logged:
                         logged.add((inode, position))
-                        reason = exc if isinstance(exc, DriftError) else "not valid JSON"
+                        reason = (exc if isinstance(exc, DriftError) else
+                                  "nested too deeply" if isinstance(exc, RecursionError) else
+                                  "not valid JSON")
                         log.warning("skipping a corrupt line at byte %d of %s: %s",
                                     position, path, reason)
             fh.seek(offset)
@@ -178,11 +253,14 @@ def _read_lines(path: str, inode: int, offset: int, cfg: DriftConfig, bad: int,
 
 # --- HTTP ------------------------------------------------------------------------------------
 class IngestApp:
-    """WSGI app for ``/ingest/<probe>``; ``probes`` maps names to their configs."""
+    """WSGI app for ``/ingest/<probe>``; ``probes`` maps names to their configs. With a
+    ``context``, vectors are checked against the probe's embedder once it is loaded."""
 
-    def __init__(self, store: Store, probes: dict[str, DriftConfig]):
+    def __init__(self, store: Store, probes: dict[str, DriftConfig],
+                 context: ProbeContext | None = None):
         self.store = store
         self.probes = probes
+        self.context = context
 
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -207,23 +285,53 @@ class IngestApp:
             if not hmac.compare_digest(given, expected):
                 return "401 Unauthorized", {"error": "missing or wrong bearer token"}
         limit = cfg.queries.max_request_bytes
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            return "400 Bad Request", {"error": "invalid Content-Length"}
+        declared = str(environ.get("CONTENT_LENGTH") or "").strip()
+        if not declared:
+            return "411 Length Required", {"error": "send the body with a Content-Length"}
+        if not (declared.isascii() and declared.isdigit()):
+            # A negative length would read to the end of the stream, past every limit.
+            return "400 Bad Request", {"error": f"invalid Content-Length {declared[:40]!r}: "
+                                                "not a non-negative integer"}
+        length = int(declared)
         if length > limit:
             _discard(environ["wsgi.input"], length)
             return "413 Content Too Large", {"error": f"request of {length} bytes exceeds "
                                                       f"max_request_bytes {limit}"}
         raw = environ["wsgi.input"].read(length) if length else b""
+        if len(raw) != length:
+            return "400 Bad Request", {"error": f"body of {len(raw)} bytes, Content-Length "
+                                                f"{length}"}
         try:
             items = self._items(json.loads(raw), cfg)
+        except RecursionError:
+            return "400 Bad Request", {"error": "body is nested too deeply to be a batch"}
         except ValueError:
             return "400 Bad Request", {"error": "body is not valid JSON"}
         except DriftError as exc:
             return "400 Bad Request", {"error": str(exc)}
-        add_items(self.store, name, items, cfg.window_size, seed=cfg.seed)
+        with _add_lock(name):
+            if any(it.vector is not None for it in items):
+                want = expected_dimension(self.store, name, cfg, self._embedder_dimension(cfg))
+                error = dimension_error(items, name, want)
+                if error is not None:
+                    return "400 Bad Request", {"error": error}
+            add_items(self.store, name, items, cfg.window_size, seed=cfg.seed)
         return "200 OK", {"accepted": len(items)}
+
+    def _embedder_dimension(self, cfg: DriftConfig) -> int | None:
+        """The probe's embedder's dimension when its model is loaded (never loaded here)."""
+        ctx = self.context
+        if ctx is None:
+            return None
+        name = cfg.embedder
+        if name is None and cfg.target is not None and cfg.target in ctx.config.targets:
+            name = ctx.config.targets[cfg.target].embedder
+        if name is None or name not in ctx.loaded_embedders():
+            return None
+        try:
+            return int(ctx.embedder(name).dimension)
+        except Exception:  # a broken embedder is for the probe's run to report
+            return None
 
     @staticmethod
     def _items(payload: Any, cfg: DriftConfig) -> list[Item]:
@@ -267,7 +375,7 @@ def install(daemon: Daemon) -> None:
     # An extension is installed once the daemon has opened its store and built its scheduler.
     store = daemon.store
     assert store is not None and daemon.scheduler is not None
-    daemon.context.http_routes["/ingest"] = IngestApp(store, probes)
+    daemon.context.http_routes["/ingest"] = IngestApp(store, probes, daemon.context)
     for name, cfg in probes.items():
         if cfg.queries.jsonl is None:
             continue

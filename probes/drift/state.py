@@ -11,13 +11,15 @@ most what was being written.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from ragmon.monitor.store import Store
 from ragmon.probes.drift.tables import (
@@ -28,6 +30,7 @@ from ragmon.probes.drift.tables import (
 )
 from ragmon.probes.references import Reference, ReferenceSample, latest_reference
 
+log = logging.getLogger("ragmon.drift.state")
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
@@ -117,8 +120,9 @@ def tail_state(store: Store, probe: str) -> dict[str, Any]:
         return dict(state.tail) if state is not None else {}
 
 
-def peek_window(store: Store, probe: str) -> Window:
-    """The current window's sample, left in place."""
+def peek_window(store: Store, probe: str, _repair: bool = True) -> Window:
+    """The current window's sample, left in place (a window holding vectors of several
+    dimensions is repaired first, see :func:`repair_dimensions`)."""
     now = datetime.now(UTC)
     with store.session() as s:
         state = s.get(DriftReservoirState, probe)
@@ -132,7 +136,52 @@ def peek_window(store: Store, probe: str) -> Window:
              r.item_id)
         for r in rows
     ]
+    if _repair and len({it.vector.size for it in items if it.vector is not None}) > 1:
+        repair_dimensions(store, probe)
+        return peek_window(store, probe, _repair=False)
     return Window(start, now, seen, items, tail)
+
+
+def window_dimensions(store: Store, probe: str) -> dict[int, int]:
+    """Rows of the probe's current window per vector dimension (rows without a vector are
+    not counted)."""
+    size = func.length(DriftReservoirItem.vector)
+    with store.session() as s:
+        rows = s.execute(select(size, func.count()).where(
+            DriftReservoirItem.probe == probe, DriftReservoirItem.vector.is_not(None),
+        ).group_by(size)).all()
+    return {int(n) // 4: int(count) for n, count in rows}
+
+
+def repair_dimensions(store: Store, probe: str) -> int | None:
+    """Make the window's vectors one dimension again; returns the dimension kept.
+
+    Versions before ingest checked dimensions stored whatever arrived, and one batch of
+    another dimension failed every later run of the probe. The rows of the minority
+    dimension(s) are dropped; with no majority (a tie) the window is reset. Logged.
+    """
+    with probe_lock(probe), store.session() as s:
+        rows = s.execute(select(DriftReservoirItem.slot, func.length(DriftReservoirItem.vector))
+                         .where(DriftReservoirItem.probe == probe,
+                                DriftReservoirItem.vector.is_not(None))).all()
+        counts = Counter(int(n) // 4 for _, n in rows)
+        if len(counts) < 2:
+            return next(iter(counts), None)
+        found = ", ".join(f"{n} of dimension {d}" for d, n in counts.most_common())
+        (keep, most), (_, second) = counts.most_common(2)
+        if most == second:
+            s.execute(delete(DriftReservoirItem).where(DriftReservoirItem.probe == probe))
+            state = _state(s, probe, datetime.now(UTC))
+            state.window_start, state.seen = datetime.now(UTC), 0
+            log.warning("drift probe %r: the current window held vectors of mixed dimensions "
+                        "(%s) and none is the majority; started a new window", probe, found)
+            return None
+        drop = [slot for slot, n in rows if int(n) // 4 != keep]
+        s.execute(delete(DriftReservoirItem).where(DriftReservoirItem.probe == probe,
+                                                   DriftReservoirItem.slot.in_(drop)))
+    log.warning("drift probe %r: the current window held vectors of mixed dimensions (%s); "
+                "dropped the %d row(s) not of dimension %d", probe, found, len(drop), keep)
+    return keep
 
 
 def reset_window(store: Store, probe: str, at: datetime) -> None:
