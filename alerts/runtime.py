@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -75,9 +76,14 @@ def install(daemon: Daemon) -> AlertsRuntime | None:
             id="alerts:delivery", name="alert delivery", replace_existing=True,
             misfire_grace_time=max(1, int(config.delivery.poll * 10)),
         )
+        # With the store's retention schedule: at start too, so a daemon restarted more
+        # often than the interval still cleans the outbox.
+        store = daemon.config.store
+        first: dict[str, Any] = {"next_run_time": datetime.now(UTC) + timedelta(seconds=5)} \
+            if store.retention_at_start else {}
         daemon.scheduler.add_job(
-            runtime.worker.prune, IntervalTrigger(hours=6),
-            args=[daemon.config.store.retention], id="alerts:retention",
-            name="alert outbox retention", replace_existing=True,
+            runtime.worker.prune, IntervalTrigger(seconds=store.retention_interval),
+            args=[store.retention], id="alerts:retention",
+            name="alert outbox retention", replace_existing=True, **first,
         )
     return runtime

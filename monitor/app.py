@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import MetaData
 
@@ -34,17 +34,23 @@ from ragmon.monitor.embedders import EMBEDDER_KINDS
 from ragmon.monitor.kinds import Registry
 from ragmon.monitor.plugins import Plugins, Section, probe_spec
 from ragmon.monitor.store.models import Base
+from ragmon.monitor.store.retention import RetentionPart
 from ragmon.monitor.targets import TARGET_KINDS
 from ragmon.probes import references
 from ragmon.probes.canary import CanaryProbe
 from ragmon.probes.drift import cli as drift_cli
 from ragmon.probes.drift import ingest as drift_ingest
+from ragmon.probes.drift import state as drift_state
 from ragmon.probes.drift import tables as drift_tables
 from ragmon.probes.drift.methods import DRIFT_METHODS
 from ragmon.probes.drift.probe import DriftProbe
 from ragmon.probes.recall import cli as recall_cli
+from ragmon.probes.recall import history as recall_history
 from ragmon.probes.recall import tables as recall_tables
 from ragmon.probes.recall.probe import RecallProbe
+
+if TYPE_CHECKING:
+    from ragmon.monitor.daemon import Daemon
 
 #: Modules whose SQLAlchemy tables make up the schema, beside the foundation's own
 #: (``ragmon.monitor.store.models``). Alembic's env and the model-vs-DDL test use them.
@@ -63,9 +69,23 @@ def default_plugins() -> Plugins:
         sections={"alerts": Section(AlertsConfig, "in-daemon alert rules and sinks")},
         config_checks=(reference_issues,),
         commands=(alerts_cli.add_commands, recall_cli.add_commands, drift_cli.add_commands),
-        extensions=(alerts_runtime.install, drift_ingest.install),
+        extensions=(alerts_runtime.install, drift_ingest.install, install_retention),
         other_kinds={"sink": SINK_KINDS, "drift method": DRIFT_METHODS},
     )
+
+
+def retention_parts(config: RootConfig) -> tuple[RetentionPart, ...]:
+    """The features' shares of the store's retention: what each keeps whatever its age (a
+    pinned recall baseline's run and samples, a rolling drift reference's windows) and the
+    history each deletes (drift statistics, reference samples)."""
+    return (recall_history.RecallRetention(), drift_state.DriftRetention.for_probes(config.probes),
+            references.ReferenceRetention())
+
+
+def install_retention(daemon: Daemon) -> None:
+    """A daemon extension: the daemon's retention job prunes the features' tables too."""
+    assert daemon.store is not None
+    daemon.store.add_retention(*retention_parts(daemon.config))
 
 
 def metadata() -> MetaData:

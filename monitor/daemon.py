@@ -133,8 +133,11 @@ class Daemon:
             )
         scheduler.add_job(self._beat, IntervalTrigger(seconds=cfg.scheduler.heartbeat),
                           id="heartbeat", name="heartbeat")
-        scheduler.add_job(self._prune, IntervalTrigger(hours=6), id="retention",
-                          name="retention", next_run_time=now + timedelta(minutes=1))
+        store = cfg.store
+        scheduler.add_job(
+            self._prune, IntervalTrigger(seconds=store.retention_interval), id="retention",
+            name="retention", next_run_time=now + timedelta(
+                seconds=5 if store.retention_at_start else store.retention_interval))
         return scheduler
 
     def _embedder_loaded(self, name: str) -> float:
@@ -145,13 +148,18 @@ class Daemon:
         self._gauges["heartbeat"].set(self._heartbeat)
 
     def _prune(self) -> None:
+        """The retention job: the store's history and the features' (the composition root
+        added their parts); logs what was removed and what was kept although older."""
         assert self.store is not None
         try:
-            removed = self.store.prune(self.config.store.retention)
-            if removed:
-                log.info("retention: removed %d runs older than the retention", removed)
+            report = self.store.prune(self.config.store.retention)
         except Exception as exc:
             log.warning("retention: %s", exc)
+            return
+        if report.errors:
+            log.warning("retention: %s", report.summary())
+        elif any(report.removed.values()) or any(report.kept.values()):
+            log.info("retention: %s", report.summary())
 
     def serve_forever(self) -> int:
         """Run until SIGTERM/SIGINT; return the exit code (0 on a clean shutdown)."""

@@ -4,6 +4,11 @@ probe into gauges; process-level counters live in the same (passed-in) registry.
 Names follow the Prometheus conventions: ``ragmon_`` prefix, base units, ``_ratio`` in
 0..1, ``_timestamp_seconds``. Labels come only from bounded config (probe, kind, target
 and the value labels each probe kind declares in ``METRICS``), never from query text.
+
+A scrape costs the same at any history size: the newest run and the newest successful run
+of each configured probe are index lookups, and the store's rows per table and bytes
+(``ragmon_store_rows``, ``ragmon_store_size_bytes``) are cached, measured again after each
+retention pass or when older than ``SIZE_MAX_AGE``.
 """
 
 from __future__ import annotations
@@ -45,8 +50,8 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("ragmon_store_up", "1 when the last read of the store worked.")
         try:
-            latest = self.store.latest_runs()
-            last_ok = self.store.last_success()
+            latest = self.store.latest_runs(self.config.probes)
+            last_ok = self.store.last_success(self.config.probes)
         except StoreError as exc:
             log.warning("metrics: cannot read the store: %s", exc)
             up.add_metric([], 0)
@@ -56,6 +61,32 @@ class StoreCollector(Collector):
         yield up
         yield from self._schedule_families()
         yield from self._run_families(latest, last_ok)
+        yield from self._store_families()
+
+    def _store_families(self) -> Iterator[Metric]:
+        try:
+            size = self.store.size()
+        except StoreError as exc:
+            log.warning("metrics: cannot measure the store's size: %s", exc)
+            return
+        rows = GaugeMetricFamily(
+            "ragmon_store_rows", "Rows per table of the store (PostgreSQL: the planner's "
+            "estimate), as last measured.", labels=["table"])
+        for table, n in sorted(size.rows.items()):
+            rows.add_metric([table], n)
+        yield rows
+        if size.bytes is not None:
+            yield GaugeMetricFamily(
+                "ragmon_store_size_bytes", "Size of the store on disk (SQLite: the file and "
+                "its WAL; PostgreSQL: the database), as last measured.", value=size.bytes)
+        yield GaugeMetricFamily(
+            "ragmon_store_size_timestamp_seconds", "When the store's rows and size were "
+            "last measured.", value=size.measured_at)
+        report = self.store.last_retention
+        if report is not None and report.finished_at is not None:
+            yield GaugeMetricFamily(
+                "ragmon_store_retention_timestamp_seconds", "End of this process's last "
+                "completed retention pass.", value=report.finished_at)
 
     def _schedule_families(self) -> Iterator[Metric]:
         interval = GaugeMetricFamily(

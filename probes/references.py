@@ -4,6 +4,11 @@ A reference is a window of vectors kept as one float32 row-major blob, with the 
 fingerprint that produced it (vectors of different pipelines are never compared), the item
 ids, the time range it covers and whether a user pinned it. The table is created by
 migration 0001.
+
+Retention (:class:`ReferenceRetention`) deletes samples created before the cutoff, except
+pinned ones and the newest of each probe and source created before it: that one may still be
+in use (a canary's reference, the sample recall runs after the cutoff name); other parts
+keep more (the samples a pinned recall baseline names, a rolling drift reference's windows).
 """
 
 from __future__ import annotations
@@ -13,12 +18,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import JSON, Boolean, Index, Integer, LargeBinary, String, select
+from sqlalchemy import JSON, Boolean, Index, Integer, LargeBinary, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ragmon.monitor.common import jsonable
 from ragmon.monitor.store import Store
 from ragmon.monitor.store.models import Base, BigId, UTCDateTime
+from ragmon.monitor.store.retention import Keep, RetentionJob, RetentionPart
 
 
 class ReferenceSample(Base):
@@ -40,7 +46,11 @@ class ReferenceSample(Base):
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
-    __table_args__ = (Index("ix_reference_samples_probe", "probe", "source", "created_at"),)
+    __table_args__ = (
+        Index("ix_reference_samples_probe", "probe", "source", "created_at"),
+        # Migration 0005: retention's time-ordered batches.
+        Index("ix_reference_samples_created", "created_at", "id"),
+    )
 
 
 @dataclass
@@ -115,4 +125,25 @@ def latest_reference(store: Store, probe: str, source: str) -> Reference | None:
         return None if row is None else Reference.from_row(row)
 
 
-__all__ = ["Reference", "ReferenceSample", "latest_reference", "save_reference"]
+class ReferenceRetention(RetentionPart):
+    """Deletes reference samples created before the cutoff, except pinned ones, the newest
+    of each probe and source created before it, and what other parts keep."""
+
+    name = "references"
+
+    def prune(self, job: RetentionJob) -> None:
+        with job.store.session() as s:
+            current = list(s.scalars(select(func.max(ReferenceSample.id))
+                                     .where(ReferenceSample.created_at < job.cutoff)
+                                     .group_by(ReferenceSample.probe, ReferenceSample.source)))
+        keep: list[Keep] = [("pinned reference(s)", ReferenceSample.pinned.is_(True))]
+        if current:
+            keep.append(("reference(s) still in use (the newest of a probe and source)",
+                         ReferenceSample.id.in_(current)))
+        job.delete_older(ReferenceSample, ReferenceSample.created_at,
+                         keep=keep + job.keep(ReferenceSample))
+
+
+__all__ = [
+    "Reference", "ReferenceRetention", "ReferenceSample", "latest_reference", "save_reference",
+]

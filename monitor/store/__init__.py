@@ -1,5 +1,6 @@
 """The SQL store: the generic part. Probe runs with their values and per-query rows, schema
-migration and retention; features keep their own tables and queries beside them.
+migration, retention (``retention.py``) and the store's size; features keep their own
+tables and queries beside them.
 
 SQLite (a file, WAL mode) by default; PostgreSQL when several daemons share history.
 Errors from SQLAlchemy are translated to StoreError naming the store (password hidden).
@@ -7,21 +8,43 @@ Errors from SQLAlchemy are translated to StoreError naming the store (password h
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    and_,
+    create_engine,
+    event,
+    func,
+    inspect,
+    literal,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ragmon.monitor.common import jsonable, redact, utc
 from ragmon.monitor.errors import SchemaError, StoreError, StoreUnavailable
-from ragmon.monitor.store import migrate
+from ragmon.monitor.store import migrate, retention
 from ragmon.monitor.store.models import ProbeRun, QueryResult, RunValue
+from ragmon.monitor.store.retention import RetentionPart, RetentionReport
+
+#: Probe runs deleted per retention batch (each with its values and query rows; a recall
+#: run of a 52-question golden set is about 120 KB in all).
+RETENTION_BATCH = 1000
+#: How old the cached row counts and size may get before a scrape measures them again.
+SIZE_MAX_AGE = 600.0
 
 
 def canonical_labels(labels: Mapping[str, Any]) -> str:
@@ -31,6 +54,22 @@ def canonical_labels(labels: Mapping[str, Any]) -> str:
 
 def parse_labels(text: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in text.split(",") if part)
+
+
+def index_prefix(columns: Sequence[Any], values: Sequence[Any], last: Any,
+                 low: int = -(2**63), high: int = 2**63 - 1) -> ColumnElement[bool]:
+    """``columns == values`` (and ``low <= last <= high``) for a lookup in the index on
+    ``(*columns, last)`` ordered as the index is (``ORDER BY *columns, last``), written as
+    one row-value range: ``(*values, low) <= (*columns, last) <= (*values, high)``.
+
+    With ``=``, PostgreSQL's planner takes the columns for constants and the order for plain
+    ``ORDER BY id``, and may walk the primary key filtering rows: cheap while the rows it
+    wants are near the end, a walk through the history when they are not (a probe failing
+    for a week, a golden set version that began after months of another). As a range, only
+    the index gives the order, and both SQLite and PostgreSQL seek straight into it."""
+    key = tuple_(*columns, last)
+    return and_(key >= tuple_(*(literal(v) for v in (*values, low))),
+                key <= tuple_(*(literal(v) for v in (*values, high))))
 
 
 @dataclass
@@ -50,6 +89,17 @@ class RunRecord:
     golden_version: str | None = None
     embedder_fingerprint: str | None = None
     target_fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class StoreSize:
+    """Rows per table and the store's size on disk, as last measured."""
+
+    rows: dict[str, int]
+    #: SQLite: the database file plus its WAL; PostgreSQL: ``pg_database_size``.
+    bytes: int | None
+    #: When it was measured (``time.time()``).
+    measured_at: float
 
 
 class Store:
@@ -79,6 +129,12 @@ class Store:
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        #: The features' shares of retention (the composition root adds them).
+        self.retention_parts: list[RetentionPart] = []
+        #: The report of this process's last completed retention pass.
+        self.last_retention: RetentionReport | None = None
+        self._size: StoreSize | None = None
+        self._size_lock = threading.Lock()
 
     # --- lifecycle -----------------------------------------------------------------------
     @contextmanager
@@ -184,15 +240,26 @@ class Store:
             )
             return run.id
 
-    def latest_runs(self) -> list[tuple[ProbeRun, list[RunValue]]]:
-        """The newest run of every probe, with its values."""
+    def latest_runs(
+        self, probes: Iterable[str] | None = None
+    ) -> list[tuple[ProbeRun, list[RunValue]]]:
+        """The newest run of each of ``probes`` (default: of every probe in the history),
+        with its values. With ``probes``, each is one lookup in the (probe, id) index, so a
+        scrape costs the same at any history size; without, the whole history is grouped."""
         with self.session() as s:
-            newest = (
-                select(ProbeRun.probe, func.max(ProbeRun.id).label("id"))
-                .group_by(ProbeRun.probe)
-                .subquery()
-            )
-            runs = s.scalars(select(ProbeRun).join(newest, ProbeRun.id == newest.c.id)).all()
+            if probes is None:
+                newest = (
+                    select(ProbeRun.probe, func.max(ProbeRun.id).label("id"))
+                    .group_by(ProbeRun.probe)
+                    .subquery()
+                )
+                runs = s.scalars(select(ProbeRun).join(newest, ProbeRun.id == newest.c.id)).all()
+            else:
+                # One entry of the (probe, id) index each (see index_prefix).
+                ids = [select(ProbeRun.id).where(index_prefix([ProbeRun.probe], [p], ProbeRun.id))
+                       .order_by(ProbeRun.probe.desc(), ProbeRun.id.desc()).limit(1)
+                       .scalar_subquery() for p in sorted(set(probes))]
+                runs = s.scalars(select(ProbeRun).where(ProbeRun.id.in_(ids))).all() if ids else []
             values = s.scalars(
                 select(RunValue).where(RunValue.run_id.in_([r.id for r in runs]))
             ).all()
@@ -201,14 +268,24 @@ class Store:
             by_run.setdefault(v.run_id, []).append(v)
         return [(r, by_run.get(r.id, [])) for r in runs]
 
-    def last_success(self) -> dict[str, datetime]:
-        """Finish time of the newest successful run, per probe."""
+    def last_success(self, probes: Iterable[str] | None = None) -> dict[str, datetime]:
+        """Finish time of the newest successful run, per probe (of ``probes``: one lookup
+        each in the (probe, status, id) index; else of every probe, grouping the history)."""
         with self.session() as s:
-            rows = s.execute(
-                select(ProbeRun.probe, func.max(ProbeRun.finished_at))
-                .where(ProbeRun.status == "ok")
-                .group_by(ProbeRun.probe)
-            ).all()
+            if probes is None:
+                rows = s.execute(
+                    select(ProbeRun.probe, func.max(ProbeRun.finished_at))
+                    .where(ProbeRun.status == "ok")
+                    .group_by(ProbeRun.probe)
+                ).all()
+            else:
+                ids = [select(ProbeRun.id).where(index_prefix(
+                           [ProbeRun.probe, ProbeRun.status], [p, "ok"], ProbeRun.id))
+                       .order_by(ProbeRun.probe.desc(), ProbeRun.status.desc(),
+                                 ProbeRun.id.desc()).limit(1).scalar_subquery()
+                       for p in sorted(set(probes))]
+                rows = s.execute(select(ProbeRun.probe, ProbeRun.finished_at)
+                                 .where(ProbeRun.id.in_(ids))).all() if ids else []
         return {probe: utc(ts) for probe, ts in rows if ts is not None}
 
     def runs(self, probe: str, limit: int = 20, status: str | None = None) -> list[ProbeRun]:
@@ -233,18 +310,97 @@ class Store:
             )
 
     # --- retention -----------------------------------------------------------------------
-    def prune(self, retention_seconds: float, now: datetime | None = None) -> int:
-        """Delete runs older than the retention (values and queries go with them)."""
-        cutoff = (now or datetime.now(UTC)) - timedelta(seconds=retention_seconds)
-        with self.session() as s:
-            old = select(ProbeRun.id).where(ProbeRun.finished_at < cutoff)
-            ids = list(s.scalars(old).all())
-            if not ids:
-                return 0
-            s.execute(delete(RunValue).where(RunValue.run_id.in_(ids)))
-            s.execute(delete(QueryResult).where(QueryResult.run_id.in_(ids)))
-            s.execute(delete(ProbeRun).where(ProbeRun.id.in_(ids)))
-            return len(ids)
+    def add_retention(self, *parts: RetentionPart) -> None:
+        """Add features' shares of retention (what they keep, what of theirs is deleted)."""
+        self.retention_parts.extend(parts)
+
+    def prune(self, retention_seconds: float, now: datetime | None = None, *,
+              parts: Iterable[RetentionPart] | None = None,
+              batch_size: int = RETENTION_BATCH) -> RetentionReport:
+        """Delete history older than the retention, in batches of at most ``batch_size``
+        rows per table: probe runs (values and query rows go with them) except those a part
+        keeps (a pinned recall baseline), then each part's own history (default parts: the
+        ones added with :meth:`add_retention`). Refreshes the cached size afterwards."""
+        now = now or datetime.now(UTC)
+        job = retention.RetentionJob(
+            self, now, now - timedelta(seconds=retention_seconds),
+            self.retention_parts if parts is None else list(parts), batch_size)
+        retention.run(job, (ProbeRun, ProbeRun.finished_at,
+                            (RunValue.run_id, QueryResult.run_id)))
+        if self.dialect == "postgresql" and job.report.removed:
+            self._analyze([t for t, n in job.report.removed.items() if n])
+        self.last_retention = job.report
+        try:
+            self.measure_size()
+        except StoreError:
+            pass  # measured again at a later scrape
+        return job.report
+
+    def _analyze(self, tables: list[str]) -> None:
+        """PostgreSQL: refresh the planner's row counts after a large delete (they are also
+        what ``ragmon_store_rows`` reports)."""
+        quote = self.engine.dialect.identifier_preparer.quote
+        try:
+            with self.engine.connect() as conn:
+                for table in tables:
+                    conn.exec_driver_sql(f"ANALYZE {quote(table)}")
+                conn.commit()
+        except SQLAlchemyError:
+            pass  # only statistics; autovacuum refreshes them too
+
+    # --- size ----------------------------------------------------------------------------
+    def size(self, max_age: float = SIZE_MAX_AGE) -> StoreSize:
+        """Rows per table and bytes on disk, cached: measured again when older than
+        ``max_age`` seconds (by one caller at a time; the others get the cached value) and
+        after every retention pass, so a scrape does not count a large history."""
+        cached = self._size
+        if cached is not None and time.time() - cached.measured_at < max_age:
+            return cached
+        if not self._size_lock.acquire(blocking=cached is None):
+            assert cached is not None
+            return cached
+        try:
+            cached = self._size
+            if cached is not None and time.time() - cached.measured_at < max_age:
+                return cached
+            return self._measure_size()
+        finally:
+            self._size_lock.release()
+
+    def measure_size(self) -> StoreSize:
+        """Measure rows per table and bytes now (and cache them)."""
+        with self._size_lock:
+            return self._measure_size()
+
+    def _measure_size(self) -> StoreSize:
+        """SQLite: ``count(*)`` per table (it walks the table's smallest index) and the file
+        sizes. PostgreSQL: the planner's row estimate (``pg_class.reltuples``, kept current
+        by autovacuum and by retention's ANALYZE; ``count(*)`` for a table never analyzed)
+        and ``pg_database_size``."""
+        quote = self.engine.dialect.identifier_preparer.quote
+        size: int | None = None
+        try:
+            with self.engine.connect() as conn:
+                tables = [t for t in inspect(conn).get_table_names() if t != "alembic_version"]
+                estimates: dict[str, int] = {}
+                if self.dialect == "postgresql":
+                    estimates = {str(name): int(n) for name, n in conn.execute(text(
+                        "SELECT c.relname, c.reltuples FROM pg_class c JOIN pg_namespace ns "
+                        "ON ns.oid = c.relnamespace WHERE c.relkind = 'r' "
+                        "AND ns.nspname = current_schema() AND c.reltuples >= 0"))}
+                    size = int(conn.execute(
+                        text("SELECT pg_database_size(current_database())")).scalar_one())
+                rows = {
+                    t: estimates[t] if t in estimates
+                    else int(conn.execute(text(f"SELECT count(*) FROM {quote(t)}")).scalar_one())
+                    for t in tables
+                }
+        except SQLAlchemyError as exc:
+            raise self._translate(exc) from None
+        if self.dialect == "sqlite":
+            size = _sqlite_bytes(self.engine.url.database)
+        self._size = StoreSize(rows, size, time.time())
+        return self._size
 
 
 def insert_ignore(s: Session, model: type[Any], values: dict[str, Any], keys: list[str]) -> int:
@@ -264,6 +420,13 @@ def insert_ignore(s: Session, model: type[Any], values: dict[str, Any], keys: li
     return len(s.execute(statement.returning(*primary_key)).all())
 
 
+def _sqlite_bytes(database: str | None) -> int | None:
+    """The SQLite file's size plus its write-ahead log's (None for an in-memory store)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return sum(os.path.getsize(p) for p in (database, database + "-wal") if os.path.exists(p))
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -272,4 +435,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-__all__ = ["RunRecord", "Store", "insert_ignore", "canonical_labels", "parse_labels"]
+__all__ = [
+    "RetentionPart", "RetentionReport", "RunRecord", "Store", "StoreSize", "canonical_labels",
+    "index_prefix", "insert_ignore", "parse_labels",
+]

@@ -68,7 +68,16 @@ class ProbeRun(Base):
     embedder_fingerprint: Mapped[str | None] = mapped_column(String(64))
     target_fingerprint: Mapped[str | None] = mapped_column(String(64))
 
-    __table_args__ = (Index("ix_probe_runs_probe_started", "probe", "started_at"),)
+    __table_args__ = (
+        Index("ix_probe_runs_probe_started", "probe", "started_at"),
+        # Migration 0005: the newest run and the newest successful run of a probe (scrapes,
+        # recall baselines) and retention's time-ordered batches, each found by an index
+        # instead of a scan of the history.
+        Index("ix_probe_runs_probe_id", "probe", "id"),
+        Index("ix_probe_runs_probe_status_id", "probe", "status", "id"),
+        Index("ix_probe_runs_probe_golden", "probe", "golden_version", "status", "id"),
+        Index("ix_probe_runs_finished", "finished_at", "id"),
+    )
 
 
 class RunValue(Base):

@@ -14,14 +14,16 @@ import hashlib
 import logging
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, or_, select
 
-from ragmon.monitor.store import Store
+from ragmon.monitor.store import Store, index_prefix
+from ragmon.monitor.store.retention import Keep, RetentionJob, RetentionPart
 from ragmon.probes.drift.tables import (
     DriftClusterShift,
     DriftReservoirItem,
@@ -243,11 +245,15 @@ def pinned_reference(store: Store, probe: str, source: str) -> Reference | None:
 
 
 def previous_alarm_state(store: Store, probe: str, method: str) -> dict[str, Any]:
-    """The persistence rule's memory after the probe's last window for ``method``."""
+    """The persistence rule's memory after the probe's last window for ``method`` (one
+    lookup in the (probe, method, id) index; retention keeps this row whatever its age)."""
     with store.session() as s:
         row = s.scalars(select(DriftStatistic).where(
-            DriftStatistic.probe == probe, DriftStatistic.method == method,
-        ).order_by(DriftStatistic.id.desc()).limit(1)).first()
+            index_prefix([DriftStatistic.probe, DriftStatistic.method], [probe, method],
+                         DriftStatistic.id),
+        ).order_by(  # as the index is: one entry of it, not a walk (see index_prefix)
+            DriftStatistic.probe.desc(), DriftStatistic.method.desc(), DriftStatistic.id.desc(),
+        ).limit(1)).first()
     return dict(row.details.get("alarm_state", {})) if row is not None else {}
 
 
@@ -277,3 +283,42 @@ def cluster_shifts(store: Store, statistic_id: int) -> list[DriftClusterShift]:
         return list(s.scalars(select(DriftClusterShift).where(
             DriftClusterShift.statistic_id == statistic_id,
         ).order_by(DriftClusterShift.direction, DriftClusterShift.rank)).all())
+
+
+class DriftRetention(RetentionPart):
+    """Drift's share of retention: statistics (with their cluster shifts) whose window ended
+    before the cutoff are deleted, except the newest of each probe and method, which holds
+    its alarm state; reference windows that a rolling reference still pools (its
+    ``reference.period`` reaches further back than ``store.retention``) are kept. Old
+    reference windows themselves go with the references' part, which keeps pinned ones."""
+
+    name = "drift"
+
+    def __init__(self, periods: Mapping[str, float] | None = None):
+        #: Rolling drift probe -> its ``reference.period`` (seconds).
+        self.periods = dict(periods or {})
+
+    @classmethod
+    def for_probes(cls, probes: Mapping[str, Any]) -> DriftRetention:
+        """From the configured probes (the drift probes with a rolling reference)."""
+        return cls({name: float(cfg.reference.period) for name, cfg in probes.items()
+                    if cfg.kind == "drift" and cfg.reference.mode == "rolling"})
+
+    def keep(self, model: type[Any], job: RetentionJob) -> list[Keep]:
+        if model is not ReferenceSample:
+            return []
+        pooled = [and_(ReferenceSample.probe == probe,
+                       ReferenceSample.created_at >= job.now - timedelta(seconds=period))
+                  for probe, period in sorted(self.periods.items())
+                  if job.now - timedelta(seconds=period) < job.cutoff]
+        return [("reference window(s) within a rolling drift reference's period",
+                 or_(*pooled))] if pooled else []
+
+    def prune(self, job: RetentionJob) -> None:
+        with job.store.session() as s:
+            newest = list(s.scalars(select(func.max(DriftStatistic.id)).group_by(
+                DriftStatistic.probe, DriftStatistic.method)).all())
+        keep = [("newest drift statistic(s) of a probe and method (the alarm state)",
+                 DriftStatistic.id.in_(newest))] if newest else []
+        job.delete_older(DriftStatistic, DriftStatistic.window_end, keep=keep,
+                         children=(DriftClusterShift.statistic_id,))

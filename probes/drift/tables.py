@@ -55,7 +55,12 @@ class DriftStatistic(Base):
     alarm: Mapped[bool] = mapped_column(Boolean)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
-    __table_args__ = (Index("ix_drift_statistics_probe", "probe", "method", "window_end"),)
+    __table_args__ = (
+        Index("ix_drift_statistics_probe", "probe", "method", "window_end"),
+        # Migration 0005: the alarm state (newest row of a probe and method) and retention.
+        Index("ix_drift_statistics_probe_method_id", "probe", "method", "id"),
+        Index("ix_drift_statistics_window_end", "window_end", "id"),
+    )
 
 
 class DriftClusterShift(Base):

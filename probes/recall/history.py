@@ -9,6 +9,14 @@
   decides), so steady runs add no rows; each run's details name the samples it used, so a
   baseline's vectors are always found.
 - **Golden set versions.** Every version that loaded cleanly, for ``keep_last_good``.
+- **Retention** (:class:`RecallRetention`). A pinned baseline's run, and the reference
+  samples it names, are kept whatever their age; without a pin the baseline is the first
+  eligible run still within ``store.retention``.
+
+Finding the baseline costs the same at any history size: the pin is the newest row of
+``recall_baselines``, and the first (newest) eligible run is found by walking the
+``(probe, golden_version, status, id)`` (``(probe, status, id)``) index, with the verdict
+read in SQL, through at most ``SCAN`` successful runs.
 """
 
 from __future__ import annotations
@@ -20,10 +28,12 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from ragmon.monitor.errors import RagmonError
-from ragmon.monitor.store import Store, insert_ignore
+from ragmon.monitor.store import Store, index_prefix, insert_ignore
 from ragmon.monitor.store.models import ProbeRun, QueryResult
+from ragmon.monitor.store.retention import Keep, RetentionJob, RetentionPart
 from ragmon.probes.recall.golden import GoldenSet
 from ragmon.probes.recall.tables import GoldenSetVersion, RecallBaseline
 from ragmon.probes.references import ReferenceSample, save_reference
@@ -32,6 +42,8 @@ from ragmon.probes.references import ReferenceSample, save_reference
 ELIGIBLE_VERDICTS = ("healthy", "golden-set-changed")
 QUERY_SOURCE = "recall-queries"
 DOC_SOURCE = "recall-docs"
+#: At most this many successful runs are looked through for an eligible automatic baseline.
+SCAN = 500
 
 
 @dataclass
@@ -60,25 +72,32 @@ def find_baseline(store: Store, probe: str, golden_version: str) -> Baseline | N
     return Baseline(run, how, query_rows(store, run.id))
 
 
-def _eligible(run: ProbeRun) -> bool:
-    return run.status == "ok" and (run.details or {}).get("verdict") in ELIGIBLE_VERDICTS
-
-
 def _first_eligible(s: Any, probe: str, version: str) -> ProbeRun | None:
-    rows = s.scalars(
-        select(ProbeRun).where(
-            ProbeRun.probe == probe, ProbeRun.status == "ok", ProbeRun.golden_version == version
-        ).order_by(ProbeRun.id.asc()).limit(500)
-    )
-    return next((r for r in rows if _eligible(r)), None)
+    """The first eligible run among the first ``SCAN`` successful runs of ``version``."""
+    key = (ProbeRun.probe, ProbeRun.golden_version, ProbeRun.status)
+    return _eligible_run(s, key, (probe, version, "ok"), newest=False)
 
 
 def _newest_eligible(s: Any, probe: str) -> ProbeRun | None:
-    rows = s.scalars(
-        select(ProbeRun).where(ProbeRun.probe == probe, ProbeRun.status == "ok")
-        .order_by(ProbeRun.id.desc()).limit(500)
-    )
-    return next((r for r in rows if _eligible(r)), None)
+    """The newest eligible run among the newest ``SCAN`` successful runs of any version."""
+    return _eligible_run(s, (ProbeRun.probe, ProbeRun.status), (probe, "ok"), newest=True)
+
+
+def _eligible_run(s: Any, key: tuple[InstrumentedAttribute[Any], ...], values: tuple[str, ...],
+                  newest: bool) -> ProbeRun | None:
+    """Walk the index on ``key + (id,)`` from the oldest (newest) run whose key is
+    ``values``: the SCAN-th one bounds the walk (read from the index alone), and the verdict
+    is read in SQL, so only the eligible run is loaded."""
+    # The index, not the primary key (see index_prefix); the bound is part of the range.
+    order = [c.desc() if newest else c.asc() for c in (*key, ProbeRun.id)]
+    edge = s.scalar(select(ProbeRun.id).where(index_prefix(key, values, ProbeRun.id))
+                    .order_by(*order).offset(SCAN - 1).limit(1))
+    bounds = {} if edge is None else {"low": edge} if newest else {"high": edge}
+    run_id = s.scalar(select(ProbeRun.id).where(
+        index_prefix(key, values, ProbeRun.id, **bounds),
+        ProbeRun.details["verdict"].as_string().in_(ELIGIBLE_VERDICTS),
+    ).order_by(*order).limit(1))
+    return None if run_id is None else s.get(ProbeRun, run_id)
 
 
 def query_rows(store: Store, run_id: int) -> dict[str, dict[str, Any]]:
@@ -106,6 +125,33 @@ def pin_baseline(store: Store, run_id: int, note: str | None = None) -> ProbeRun
         s.add(RecallBaseline(probe=run.probe, run_id=run.id, pinned_at=datetime.now(UTC),
                              note=note))
         return run
+
+
+class RecallRetention(RetentionPart):
+    """Recall's share of retention: the run of every pinned baseline is kept whatever its
+    age (``recall_baselines`` would lose the pin with it, and later runs would compare
+    against whichever healthy run came first), and so are the reference samples it names."""
+
+    name = "recall"
+
+    def keep(self, model: type[Any], job: RetentionJob) -> list[Keep]:
+        if model is ProbeRun:
+            return [("run(s) pinned as a recall baseline",
+                     ProbeRun.id.in_(select(RecallBaseline.run_id)))]
+        if model is ReferenceSample:
+            ids = pinned_samples(job.store)
+            return [("reference sample(s) of a pinned recall baseline",
+                     ReferenceSample.id.in_(ids))] if ids else []
+        return []
+
+
+def pinned_samples(store: Store) -> list[int]:
+    """The reference samples named by the runs of pinned baselines."""
+    with store.session() as s:
+        details = s.scalars(select(ProbeRun.details).where(
+            ProbeRun.id.in_(select(RecallBaseline.run_id)))).all()
+    ids = {ref for d in details for ref in ((d or {}).get("references") or {}).values()}
+    return sorted(int(i) for i in ids if isinstance(i, int))
 
 
 # -- reference vectors ---------------------------------------------------------------------

@@ -99,7 +99,7 @@ def test_reference_round_trip_prefers_pinned(store: Store) -> None:
 def test_retention_prunes_old_runs_only(store: Store) -> None:
     old = store.record_run(record("p", minutes_ago=60 * 24 * 10, values=[("x", {}, 1.0)]))
     new = store.record_run(record("p", minutes_ago=1))
-    assert store.prune(retention_seconds=7 * 86400) == 1
+    assert store.prune(retention_seconds=7 * 86400).runs == 1
     assert store.run(old) is None and store.run(new) is not None
     assert store.run_values(old) == []
 
