@@ -70,6 +70,7 @@ class _Lane:
     def __init__(self, sink: str, size: int):
         self.size = size
         self.busy = 0
+        self.closed = False  # the daemon is stopping: nothing more is claimed for this sink
         self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=size,
                                        thread_name_prefix=f"ragmon-alert-send-{sink}")
@@ -80,7 +81,7 @@ class _Lane:
 
     def reserve(self) -> bool:
         with self.lock:
-            if self.busy >= self.size:
+            if self.closed or self.busy >= self.size:
                 return False
             self.busy += 1
             return True
@@ -93,6 +94,11 @@ class _Lane:
         """Run ``fn`` on a reserved slot; the slot is freed when it returns."""
         try:
             future = self.pool.submit(fn, *args)
+        except RuntimeError:  # closed after the slot was reserved: the lease retries the row
+            self.release()
+            done: Future[None] = Future()
+            done.set_result(None)
+            return done
         except BaseException:
             self.release()
             raise
@@ -156,6 +162,8 @@ class DeliveryWorker:
     def close(self, wait: bool = True) -> None:
         """Stop the send threads (a claimed but unsent row is retried when its lease ends)."""
         for lane in self._lanes.values():
+            with lane.lock:
+                lane.closed = True
             lane.pool.shutdown(wait=wait, cancel_futures=True)
 
     # --- one pass ------------------------------------------------------------------------

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -34,6 +36,14 @@ from ragmon.monitor.runner import Runner
 from ragmon.monitor.store import Store
 
 log = logging.getLogger("ragmon.daemon")
+
+
+def _exit_now() -> None:
+    """Exit 0 without finalising the interpreter (see ``Daemon.serve_forever``)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def probe_trigger(cfg: ProbeConfig) -> IntervalTrigger | CronTrigger:
@@ -162,8 +172,18 @@ class Daemon:
             log.info("retention: %s", report.summary())
 
     def serve_forever(self) -> int:
-        """Run until SIGTERM/SIGINT; return the exit code (0 on a clean shutdown)."""
+        """Run until SIGTERM/SIGINT; return the exit code (0 on a clean shutdown).
+
+        When a probe thread is still running after the shutdown grace (inside FAISS or
+        torch, which cannot be interrupted), the process ends with ``os._exit(0)`` once the
+        store is closed and the logs are flushed: letting the interpreter finalise under a
+        running native thread aborts the process (SIGABRT, exit 134), which Kubernetes counts
+        as a crash. Nothing is lost: a run is stored in one transaction or not at all. A
+        second signal exits at once, the same way."""
         def on_signal(signum: int, _frame: FrameType | None) -> None:
+            if self.stop_event.is_set():
+                log.warning("received %s again, exiting now", signal.Signals(signum).name)
+                _exit_now()
             log.info("received %s, shutting down", signal.Signals(signum).name)
             self.stop_event.set()
 
@@ -173,6 +193,12 @@ class Daemon:
         while not self.stop_event.wait(1.0):
             pass
         self.shutdown()
+        runner: Runner | None = getattr(self, "runner", None)
+        running = runner.threads_alive() if runner is not None else 0
+        if running:
+            log.warning("%d probe run(s) still inside native code after the shutdown grace; "
+                        "exiting without waiting for them (nothing of them is stored)", running)
+            _exit_now()
         return 0
 
     def shutdown(self) -> None:
@@ -189,7 +215,10 @@ class Daemon:
                 extension.close(wait=False)
             except Exception:
                 log.exception("closing %r failed", extension)
-        if hasattr(self, "context"):
+        runner: Runner | None = getattr(self, "runner", None)
+        if hasattr(self, "context") and not (runner and runner.threads_alive()):
+            # A target is not closed under a probe thread still searching it (a freed FAISS
+            # index under a running search would crash the process, not stop it).
             self.context.close()
         if self.store is not None:
             self.store.close()

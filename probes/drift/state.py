@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select, update
 
-from ragmon.monitor.store import Store, index_prefix
+from ragmon.monitor.store import Store, index_prefix, insert_ignore
 from ragmon.monitor.store.retention import Keep, RetentionJob, RetentionPart
 from ragmon.probes.drift.tables import (
     DriftClusterShift,
@@ -63,12 +63,21 @@ class Window:
     tail: dict[str, Any] = field(default_factory=dict)
 
 
-def _state(s: Any, probe: str, now: datetime) -> DriftReservoirState:
-    state: DriftReservoirState | None = s.get(DriftReservoirState, probe)
-    if state is None:
-        state = DriftReservoirState(probe=probe, window_start=now, seen=0, tail={})
-        s.add(state)
-        s.flush()
+def _locked_state(s: Any, probe: str, now: datetime) -> DriftReservoirState:
+    """The probe's reservoir state, created if missing and locked until this transaction ends.
+
+    Every writer of the reservoir calls this first. The UPDATE is the transaction's first
+    write: on PostgreSQL it holds the row's lock, on SQLite the database's write lock, so
+    the count and the slots of two daemons sharing one store never interleave (an
+    in-process lock alone let two daemons lose counts). The row is created with one
+    ``INSERT ... ON CONFLICT DO NOTHING``, which replicas may race on safely."""
+    insert_ignore(s, DriftReservoirState,
+                  {"probe": probe, "window_start": now, "seen": 0, "tail": {}}, ["probe"])
+    s.execute(update(DriftReservoirState).where(DriftReservoirState.probe == probe)
+              .values(seen=DriftReservoirState.seen))
+    state: DriftReservoirState = s.execute(
+        select(DriftReservoirState).where(DriftReservoirState.probe == probe)
+        .execution_options(populate_existing=True)).scalar_one()
     return state
 
 
@@ -89,7 +98,7 @@ def add_items(store: Store, probe: str, items: list[Item], capacity: int,
     """
     now = datetime.now(UTC)
     with probe_lock(probe), store.session() as s:
-        state = _state(s, probe, now)
+        state = _locked_state(s, probe, now)
         window = f"{seed}:{probe}:{state.window_start.astimezone(UTC).isoformat()}"
         seen = int(state.seen)
         chosen: dict[int, Item] = {}
@@ -163,6 +172,7 @@ def repair_dimensions(store: Store, probe: str) -> int | None:
     dimension(s) are dropped; with no majority (a tie) the window is reset. Logged.
     """
     with probe_lock(probe), store.session() as s:
+        state = _locked_state(s, probe, datetime.now(UTC))
         rows = s.execute(select(DriftReservoirItem.slot, func.length(DriftReservoirItem.vector))
                          .where(DriftReservoirItem.probe == probe,
                                 DriftReservoirItem.vector.is_not(None))).all()
@@ -173,7 +183,6 @@ def repair_dimensions(store: Store, probe: str) -> int | None:
         (keep, most), (_, second) = counts.most_common(2)
         if most == second:
             s.execute(delete(DriftReservoirItem).where(DriftReservoirItem.probe == probe))
-            state = _state(s, probe, datetime.now(UTC))
             state.window_start, state.seen = datetime.now(UTC), 0
             log.warning("drift probe %r: the current window held vectors of mixed dimensions "
                         "(%s) and none is the majority; started a new window", probe, found)
@@ -189,8 +198,8 @@ def repair_dimensions(store: Store, probe: str) -> int | None:
 def reset_window(store: Store, probe: str, at: datetime) -> None:
     """Start a new window: empty the reservoir, keep the tail position."""
     with probe_lock(probe), store.session() as s:
+        state = _locked_state(s, probe, at)
         s.execute(delete(DriftReservoirItem).where(DriftReservoirItem.probe == probe))
-        state = _state(s, probe, at)
         state.window_start = at
         state.seen = 0
 

@@ -180,3 +180,82 @@ def test_two_replicas_starting_together_on_a_fresh_database_never_fail_a_run(
         assert [p.returncode for p in procs] == [0, 0], outputs
     assert failures == []
     assert competed >= 8, competed  # the starts really coincided
+
+
+def ingest_config(tmp_path: Path, store_url: str, name: str) -> tuple[Path, int]:
+    port = free_port()
+    cfg = {
+        "store": {"url": store_url},
+        "server": {"listen": f"127.0.0.1:{port}", "shutdown_grace": "5s"},
+        "embedders": {"m": {"kind": "sentence-transformers"}},  # vectors of its dimension
+        "probes": {"qd": {"kind": "drift", "source": "queries", "embedder": "m",
+                          "every": "1h", "jitter": "0s", "window_size": CAPACITY,
+                          "min_samples": 50, "methods": ["centroid"]}},
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path, port
+
+
+def test_two_daemons_ingest_without_losing_counts(store_url: str, tmp_path: Path) -> None:
+    """400 one-item posts split across two `ragmon run` daemons sharing one store, sent at
+    the same time: every accepted item is counted once, the reservoir is a valid sample."""
+    import threading
+    import urllib.request
+
+    configs = [ingest_config(tmp_path, store_url, f"d{i}") for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-m", "ragmon.monitor", "run", "-c", str(c)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for c, _ in configs]
+    rng = np.random.default_rng(7)
+    accepted: dict[str, int] = {"a": 0, "b": 0}
+    spans: dict[str, tuple[float, float]] = {}
+    try:
+        for _, port in configs:
+            deadline = time.monotonic() + 60
+            while http_get(f"http://127.0.0.1:{port}/readyz")[0] != 200:
+                assert time.monotonic() < deadline, "daemon did not become ready"
+                time.sleep(0.2)
+        store = Store(store_url)
+        deadline = time.monotonic() + 60
+        while len(store.runs("qd", limit=10)) < 2:  # both first runs are over
+            assert time.monotonic() < deadline, "the first drift runs did not finish"
+            time.sleep(0.2)
+        go = threading.Event()
+
+        def post(tag: str, port: int) -> None:
+            go.wait()
+            start = time.time()
+            for i in range(OFFERS_PER_WRITER):
+                body = json.dumps({"queries": [{"query": f"{tag}-{i}",
+                                                "vector": rng.normal(size=384).tolist()}]})
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/ingest/qd", data=body.encode(),
+                    headers={"Content-Type": "application/json"}, method="POST")
+                with urllib.request.urlopen(req, timeout=30) as response:
+                    accepted[tag] += response.status == 200
+            spans[tag] = (start, time.time())
+
+        threads = [threading.Thread(target=post, args=(tag, port))
+                   for tag, (_, port) in zip(("a", "b"), configs, strict=True)]
+        for t in threads:
+            t.start()
+        go.set()
+        for t in threads:
+            t.join(timeout=300)
+        with store.session() as s:
+            state = s.get(DriftReservoirState, "qd")
+            texts = [r.text for r in s.scalars(
+                select(DriftReservoirItem).where(DriftReservoirItem.probe == "qd"))]
+        store.close()
+    finally:
+        for p in procs:
+            p.terminate()
+        outputs = [p.communicate(timeout=30)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert accepted == {"a": OFFERS_PER_WRITER, "b": OFFERS_PER_WRITER}
+    overlap = min(e for _, e in spans.values()) - max(s for s, _ in spans.values())
+    assert overlap > 0.5 * min(e - s for s, e in spans.values()), spans  # they competed
+    assert state is not None and state.seen == sum(accepted.values())
+    assert len(texts) == CAPACITY and len(set(texts)) == CAPACITY
+    assert {t.split("-")[0] for t in texts} == {"a", "b"}
