@@ -50,7 +50,7 @@ from ragmon.probes.recall import tables as recall_tables
 from ragmon.probes.recall.probe import RecallProbe
 
 if TYPE_CHECKING:
-    from ragmon.monitor.daemon import Daemon
+    pass
 
 #: Modules whose SQLAlchemy tables make up the schema, beside the foundation's own
 #: (``ragmon.monitor.store.models``). Alembic's env and the model-vs-DDL test use them.
@@ -69,7 +69,8 @@ def default_plugins() -> Plugins:
         sections={"alerts": Section(AlertsConfig, "in-daemon alert rules and sinks")},
         config_checks=(reference_issues,),
         commands=(alerts_cli.add_commands, recall_cli.add_commands, drift_cli.add_commands),
-        extensions=(alerts_runtime.install, drift_ingest.install, install_retention),
+        extensions=(alerts_runtime.install, drift_ingest.install),
+        retention=retention_parts,
         other_kinds={"sink": SINK_KINDS, "drift method": DRIFT_METHODS},
     )
 
@@ -80,12 +81,6 @@ def retention_parts(config: RootConfig) -> tuple[RetentionPart, ...]:
     history each deletes (drift statistics, reference samples)."""
     return (recall_history.RecallRetention(), drift_state.DriftRetention.for_probes(config.probes),
             references.ReferenceRetention())
-
-
-def install_retention(daemon: Daemon) -> None:
-    """A daemon extension: the daemon's retention job prunes the features' tables too."""
-    assert daemon.store is not None
-    daemon.store.add_retention(*retention_parts(daemon.config))
 
 
 def metadata() -> MetaData:

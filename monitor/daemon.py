@@ -105,6 +105,8 @@ class Daemon:
             self.store.migrate()
         else:
             self.store.require_head()
+        if self.plugins.retention is not None:
+            self.store.add_retention(*self.plugins.retention(cfg))
         self.context = self._given_context or ProbeContext(cfg, self.store, self.plugins)
         app.routes = self.context.http_routes
         self.runner = Runner(self.context, self.registry, self.plugins.probes)

@@ -18,9 +18,11 @@ from pydantic import BaseModel
 from ragmon.monitor.errors import ConfigIssue
 from ragmon.monitor.kinds import KindSpec, Registry
 from ragmon.monitor.probe import MetricSpec, Probe
+from ragmon.monitor.store.retention import RetentionPart
 
 if TYPE_CHECKING:
     from ragmon.monitor.cli import CommandGroups
+    from ragmon.monitor.config import RootConfig
     from ragmon.monitor.daemon import Daemon
     from ragmon.monitor.embedders import Embedder
     from ragmon.monitor.targets import VectorTarget
@@ -73,6 +75,10 @@ class Plugins:
     config_checks: Sequence[ConfigCheck] = ()
     commands: Sequence[CommandModule] = ()
     extensions: Sequence[DaemonExtension] = ()
+    #: The features' shares of retention (what each keeps whatever its age, what of its own
+    #: history it deletes), for a loaded config. The daemon's retention job always uses
+    #: them: a pinned baseline must never depend on an optional extension being installed.
+    retention: Callable[[RootConfig], Sequence[RetentionPart]] | None = None
     #: Feature registries of the same shape that the foundation does not consume (alert
     #: sinks, drift methods): listed so that every kind is introspectable in one place.
     other_kinds: Mapping[str, Registry[Any]] = field(default_factory=dict)
