@@ -28,6 +28,11 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
         if connection.dialect.name == "postgresql":
             # Replicas starting together queue here; the later ones find the schema at head.
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_ID})")
+        elif connection.dialect.name == "sqlite" and not connection.connection.in_transaction:
+            # The same for daemons sharing one SQLite file: the driver would run each DDL
+            # statement on its own, so two daemons migrating together both created tables.
+            # The write lock, taken first, makes the whole upgrade one transaction.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
         context.run_migrations()
 
 

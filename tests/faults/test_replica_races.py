@@ -211,10 +211,12 @@ def test_two_daemons_ingest_without_losing_counts(store_url: str, tmp_path: Path
     accepted: dict[str, int] = {"a": 0, "b": 0}
     spans: dict[str, tuple[float, float]] = {}
     try:
-        for _, port in configs:
-            deadline = time.monotonic() + 60
+        for proc, (_, port) in zip(procs, configs, strict=True):
+            deadline = time.monotonic() + 180  # a busy machine: model load, migration lock
             while http_get(f"http://127.0.0.1:{port}/readyz")[0] != 200:
-                assert time.monotonic() < deadline, "daemon did not become ready"
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    raise AssertionError(f"daemon did not become ready: {proc.communicate()[0]}")
                 time.sleep(0.2)
         store = Store(store_url)
         deadline = time.monotonic() + 60

@@ -105,6 +105,8 @@ def whole_runs_only(store_url: str, golden_size: int) -> list[str]:
     store = Store(store_url)
     problems = []
     try:
+        if store.revision() is None:
+            return []  # stopped before it had migrated: nothing stored at all
         with store.session() as s:
             for run in s.scalars(select(ProbeRun)):
                 rows = s.scalar(select(func.count()).select_from(QueryResult)
