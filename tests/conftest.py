@@ -8,8 +8,9 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -57,21 +58,46 @@ def postgres_server_url() -> Iterator[str]:
         shutil.rmtree(pgdata, ignore_errors=True)
 
 
-@pytest.fixture
-def postgres_url(postgres_server_url: str) -> Iterator[str]:
-    """A fresh, empty database on the session's PostgreSQL server, dropped afterwards."""
+def create_database(server_url: str) -> tuple[str, Callable[[], None]]:
+    """A new, empty database on ``server_url``: its URL, and what drops it."""
     import psycopg
     from sqlalchemy.engine import make_url
 
-    base = make_url(postgres_server_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    base = make_url(server_url.replace("postgresql://", "postgresql+psycopg://", 1))
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = base.set(database=name).render_as_string(hide_password=False)
+
+    def drop() -> None:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return base.set(database=name).render_as_string(hide_password=False), drop
+
+
+@pytest.fixture
+def new_postgres_database(postgres_server_url: str) -> Iterator[Any]:
+    """Makes fresh databases on the session's server (for tests that need several); they
+    are dropped afterwards."""
+    drops: list[Callable[[], None]] = []
+
+    def make() -> str:
+        url, drop = create_database(postgres_server_url)
+        drops.append(drop)
+        return url
+
+    yield make
+    for drop in drops:
+        drop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh, empty database on the session's PostgreSQL server, dropped afterwards."""
+    url, drop = create_database(postgres_server_url)
     yield url
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -125,27 +125,15 @@ def replica_config(workdir: Path, store_url: str) -> Path:
     return path
 
 
-def fresh_database(server_url: str) -> str:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    base = make_url(server_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base.set(drivername="postgresql").render_as_string(
-            hide_password=False), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return base.set(database=name).render_as_string(hide_password=False)
-
-
 def test_two_replicas_starting_together_on_a_fresh_database_never_fail_a_run(
-    postgres_server_url: str, vector_index: Path,
+    new_postgres_database: Any, vector_index: Path,
 ) -> None:
     """Ten times: two `ragmon run` replicas start at the same instant on a new database,
     each migrates, registers the golden set and runs the recall probe; no run fails."""
     failures: list[str] = []
     competed = 0
     for trial in range(10):
-        url = fresh_database(postgres_server_url)
+        url = new_postgres_database()
         configs = [replica_config(vector_index, url) for _ in range(2)]
         procs = [subprocess.Popen([sys.executable, "-m", "ragmon.monitor", "run", "-c", str(c)],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

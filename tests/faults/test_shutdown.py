@@ -147,18 +147,6 @@ def slow_receiver() -> Iterator[int]:
         thread.join()
 
 
-def new_database(admin_url: str) -> str:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    base = make_url(admin_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base.set(drivername="postgresql").render_as_string(
-            hide_password=False), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return base.set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_sigterm_at_random_moments_exits_0_and_stores_no_partial_run(
     backend: str, workdir: Path, request: pytest.FixtureRequest, tmp_path: Path,
@@ -170,8 +158,8 @@ def test_sigterm_at_random_moments_exits_0_and_stores_no_partial_run(
     with slow_receiver() as port:
         urls = [f"sqlite:///{tmp_path / f'ragmon-{i}.db'}" for i in range(len(delays))]
         if backend == "postgresql":
-            server = request.getfixturevalue("postgres_server_url")
-            urls = [new_database(server) for _ in delays]
+            new_database = request.getfixturevalue("new_postgres_database")
+            urls = [new_database() for _ in delays]
         cfgs = [config(workdir, url, port) for url in urls]
         with ThreadPoolExecutor(max_workers=2) as pool:  # two daemons at a time
             trials = list(pool.map(one_trial, cfgs, delays, [env] * len(delays)))
