@@ -6,7 +6,8 @@ module assembles the features (probe kinds, alerts, drift ingest, their CLI comm
 config sections and tables) into one :class:`~ragmon.monitor.plugins.Plugins` value and
 passes it in: ``load_config(path, plugins)``, ``Runner(..., plugins.probes)``,
 ``StoreCollector(..., plugins.metric_specs())``, ``Daemon(config)`` (the config carries the
-plugins it was validated with). The console script ``ragmon`` is :func:`main` here.
+plugins it was validated with). The console script ``ragmon`` (``ragmon.monitor.__main__``)
+installs its early signal handlers, then calls :func:`main` here.
 
 Adding a feature means listing its parts below; nothing is found by module name.
 """
@@ -84,8 +85,8 @@ def retention_parts(config: RootConfig) -> tuple[RetentionPart, ...]:
 
 
 def metadata() -> MetaData:
-    """The whole schema's metadata: the foundation's tables and every feature's."""
-    assert all(m.__name__ for m in TABLE_MODULES)  # imported above: their tables are on Base
+    """The whole schema's metadata: the foundation's tables and every feature's (the
+    modules in ``TABLE_MODULES``, imported above, put theirs on the shared ``Base``)."""
     return Base.metadata
 
 
