@@ -64,6 +64,9 @@ class DriftProbe(Probe):
             "1 when the latest window differs from the reference at the calibrated alpha.",
             LABELS),
         "drift_alarm": MetricSpec("1 while the persistence rule holds the drift alarm.", LABELS),
+        "drift_kernel_info": MetricSpec(
+            "1 for the kernel that computed the latest statistic: exact, or rff (random "
+            "Fourier features, above max_exact pooled rows).", (*LABELS, "kernel")),
         "coverage_gap_ratio": MetricSpec(
             "Share of queries farther from the index than the reference's quantile.",
             ("source",)),
@@ -179,6 +182,8 @@ class DriftProbe(Probe):
             result.add("drift_p_value", res.p_value, **labels)
         result.add("drift_window_drifted", int(res.drifted), **labels)
         result.add("drift_alarm", int(alarm), **labels)
+        if "kernel" in res.details:
+            result.add("drift_kernel_info", 1, kernel=res.details["kernel"], **labels)
 
     def statistic_row(self, reference: Reference, current: CurrentWindow, res: MethodResult,
                       alarm_state: alarms.AlarmState) -> DriftStatistic:

@@ -16,6 +16,46 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _method_table(methods: dict[str, Any]) -> list[str]:
+    """One row per method; each column as wide as its widest cell, two spaces apart, so a
+    long value (``1.982e-141``) never runs into its neighbour."""
+    header = ("method", "statistic", "p-value", "differs", "alarm")
+    right = (False, True, True, False, False)
+    entries: list[tuple[str, ...] | str] = []  # a row of cells, or a method's note
+    for method, m in methods.items():
+        if m.get("verdict") == "insufficient data":
+            entries.append(f"  {method}  {m.get('message')}")
+            continue
+        entries.append((method, _fmt(m.get("statistic")), _fmt(m.get("p_value")),
+                        "yes" if m.get("drifted") else "no", "on" if m.get("alarm") else "off"))
+    rows = [header, *(e for e in entries if isinstance(e, tuple))]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...] | str) -> str:
+        if isinstance(cells, str):
+            return cells
+        return "  " + "  ".join(c.rjust(w) if r else c.ljust(w)
+                                for c, w, r in zip(cells, widths, right, strict=True)).rstrip()
+
+    return [line(header), *map(line, entries)]
+
+
+def _kernel_line(mmd: dict[str, Any]) -> str | None:
+    """Which kernel computed MMD²: exact up to ``max_exact`` pooled rows (10,000 per side by
+    default), random Fourier features above, whose statistic is an approximation."""
+    kernel = mmd.get("kernel")
+    if kernel is None:
+        return None
+    pooled = int(mmd.get("n_reference", 0)) + int(mmd.get("n_current", 0))
+    limit = mmd.get("max_exact")
+    if kernel == "rff":
+        return (f"  mmd kernel: rff, {int(mmd.get('rff_features', 0)):,} random Fourier features "
+                f"({pooled:,} pooled rows > max_exact {limit:,}; the statistic approximates "
+                "the exact one)")
+    bound = f" <= max_exact {limit:,}" if limit is not None else ""
+    return f"  mmd kernel: exact ({pooled:,} pooled rows{bound})"
+
+
 def render_result(name: str, result: ProbeResult) -> str:
     d = result.details
     head = f"drift {name} ({d.get('source', '?')}): {result.status}"
@@ -36,17 +76,12 @@ def render_result(name: str, result: ProbeResult) -> str:
         + (f" {cal.get('k')} of {cal.get('n')}" if cal.get("rule") == "k_of_n" else "")
         + f"); DRIFT: {'yes' if d.get('drifted') else 'no'}; "
         f"ALARM: {'on' if d.get('alarm') else 'off'}",
-        f"  {'method':<11}{'statistic':>11}{'p-value':>10}  differs  alarm",
     ]
     methods: dict[str, Any] = d.get("methods", {})
-    for method, m in methods.items():
-        if m.get("verdict") == "insufficient data":
-            lines.append(f"  {method:<11}{m.get('message')}")
-            continue
-        lines.append(
-            f"  {method:<11}{_fmt(m.get('statistic')):>11}{_fmt(m.get('p_value')):>10}  "
-            f"{'yes' if m.get('drifted') else 'no':<7}  {'on' if m.get('alarm') else 'off'}"
-        )
+    lines += _method_table(methods)
+    kernel = _kernel_line(methods.get("mmd", {}).get("details", {}))
+    if kernel:
+        lines.append(kernel)
     cov = methods.get("coverage")
     if cov:
         lines.append(

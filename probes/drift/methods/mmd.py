@@ -142,8 +142,9 @@ def mmd(
         RBF precision, ``k(x, y) = exp(-gamma·|x - y|²)``. Default: median heuristic on the
         reference (:func:`median_gamma`).
     max_exact : int
-        Largest pooled size n + m computed with the exact kernel; above it, random Fourier
-        features approximate the kernel (time O(N·d·D) instead of O(N²·d)).
+        Largest pooled size n + m computed with the exact kernel (the default: 10,000 rows
+        per side); above it, random Fourier features approximate the kernel (time O(N·d·D)
+        instead of O(N²·d)). ``details["kernel"]`` says which one ran.
     rff_features : int
         Number D of random Fourier features (cos/sin pairs) in the approximate path.
     min_samples : int
@@ -168,7 +169,8 @@ def mmd(
     p = permutation_p_value(observed, null)
     details = {
         "gamma": g, "n_reference": n, "n_current": m, "permutations": permutations,
-        "kernel": "rff" if approximate else "exact", "null_mean": float(null.mean()),
+        "kernel": "rff" if approximate else "exact", "max_exact": max_exact,
+        "null_mean": float(null.mean()),
         "null_std": float(null.std()),
     }
     if approximate:
@@ -199,6 +201,8 @@ class MMDParams(Strict):
     gamma: float | None = Field(default=None, gt=0.0)
     """RBF precision; default from the median heuristic on the reference."""
     max_exact: int = Field(default=20_000, ge=2)
-    """Pooled rows above which random Fourier features replace the exact kernel."""
+    """Pooled rows above which random Fourier features replace the exact kernel (the default
+    keeps it exact up to 10,000 rows per side); the kernel used is printed and exported as
+    `ragmon_drift_kernel_info`."""
     rff_features: int = Field(default=16384, ge=16)
     """Random Fourier features of the approximate path."""
