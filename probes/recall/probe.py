@@ -60,6 +60,8 @@ class RecallProbe(Probe):
         "recall_delta_ratio": _spec("Mean per-query live recall@k difference against the "
                                     "baseline.", "k"),
         "recall_verdict": _spec("1 for the run's verdict, 0 for the others.", "verdict"),
+        "recall_verdict_k": _spec("The k the verdict is decided at (`verdict_k`), as its "
+                                  "value and its k label: per-k alert rules join on it.", "k"),
         "golden_docs_missing_ratio": _spec("Share of golden relevant documents not in the "
                                            "index."),
         "golden_docs_changed_ratio": _spec("Share of golden documents whose stored vector "
@@ -277,6 +279,7 @@ class RecallProbe(Probe):
                 result.add("recall_delta_ratio", c.mean_delta, k=k)
         for name in VERDICTS:
             result.add("recall_verdict", int(name == verdict), verdict=name)
+        result.add("recall_verdict_k", cfg.decision_k, k=cfg.decision_k)
         if "docs_missing" in causes and causes["docs_total"]:
             result.add("golden_docs_missing_ratio",
                        len(causes["docs_missing"]) / causes["docs_total"])

@@ -92,12 +92,21 @@ def test_alert_has_firing_and_quiet_unit_tests(rule: dict) -> None:
     assert any(not case.get("exp_alerts") for case in cases), f"{rule['alert']}: no quiet case"
 
 
-def test_only_metrics_from_the_documented_list_are_used() -> None:
-    """The rules use only the metric names published in docs/alerts.md for probe authors."""
-    doc = (REPO / "docs" / "alerts.md").read_text()
-    documented = set(re.findall(r"`(ragmon_[a-z_]+)", doc)) | {"up"}
-    used = set()
-    for rule in yaml.safe_load(RULES.read_text())["groups"]:
-        for r in rule["rules"]:
-            used |= set(re.findall(r"\b(ragmon_[a-z_]+|up)\b(?=[{\[ )]|$)", r["expr"]))
-    assert used <= documented, used - documented
+def per_k_metrics() -> set[str]:
+    """Exported names of every probe kind's values that carry a ``k`` label."""
+    from ragmon.monitor.app import default_plugins
+
+    return {f"ragmon_{name}" for specs in default_plugins().metric_specs().values()
+            for name, spec in specs.items() if "k" in spec.labels}
+
+
+@pytest.mark.parametrize("rule", alerts(), ids=lambda r: r["alert"])
+def test_a_rule_on_a_per_k_metric_reads_the_verdict_k_only(rule: dict) -> None:
+    """One k per rule (the verdict k), or healthy recall@1 pages and one incident fans out
+    into an alert per k."""
+    from ragmon.alerts.rule_metrics import expression_names
+
+    per_k = set(expression_names(rule["expr"])) & per_k_metrics()
+    if per_k:
+        assert "and on(job, instance, probe, k) ragmon_recall_verdict_k" in \
+            " ".join(rule["expr"].split()), rule["alert"]
