@@ -67,12 +67,14 @@ class QueriesConfig(Strict):
     """Accept batches on ``POST /ingest/<probe>`` of the daemon's listener."""
     token: Secret | None = None
     """Bearer token the ingest endpoint requires (literal, ``env:VAR`` or ``file:PATH``)."""
-    max_request_bytes: int = Field(default=1 << 20, ge=1024)
-    """Larger ingest requests are refused with 413 before their body is read."""
+    max_request_bytes: int = Field(default=16 << 20, ge=1024)
+    """Larger ingest requests are refused with 413 before their body is read (16 MiB: about
+    2,000 384-d vectors as JSON numbers, 7,000 as base64 float32)."""
     text_field: str = "query"
     """Field holding the query text in JSONL lines and ingest items."""
     vector_field: str = "vector"
-    """Field holding the query vector (a list of numbers), when the app sends one."""
+    """Field holding the query vector, when the app sends one: a list of numbers, or a base64
+    string of little-endian float32 (4 bytes per dimension)."""
     id_field: str = "id"
     """Optional field holding the query's id (kept in SQL with cluster examples)."""
     poll: Duration = 5.0

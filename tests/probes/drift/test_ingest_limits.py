@@ -10,6 +10,7 @@ ragmon's HTTP server, the store, the drift probe's runner and the bundled MiniLM
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -267,3 +268,67 @@ def test_deeply_nested_json_is_a_400_with_one_line(drift_env: DriftEnv,
     assert poll_jsonl(drift_env.store, PROBE, cfg) == 1
     assert [it.text for it in stored(drift_env)] == ["after"]
     assert state.tail_state(drift_env.store, PROBE)["bad_lines"] == 1
+
+
+# --- batch size and compact vectors ----------------------------------------------------------
+
+
+def b64(vector: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vector, "<f4").tobytes()).decode()
+
+
+def test_the_default_limits_take_a_thousand_real_vectors_as_json_numbers(
+        drift_env: DriftEnv, server: Server) -> None:
+    """1 MiB took about 110 MiniLM vectors written as JSON numbers; the defaults of the
+    server and of the probe take 1,000 (about 8 MB) in one request."""
+    rows = drift_env.windows.pool[:1000]
+    body = json.dumps({"queries": drift_env.items(rows)}).encode()
+    assert len(body) > 4 << 20
+    assert server.post(body) == (200, {"accepted": 1000})
+    assert len(stored(drift_env)) == 400  # the reservoir keeps window_size of them
+
+
+def test_base64_float32_vectors_are_stored_bit_for_bit(drift_env: DriftEnv,
+                                                       server: Server) -> None:
+    w = drift_env.windows
+    rows = w.pool[:6]
+    items = [{"query": w.texts[r], "vector": b64(w.vectors[r]), "id": str(r)} for r in rows[:3]]
+    items.append({"query": w.texts[rows[3]], "vector": w.vectors[rows[3]].tolist()})
+    assert server.post({"queries": items}) == (200, {"accepted": 4})
+    assert server.post({"vectors": [b64(w.vectors[r]) for r in rows[4:]]}) == (
+        200, {"accepted": 2})
+    got = {it.text: it.vector for it in stored(drift_env)}
+    for r in rows[:4]:
+        assert got[w.texts[r]].dtype == np.float32
+        assert got[w.texts[r]].tobytes() == w.vectors[r].tobytes()
+    kept = sorted(it.vector.tobytes() for it in stored(drift_env) if it.text is None)
+    assert kept == sorted(w.vectors[r].tobytes() for r in rows[4:])
+    # The query log takes the same encoding.
+    cfg = drift_env.config.probes[PROBE]
+    Path(cfg.queries.jsonl).write_text(json.dumps({"query": "logged",
+                                                   "vector": b64(w.vectors[rows[5]])}) + "\n")
+    assert poll_jsonl(drift_env.store, PROBE, cfg) == 1
+
+
+def test_bad_base64_vectors_get_one_line_naming_the_item(drift_env: DriftEnv,
+                                                         server: Server) -> None:
+    v = drift_env.windows.vectors[drift_env.windows.pool[0]]
+    raw = np.asarray(v, "<f4").tobytes()
+    nan = np.asarray(v, "<f4").copy()
+    nan[5] = np.nan
+    cases = {
+        "not base64!": "item 1: 'vector' is not valid base64",
+        base64.b64encode(raw[:-1]).decode(): (
+            "item 1: 'vector' decodes to 1535 bytes, not a whole number of little-endian "
+            "float32 values (4 bytes each)"),
+        "": "item 1: 'vector' is an empty string",
+        b64(nan): "item 1: 'vector' contains NaN or Inf",
+        b64(np.ones(10)): "batch: vectors of mixed dimensions [10, 384]",
+    }
+    for value, message in cases.items():
+        status, body = server.post({"queries": [{"query": "ok", "vector": b64(v)},
+                                                {"query": "bad", "vector": value}]})
+        assert status == 400, (value, body)
+        assert body["error"].startswith(message), body
+        assert "\n" not in body["error"]
+    assert stored(drift_env) == []
