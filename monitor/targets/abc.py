@@ -131,6 +131,15 @@ class VectorTarget(ABC):
     def describe(self) -> Description:
         """Dimension, metric, engine and version, index parameters."""
 
+    def document_ids(self, ids: Sequence[str], field: str) -> dict[str, str]:
+        """The metadata ``field`` of each of ``ids`` (the document a chunk belongs to), as a
+        string; ids without the field, or not found, are left out. Stores that keep no
+        metadata beside their vectors (FAISS, a plain HTTP endpoint) refuse."""
+        raise TargetError(
+            self.name, f"this target ({type(self).__name__}) keeps no metadata, so documents "
+            f"cannot be read from field {field!r}; map chunk ids to documents with "
+            "documents.pattern or documents.separator instead")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default does nothing."""
 

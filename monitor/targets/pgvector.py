@@ -181,7 +181,7 @@ class PgvectorTarget(VectorTarget):
                               f"column {cfg.vector_column!r} is {vector_type}, not vector")
         vector_indexes = [(d, opclass) for d, opclass in indexes if opclass in _OPCLASSES]
         return {"dimension": int(dimension), "indexes": [d for d, _ in vector_indexes],
-                "version": version,
+                "version": version, "columns": sorted(columns),
                 "id_type": "int" if columns[cfg.id_column][0] in _INT_TYPES else "str",
                 "metric": self._infer_metric([opclass for _, opclass in vector_indexes])}
 
@@ -255,6 +255,24 @@ class PgvectorTarget(VectorTarget):
                             (keys,))
                 rows = cur.fetchall()
         return _vectors(ids, {str(r[0]): r[1] for r in rows}, meta["dimension"])
+
+    def document_ids(self, ids: Sequence[str], field: str) -> dict[str, str]:
+        """The column ``field`` of each row of ``ids`` (NULL: left out)."""
+        meta = self._metadata()
+        if field not in meta["columns"] or '"' in field:
+            raise TargetError(self.name, f"table {self.config.table!r} has no column {field!r} "
+                              f"to read documents from; columns: {', '.join(meta['columns'])}")
+        keys: list[Any] = list(ids)
+        if meta["id_type"] == "int":
+            keys, _ = int_ids(self.name, list(ids))
+        cfg = self.config
+        if not keys:
+            return {}
+        with self._session() as cur:
+            cur.execute(f"SELECT {_quote(cfg.id_column)}, {_quote(field)} FROM "
+                        f"{_quote(cfg.table)} WHERE {_quote(cfg.id_column)} = ANY(%s) AND "
+                        f"{_quote(field)} IS NOT NULL", (keys,))
+            return {str(r[0]): str(r[1]) for r in cur.fetchall()}
 
     def sample(self, n: int, seed: int) -> Vectors:
         """Uniform by a seeded hash order of the ids (one query, deterministic per seed)."""

@@ -26,6 +26,7 @@ from ragmon.probes.recall import history
 from ragmon.probes.recall._search import Searched, search_all
 from ragmon.probes.recall.attribution import VERDICTS, Evidence, attribute
 from ragmon.probes.recall.config import RecallConfig
+from ragmon.probes.recall.documents import DocumentMap, collapse
 from ragmon.probes.recall.evidence import build_evidence, gather_causes, mean, target_details
 from ragmon.probes.recall.fidelity import latency_quantiles, query_fidelity
 from ragmon.probes.recall.golden import GoldenQuery, GoldenSet, check_id_type, load_golden_set
@@ -55,6 +56,12 @@ class RecallProbe(Probe):
                                       "top k.", "k"),
         "index_shortfall_ratio": _spec("Share of queries whose live search returned fewer than "
                                        "k results.", "k"),
+        "document_shortfall_ratio": _spec("Share of queries whose live chunks, searched up to "
+                                          "documents.max_depth x k deep, held fewer than k "
+                                          "distinct documents.", "k"),
+        "chunk_recall_ratio": _spec("Mean chunk-level recall@k (judged chunk ids, before "
+                                    "collapsing to documents).", "k", "mode"),
+        "chunk_ndcg_ratio": _spec("Mean chunk-level nDCG@k (judged chunk ids).", "k", "mode"),
         "recall_drop_significant": _spec("1 when live recall@k dropped significantly against "
                                          "the baseline (paired tests).", "k"),
         "recall_delta_ratio": _spec("Mean per-query live recall@k difference against the "
@@ -154,17 +161,20 @@ class RecallProbe(Probe):
         golden, golden_note = self._golden()
         target = self.context.target(cfg.target)
         desc = target.describe()
-        check_id_type(golden, desc.id_type, cfg.target)
+        docs = DocumentMap(cfg.documents) if cfg.documents is not None else None
+        chunks = golden if docs is None else _judged_chunks(golden, docs)
+        check_id_type(chunks, desc.id_type, cfg.target)
         vectors, emb_fp = self._embed(golden, desc, target, deadline)
         deadline.check("embedding")
         exact = bool(target.supports_exact)
         searched = search_all(target, golden.queries, vectors, max(cfg.k), cfg.search_batch,
-                              deadline, exact)
-        rows = self._score(golden, searched, exact)
+                              deadline, exact, docs)
+        rows = self._score(golden, searched, exact, docs)
         fid_note = self._fidelity(target, desc, golden, vectors, searched, rows, exact)
         result = ProbeResult(target=cfg.target, golden_version=golden.version,
                              embedder_fingerprint=emb_fp, target_fingerprint=desc.fingerprint())
-        causes = gather_causes(self.name, cfg, self.context, target, golden, vectors, emb_fp,
+        # presence and vectors are checked on the chunk ids a golden set names
+        causes = gather_causes(self.name, cfg, self.context, target, chunks, vectors, emb_fp,
                                desc)
         baseline = history.find_baseline(self.context.store, self.name, golden.version)
         evidence, comparisons = build_evidence(cfg, self.context.store, baseline, rows, causes,
@@ -192,31 +202,49 @@ class RecallProbe(Probe):
             "regressed": _top(comparisons, "regressed", cfg),
             "improved": _top(comparisons, "improved", cfg),
             "k": cfg.k, "verdict_k": cfg.decision_k,
+            "level": "chunk" if docs is None else "document",
+            "documents": None if docs is None else {
+                "mapping": docs.describe(), "max_depth": cfg.documents.max_depth,  # type: ignore[union-attr]
+                "chunk_level": any("recall" in r["chunks"]["live"] for r in rows.values())},
         }
         return result
 
     # -- scoring ---------------------------------------------------------------------------
 
-    def _score(self, golden: GoldenSet, s: Searched, exact: bool) -> dict[str, dict[str, Any]]:
-        cfg: RecallConfig = self.config
+    def _score(
+        self, golden: GoldenSet, s: Searched, exact: bool, docs: DocumentMap | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Per query and mode, the metrics of the ranking the golden set judges: chunks, or
+        with ``docs`` the documents (MaxP), chunk-level kept under ``chunks``."""
         rows: dict[str, dict[str, Any]] = {}
+        mapping = None if docs is None else docs.describe()
         for i, q in enumerate(golden.queries):
-            row: dict[str, Any] = {"status": s.status[i], "judgments": _judgments(q.relevant)}
+            row: dict[str, Any] = {"status": s.status[i],
+                                   "judgments": _judgments(q.relevant, mapping)}
             if s.error[i]:
                 row["error"] = s.error[i]
             modes = [("live", s.live_ids[i], s.live_scores[i])]
             if exact:
                 modes.append(("exact", s.exact_ids[i], s.exact_scores[i]))
+            ok = s.status[i] == "ok"
             for mode, ids, scores in modes:
-                if s.status[i] != "ok":
-                    metrics = zero_metrics(cfg.k)
-                    ranked: list[str] = []
-                else:
-                    ranked = break_ties(ids, scores)
-                    metrics = query_metrics(ranked, q.relevant, cfg.k, cfg.gain)
-                row[mode] = {"ids": ranked, **metrics.as_dict()}
+                if docs is None:
+                    row[mode] = self._side(break_ties(ids, scores), q.relevant, ok)
+                    continue
+                ranked = break_ties(ids, scores)
+                judged = docs.judged_chunks(q.relevant)
+                row.setdefault("chunks", {})[mode] = \
+                    self._side(ranked, judged, ok) if judged else {"ids": ranked if ok else []}
+                row[mode] = self._side(collapse(ids, scores, docs.of), docs.lift(q.relevant), ok)
             rows[q.id] = row
         return rows
+
+    def _side(self, ranked: list[str], grades: dict[str, float], ok: bool) -> dict[str, Any]:
+        """One mode's ranked ids and metrics; a failed query scores 0 with no ids."""
+        cfg: RecallConfig = self.config
+        if not ok:
+            return {"ids": [], **zero_metrics(cfg.k).as_dict()}
+        return {"ids": ranked, **query_metrics(ranked, grades, cfg.k, cfg.gain).as_dict()}
 
     def _fidelity(
         self, target: VectorTarget, desc: Description, golden: GoldenSet,
@@ -244,7 +272,8 @@ class RecallProbe(Probe):
             if s.status[i] != "ok":
                 continue  # nothing was measured; the labelled metrics count it as 0
             query = vectors[i] if vectors is not None else np.zeros(1)
-            fid = query_fidelity(query, row["live"]["ids"], row["exact"]["ids"], fetched,
+            chunks = row.get("chunks", row)  # fidelity compares chunks, never documents
+            fid = query_fidelity(query, chunks["live"]["ids"], chunks["exact"]["ids"], fetched,
                                  desc.metric, cfg.k, cfg.fidelity_epsilon)
             row["fidelity"] = {"recall": {str(k): v for k, v in fid.recall.items()},
                                "shortfall": {str(k): v for k, v in fid.shortfall.items()}}
@@ -266,6 +295,7 @@ class RecallProbe(Probe):
                 result.add("hit_rate_ratio", means["hit"][k], k=k, mode=mode)
                 result.add("ndcg_ratio", means["ndcg"][k], k=k, mode=mode)
             result.add("mrr_ratio", means["mrr"][0], mode=mode)
+        self._level_values(result, rows, exact)
         if any("fidelity" in r for r in rows.values()):
             for k in cfg.k:
                 fid = [r["fidelity"] for r in rows.values() if "fidelity" in r]
@@ -291,6 +321,24 @@ class RecallProbe(Probe):
         result.add("index_vectors", desc.count)
         for stat, value in latency_quantiles(s.latencies).items():
             result.add("search_latency_seconds", value, stat=stat)
+
+    def _level_values(self, result: ProbeResult, rows: dict[str, Any], exact: bool) -> None:
+        """With documents judged: the document shortfall, and chunk-level recall and nDCG
+        over the queries that judge chunks."""
+        cfg: RecallConfig = self.config
+        if cfg.documents is None:
+            return
+        for k in cfg.k:
+            short = [len(r["live"]["ids"]) < k for r in rows.values() if r["status"] == "ok"]
+            result.add("document_shortfall_ratio", mean([float(x) for x in short]), k=k)
+        for mode in ("live", "exact") if exact else ("live",):
+            sides = [r["chunks"][mode] for r in rows.values() if "recall" in r["chunks"][mode]]
+            if not sides:
+                continue
+            means = mean_metrics([_as_metrics(side) for side in sides], cfg.k)
+            for k in cfg.k:
+                result.add("chunk_recall_ratio", means["recall"][k], k=k, mode=mode)
+                result.add("chunk_ndcg_ratio", means["ndcg"][k], k=k, mode=mode)
 
     def render(self, result: ProbeResult) -> str:
         from ragmon.probes.recall.render import render
@@ -327,9 +375,22 @@ def _text(golden: GoldenSet, query: GoldenQuery) -> str:
     return query.text
 
 
-def _judgments(relevant: dict[str, float]) -> str:
-    blob = json.dumps(sorted(relevant.items()), separators=(",", ":"))
+def _judgments(relevant: dict[str, float], mapping: str | None = None) -> str:
+    """Digest of a query's judgments (and of the document mapping: runs judged at another
+    level are never paired with each other)."""
+    items: list[Any] = sorted(relevant.items())
+    if mapping is not None:
+        items.append(["documents", mapping])
+    blob = json.dumps(items, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _judged_chunks(golden: GoldenSet, docs: DocumentMap) -> GoldenSet:
+    """The golden set restricted to the judgments that name chunk ids (same name and
+    version): what the index can be asked about. Judged document ids are not index keys."""
+    queries = [GoldenQuery(q.id, docs.judged_chunks(q.relevant), q.text, q.vector, q.filter,
+                           q.tags, q.line) for q in golden.queries]
+    return GoldenSet(golden.name, golden.source, queries, golden.version)
 
 
 def _as_metrics(side: dict[str, Any]) -> Any:

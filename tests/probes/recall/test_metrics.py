@@ -12,6 +12,8 @@ import pytrec_eval
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ragmon.probes.recall.config import DocumentsConfig
+from ragmon.probes.recall.documents import DocumentMap, collapse
 from ragmon.probes.recall.metrics import break_ties, mean_metrics, query_metrics, zero_metrics
 
 KS = [1, 3, 5, 10]
@@ -82,6 +84,38 @@ def test_exponential_gain_and_means_match_trec_eval(cases) -> None:  # type: ign
         assert means["recall"][k] == pytest.approx(expected, abs=1e-12)
     expected = sum(oracle.get(f"q{i}", {}).get("recip_rank", 0.0) for i in range(n)) / n
     assert means["mrr"][0] == pytest.approx(expected, abs=1e-12)
+
+
+@st.composite
+def chunk_qrels_and_run(draw: st.DrawFn) -> tuple[dict[str, int], dict[str, float]]:
+    """Document judgments and a run of chunks ``d<i>#<n>``, several per document, with ties."""
+    grades, _ = draw(qrels_and_run(ties=True))
+    chunks = [f"{d}#{n}" for d in DOCS for n in range(3)]
+    retrieved = draw(st.lists(st.sampled_from(chunks), min_size=0, max_size=20, unique=True))
+    scores = [float(draw(st.integers(min_value=0, max_value=4))) for _ in retrieved]
+    return grades, dict(zip(retrieved, scores, strict=True))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chunk_qrels_and_run())
+def test_collapsed_chunk_runs_match_trec_eval_on_the_document_run(case) -> None:  # type: ignore[no-untyped-def]
+    grades, chunk_run = case
+    # the oracle's own collapse: a document's score is its best chunk's (MaxP)
+    doc_run: dict[str, float] = {}
+    for chunk, score in chunk_run.items():
+        doc = chunk.split("#")[0]
+        doc_run[doc] = max(doc_run.get(doc, score), score)
+    evaluator = pytrec_eval.RelevanceEvaluator({"q": grades}, MEASURES)
+    oracle = evaluator.evaluate({"q": doc_run}).get("q", {}) if doc_run else {}
+    ids, scores = engine_order(chunk_run)
+    of = DocumentMap(DocumentsConfig(separator="#")).of
+    got = query_metrics(collapse(ids, scores, of), grades, KS)
+    for k in KS:
+        assert got.recall[k] == pytest.approx(oracle.get(f"recall_{k}", 0.0), abs=1e-12)
+        assert got.precision[k] == pytest.approx(oracle.get(f"P_{k}", 0.0), abs=1e-12)
+        assert got.hit[k] == pytest.approx(oracle.get(f"success_{k}", 0.0), abs=1e-12)
+        assert got.ndcg[k] == pytest.approx(oracle.get(f"ndcg_cut_{k}", 0.0), abs=1e-12)
+    assert got.rr == pytest.approx(oracle.get("recip_rank", 0.0), abs=1e-12)
 
 
 def test_ties_are_broken_by_id_descending_like_trec_eval() -> None:
