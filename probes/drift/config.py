@@ -11,6 +11,14 @@ from ragmon.monitor.config import ConfigPath, Duration, ProbeConfig, Secret, Str
 from ragmon.probes.drift.methods import DRIFT_METHODS
 
 DEFAULT_METHODS = ["mmd", "classifier", "clusters", "centroid", "norms"]
+SECONDS_PER_ROW = 0.2  # MiniLM embedded 300 texts in 32 s at a load of 10 on 2 cores
+
+
+def default_timeout(rows: int) -> float:
+    """A drift run's time limit when none is configured: one minute plus 0.2 s per row of
+    the window, whose texts may all be embedded during the run."""
+    return 60.0 + SECONDS_PER_ROW * rows
+
 
 MethodParams: type[Strict] = create_model(  # one optional, typed entry per registered method
     "MethodParams",
@@ -109,6 +117,20 @@ class DriftConfig(ProbeConfig):
     coverage_quantile: float = Field(default=0.95, gt=0.5, lt=1.0)
     """Queries farther from the index than this quantile of the reference are gaps."""
     seed: int = 0
+    timeout: Duration = 60.0
+    """A run past this is recorded as `timeout`. Default: 60 s plus 0.2 s per row of the
+    window (`window_size`, or the canary's `texts`), which may all be embedded during the run.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _timeout_by_window(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("timeout") is None:
+            rows = (len(data["texts"]) if data.get("source") == "canary"
+                    and isinstance(data.get("texts"), list) else data.get("window_size", 1000))
+            if isinstance(rows, int):
+                data = {**data, "timeout": default_timeout(rows)}
+        return data
 
     @field_validator("methods")
     @classmethod
