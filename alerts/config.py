@@ -17,7 +17,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_core import InitErrorDetails
 
 from ragmon.alerts.sinks import SINK_KINDS
-from ragmon.alerts.templates import check_template
+from ragmon.alerts.templates import DESCRIPTION as DEFAULT_DESCRIPTION
+from ragmon.alerts.templates import check_template, default_summary
 from ragmon.monitor.config import Duration, OptionalDelay, RootConfig, Strict, config_error
 from ragmon.monitor.errors import ConfigIssue
 from ragmon.monitor.plugins import Plugins
@@ -85,12 +86,12 @@ class RuleConfig(Strict):
         default="warning", description="The `severity` label.")
     labels: dict[str, str] = Field(default_factory=dict, description=(
         "Extra labels on the alert (alertname, severity and probe are set by ragmon)."))
-    summary: str = Field(
-        default="{{ rule }}: probe {{ probe }} {{ field }} is {{ value }}",
-        description="Jinja2 template of the one-line summary (see docs/alerts.md).")
-    description: str = Field(
-        default="{{ rule }} is {{ status }} for probe {{ probe }}.",
-        description="Jinja2 template of the longer description; it can use the run's details.")
+    summary: str | None = Field(default=None, description=(
+        "Jinja2 template of the one-line summary (see docs/alerts.md). Default: by what "
+        "the rule watches, the value, verdict or error of the run."))
+    description: str | None = Field(default=None, description=(
+        "Jinja2 template of the longer description. Default: the value, the verdict and "
+        "its first reasons, a failed run's error, the worst regressed queries and a link."))
     runbook_url: str | None = Field(default=None, description="Added as an annotation.")
     sinks: list[str] | None = Field(default=None, description=(
         "Sinks (in `alerts.sinks`) to notify; all of them when absent."))
@@ -130,8 +131,8 @@ class RuleConfig(Strict):
 
     @field_validator("summary", "description")
     @classmethod
-    def _template(cls, value: str) -> str:
-        problem = check_template(value)
+    def _template(cls, value: str | None) -> str | None:
+        problem = None if value is None else check_template(value)
         if problem:
             raise config_error("template", "template does not render: {problem}",
                                       {"problem": problem}, echo_input=True)
@@ -157,6 +158,15 @@ class RuleConfig(Strict):
     def watched(self) -> str:
         """What the rule looks at, for messages and the ``field`` template variable."""
         return self.field if self.field is not None else "verdict"
+
+    @property
+    def summary_template(self) -> str:
+        return self.summary if self.summary is not None else \
+            default_summary(self.watched, self.verdict is not None)
+
+    @property
+    def description_template(self) -> str:
+        return self.description if self.description is not None else DEFAULT_DESCRIPTION
 
 
 class DeliveryConfig(Strict):

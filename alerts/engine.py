@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ragmon.alerts.config import AlertsConfig, RuleConfig
+from ragmon.alerts.explain import context_facts
 from ragmon.alerts.metrics import AlertStats
 from ragmon.alerts.observations import Observation, fingerprint, instance_labels, observe
 from ragmon.alerts.sinks import Notification, build_sink
@@ -194,6 +195,9 @@ class AlertEngine:
         record: RunRecord, run_id: int | None, event: str,
     ) -> Notification:
         run_details = jsonable(record.details)
+        link = self._generator_url(name)
+        series = {k: v for k, v in row.labels.items()
+                  if k not in ("alertname", "probe", "severity", "target", *rule.labels)}
         context = {
             "rule": name, "probe": rule.probe, "kind": record.kind, "target": record.target,
             "severity": rule.severity, "field": rule.watched, "value": details.get("value"),
@@ -204,10 +208,11 @@ class AlertEngine:
                     "finished_at": utc(record.finished_at).isoformat()},
             "details": run_details,
             "values": _values_by_name(record),
+            **context_facts(run_details, series, link),
         }
         annotations = {
-            "summary": render(rule.summary, context),
-            "description": render(rule.description, context),
+            "summary": render(rule.summary_template, context).strip(),
+            "description": render(rule.description_template, context).strip(),
         }
         if rule.runbook_url:
             annotations["runbook_url"] = rule.runbook_url
@@ -219,8 +224,9 @@ class AlertEngine:
             labels={k: str(v) for k, v in row.labels.items()}, annotations=annotations,
             starts_at=starts_at,
             ends_at=iso(row.resolved_at) if event == "resolved" and row.resolved_at else None,
-            generator_url=self._generator_url(name), run_id=run_id,
-            value=value if isinstance(value, int | float) else None, details=run_details,
+            generator_url=link, run_id=run_id,
+            value=value if isinstance(value, int | float | str) else None, details=run_details,
+            run_status=record.status, error=record.error,
         )
 
     def _generator_url(self, name: str) -> str:

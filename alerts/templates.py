@@ -4,7 +4,14 @@ Variables: ``rule``, ``probe``, ``kind``, ``target``, ``severity``, ``field``, `
 ``labels``, ``status`` (firing or resolved), ``since``, ``run`` (id, status, error,
 started_at, finished_at), ``details`` (the run's details: verdict, evidence, regressed
 queries, moved clusters), ``values`` (every value of the run, name -> list of
-``{labels, value}``). A detail the run did not produce renders as empty text.
+``{labels, value}``), and ready-made lines (:mod:`alerts.explain`): ``reasons`` (the first
+reasons of the verdict), ``regressed`` (the worst regressed queries, ``id "text": recall@k
+before -> after``, text cut), ``more_regressed`` (how many more regressed), ``series``
+(``{k=10,mode=live}``) and ``link`` (the alert's page). A detail the run did not produce
+renders as empty text. The filter ``number`` writes a value as people read it.
+
+A rule without ``summary`` or ``description`` gets the defaults below, chosen by what it
+watches (``status``, a ``verdict``, or a value).
 """
 
 from __future__ import annotations
@@ -15,15 +22,49 @@ from typing import Any
 from jinja2 import ChainableUndefined, TemplateError, UndefinedError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
+from ragmon.alerts.explain import number
+
 VARIABLES = (
     "rule", "probe", "kind", "target", "severity", "field", "value", "labels", "status",
-    "since", "run", "details", "values",
+    "since", "run", "details", "values", "reasons", "regressed", "more_regressed", "series",
+    "link",
 )
+
+#: Default summaries: by what the rule watches.
+SUMMARY_STATUS = ("{{ rule }}: probe {{ probe }} {{ run.status }}"
+                  "{% if run.error %}: {{ run.error | truncate(300, true, '…', 0) }}{% endif %}")
+SUMMARY_VERDICT = ("{{ rule }}: probe {{ probe }} verdict {{ value }}"
+                   "{% if details.verdict_k %} (recall@{{ details.verdict_k }}){% endif %}")
+SUMMARY_VALUE = ("{{ rule }}: probe {{ probe }} {{ field }}{{ series }} is {{ value | number }}"
+                 "{% if details.verdict %} (verdict {{ details.verdict }}){% endif %}")
+#: The default description, for every rule: the value, the verdict and its first reasons,
+#: the error of a failed run, the worst regressed queries, and the link.
+DESCRIPTION = """\
+{{ rule }} is {{ status }} for probe {{ probe }}{% if target %} on target "{{ target }}"\
+{% endif %}: {{ field }}{{ series }} is {{ value | number }}.
+{% if run.error %}Run {{ run.id }} {{ run.status }}: {{ run.error }}
+{% endif %}{% if details.verdict %}Verdict: {{ details.verdict }}\
+{% if details.verdict_k %} (decided at recall@{{ details.verdict_k }}){% endif %}.
+{% endif %}{% for r in reasons %}- {{ r }}
+{% endfor %}{% if regressed %}Top regressed queries:
+{% for q in regressed %}- {{ q }}
+{% endfor %}{% if more_regressed %}({{ more_regressed }} more)
+{% endif %}{% endif %}{% if run.id is not none %}Run {{ run.id }}{% if link %}: {{ link }}\
+{% endif %}{% endif %}"""
+
+
+def default_summary(watched: str, verdict_rule: bool) -> str:
+    """The summary template of a rule that sets none."""
+    if verdict_rule:
+        return SUMMARY_VERDICT
+    return SUMMARY_STATUS if watched == "status" else SUMMARY_VALUE
 
 
 @lru_cache(maxsize=1)
 def environment() -> SandboxedEnvironment:
-    return SandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+    env = SandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+    env.filters["number"] = number
+    return env
 
 
 def sample_context() -> dict[str, Any]:
@@ -36,7 +77,8 @@ def sample_context() -> dict[str, Any]:
         "run": {"id": 1, "status": "ok", "error": None,
                 "started_at": "2026-01-01T00:00:00+00:00",
                 "finished_at": "2026-01-01T00:00:01+00:00"},
-        "details": {}, "values": {},
+        "details": {}, "values": {}, "reasons": [], "regressed": [], "more_regressed": 0,
+        "series": "{k=10,mode=live}", "link": "",
     }
 
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ragmon.alerts.explain import annotation_facts
 from ragmon.alerts.sinks.base import Notification, Sink
 from ragmon.monitor.common import iso
 from ragmon.monitor.config import Duration, KindConfig, Secret
@@ -36,15 +37,15 @@ def alertmanager_alert(n: Notification, ttl: float) -> dict[str, Any]:
     ends_at = n.ends_at or iso(datetime.now(UTC) + timedelta(seconds=ttl))
     alert = {
         "labels": labels,
-        "annotations": {k: str(v) for k, v in n.annotations.items()},
+        # The run's facts one by one (value, verdict, reasons, regressed queries, error),
+        # beside the rendered summary and description, for Alertmanager's own templates.
+        "annotations": {**annotation_facts(n), **{k: str(v) for k, v in n.annotations.items()}},
         "startsAt": n.starts_at,
         "endsAt": ends_at,
     }
     if n.generator_url:
         alert["generatorURL"] = n.generator_url
     return alert
-
-
 
 
 class AlertmanagerSink(Sink):

@@ -41,9 +41,13 @@ class Notification:
     starts_at: str
     ends_at: str | None = None
     generator_url: str = ""
-    value: float | None = None
+    #: The watched value: a number, or text (a run status, a verdict).
+    value: float | str | None = None
     run_id: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    run_status: str | None = None
+    #: Why the run failed (a failed run has no details to explain it).
+    error: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)

@@ -35,7 +35,7 @@ def webhook_body(sink_name: str, n: Notification) -> dict[str, Any]:
             "generatorURL": n.generator_url,
             "value": n.value,
         },
-        "run": {"id": n.run_id},
+        "run": {"id": n.run_id, "status": n.run_status, "error": n.error},
         "details": n.details,
     }
 
@@ -103,7 +103,8 @@ def slack_body(n: Notification, cfg: SlackConfig) -> dict[str, Any]:
         for key, value in sorted(n.labels.items()) if key != "alertname"
     ]
     if n.value is not None:
-        fields.append({"title": "value", "value": f"{n.value:.6g}", "short": True})
+        value = n.value if isinstance(n.value, str) else f"{n.value:.6g}"
+        fields.append({"title": "value", "value": value, "short": True})
     body: dict[str, Any] = {
         "text": head,
         "username": cfg.username,

@@ -199,8 +199,8 @@ class RecallProbe(Probe):
                 "golden_version": baseline.run.golden_version,
                 "started_at": baseline.run.started_at.isoformat()},
             "comparisons": [c.summary() for c in comparisons.values()],
-            "regressed": _top(comparisons, "regressed", cfg),
-            "improved": _top(comparisons, "improved", cfg),
+            "regressed": _top(comparisons, "regressed", cfg, golden),
+            "improved": _top(comparisons, "improved", cfg, golden),
             "k": cfg.k, "verdict_k": cfg.decision_k,
             "level": "chunk" if docs is None else "document",
             "documents": None if docs is None else {
@@ -403,6 +403,13 @@ def _as_metrics(side: dict[str, Any]) -> Any:
                         ints(side["ndcg"]), side["rr"], side["relevant_ranks"])
 
 
-def _top(comparisons: dict[str, Any], side: str, cfg: RecallConfig) -> list[dict[str, Any]]:
+def _top(comparisons: dict[str, Any], side: str, cfg: RecallConfig,
+         golden: GoldenSet) -> list[dict[str, Any]]:
+    """The queries that changed most at the verdict k, each with its full text (``query``;
+    None for a query given as a vector), so notifications can quote it."""
     c = comparisons.get(f"live@{cfg.decision_k}")
-    return [] if c is None else getattr(c, side)[: cfg.report_queries]
+    if c is None:
+        return []
+    texts = {q.id: q.text for q in golden.queries}
+    return [{**r, "query": texts.get(r["query_id"])}
+            for r in getattr(c, side)[: cfg.report_queries]]

@@ -4,8 +4,13 @@ run records. conftest.py puts this directory on sys.path, so tests import it by 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import threading
 import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ragmon.alerts.config import AlertsConfig
+from ragmon.monitor.http import free_port
 from ragmon.monitor.store import RunRecord
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -144,3 +150,58 @@ def probe_sections(folder: Path) -> dict[str, Any]:
                             "every": "1h"},
         },
     }
+
+
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
+
+
+@contextmanager
+def running_alertmanager(folder: Path, receiver: Receiver) -> Iterator[str]:
+    """A real Alertmanager on loopback that forwards every alert to ``receiver`` (path /am);
+    yields its base URL."""
+    config = folder / "alertmanager.yml"
+    config.write_text(json.dumps({
+        "route": {"receiver": "test", "group_by": ["alertname"], "group_wait": "0s",
+                  "group_interval": "1s", "repeat_interval": "1h"},
+        "receivers": [{"name": "test", "webhook_configs": [
+            {"url": f"{receiver.url}/am", "send_resolved": True}]}],
+    }))
+    port = free_port()
+    proc = subprocess.Popen(
+        [ALERTMANAGER, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
+         "--cluster.listen-address=", f"--storage.path={folder / 'am-data'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"alertmanager did not start: {proc.stderr.read().decode()[-2000:]}"  # type: ignore[union-attr]
+                    ) from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)  # waits and closes the stderr pipe
+
+
+def am_alerts(url: str, **filters: str) -> list[dict[str, Any]]:
+    query = "&".join(f"{k}={v}" for k, v in filters.items())
+    with urllib.request.urlopen(f"{url}/api/v2/alerts?{query}", timeout=5) as response:
+        return list(json.load(response))
+
+
+def wait_until(check: Any, timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.1)

@@ -10,7 +10,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from alert_support import Receiver, start_receiver, stop_receiver  # noqa: E402
+from alert_support import (  # noqa: E402
+    Receiver,
+    running_alertmanager,
+    start_receiver,
+    stop_receiver,
+)
 
 
 @pytest.fixture
@@ -19,3 +24,10 @@ def receiver() -> Iterator[Receiver]:
     r = start_receiver()
     yield r
     stop_receiver(r)
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path, receiver: Receiver) -> Iterator[str]:
+    """A real Alertmanager on loopback that forwards every alert to ``receiver``."""
+    with running_alertmanager(tmp_path, receiver) as url:
+        yield url

@@ -5,77 +5,26 @@ receiver, and the resolve ends it there too."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import time
-import urllib.request
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from alert_support import FAST_DELIVERY, T0, Receiver, alerts_config, minutes, recall_run
+from alert_support import (
+    FAST_DELIVERY,
+    T0,
+    Receiver,
+    alerts_config,
+    am_alerts,
+    minutes,
+    recall_run,
+    wait_until,
+)
 from sqlalchemy import select
 
 from ragmon.alerts.delivery import DeliveryWorker
 from ragmon.alerts.engine import AlertEngine
 from ragmon.alerts.tables import AlertNotification
-from ragmon.monitor.http import free_port
 from ragmon.monitor.store import Store
-
-BINARY = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
-
-
-@pytest.fixture
-def alertmanager(tmp_path: Path, receiver: Receiver) -> Iterator[str]:
-    """A real Alertmanager on loopback that forwards every alert to ``receiver``."""
-    config = tmp_path / "alertmanager.yml"
-    config.write_text(json.dumps({
-        "route": {"receiver": "test", "group_by": ["alertname"], "group_wait": "0s",
-                  "group_interval": "1s", "repeat_interval": "1h"},
-        "receivers": [{"name": "test", "webhook_configs": [
-            {"url": f"{receiver.url}/am", "send_resolved": True}]}],
-    }))
-    port = free_port()
-    proc = subprocess.Popen(
-        [BINARY, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
-         "--cluster.listen-address=", f"--storage.path={tmp_path / 'data'}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"alertmanager did not start: {proc.stderr.read().decode()[-2000:]}"  # type: ignore[union-attr]
-                    ) from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)  # waits and closes the stderr pipe
-
-
-def am_alerts(url: str, **filters: str) -> list[dict[str, Any]]:
-    query = "&".join(f"{k}={v}" for k, v in filters.items())
-    with urllib.request.urlopen(f"{url}/api/v2/alerts?{query}", timeout=5) as response:
-        return list(json.load(response))
-
-
-def wait_until(check: Any, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.1)
 
 
 def test_alertmanager_receives_firing_and_resolve(
@@ -107,8 +56,10 @@ def test_alertmanager_receives_firing_and_resolve(
     assert alert["labels"] == labels
     assert alert["annotations"] == {
         "summary": "recall@10 is 0.5",
-        "description": "RagmonRecallLow is firing for probe docs-recall.",
+        "description": 'RagmonRecallLow is firing for probe docs-recall on target "docs": '
+                       'recall_ratio{k=10,mode=live} is 0.5.',
         "runbook_url": "https://runbooks/recall",
+        "value": "0.5",
     }
     assert alert["startsAt"].startswith("2026-03-02T09:00:00")
     assert alert["generatorURL"] == "https://ragmon.example.org/alerts?rule=RagmonRecallLow"

@@ -79,7 +79,8 @@ def test_a_full_section_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     ({**RULE, "description": "{{ recall }}"},
      "alerts.rules.R.description: template does not render: unknown variable 'recall'; "
      "available: rule, probe, kind, target, severity, field, value, labels, status, since, "
-     "run, details, values, got '{{ recall }}'"),
+     "run, details, values, reasons, regressed, more_regressed, series, link, "
+     "got '{{ recall }}'"),
     ({**RULE, "summary": "{% if value %}"},
      "alerts.rules.R.summary: template does not render: TemplateSyntaxError: Unexpected end "
      "of template. Jinja was looking for the following tags: 'elif' or 'else' or 'endif'. "

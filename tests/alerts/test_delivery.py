@@ -104,7 +104,7 @@ def test_webhook_body_and_hmac_signature_with_retries(store: Store, receiver: Re
             "startsAt": "2026-03-02T09:00:00Z", "endsAt": None, "generatorURL": "",
             "value": 0.5,
         },
-        "run": {"id": 7},
+        "run": {"id": 7, "status": "ok", "error": None},
         "details": {"verdict": "index"},
     }
     assert worker.stats.notifications[("hook", "failed")] == 2

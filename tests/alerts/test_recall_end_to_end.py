@@ -10,6 +10,7 @@ the run's verdict. Restoring the good index resolves it, with one resolved notif
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import time
@@ -103,6 +104,11 @@ def test_recall_regression_fires_once_and_resolves_once(
             f"docs recall@10 is {body['alert']['value']:.2f} ({degraded.details['verdict']})")
         assert body["alert"]["value"] < 0.6
         assert degraded.details["verdict"] == "index"
+        # The regressed queries carry their full text, for notifications to quote.
+        golden = {row["id"]: row["query"] for row in map(
+            json.loads, (tmp_path / "golden.jsonl").read_text().splitlines())}
+        regressed = degraded.details["regressed"]
+        assert regressed and all(r["query"] == golden[r["query_id"]] for r in regressed)
         daemon.runner.run("docs-recall")  # still degraded: no second notification
         time.sleep(1.5)
         assert len(receiver.ok_requests) == 1
