@@ -2,7 +2,7 @@
 
 One run, in phases: load the golden set (versioned by content hash); embed its queries once
 (precomputed vectors are used as they are); search live and exact at max(k); score
-labelled relevance per query with trec_eval semantics (:mod:`probes.recall.metrics`); measure
+labelled relevance per query with trec_eval semantics (:mod:`probes.recall.scoring`); measure
 index fidelity, tie-tolerant (:mod:`probes.recall.fidelity`); gather causes (golden documents
 present and unchanged, query vectors unchanged, canary, index configuration); compare per
 query with the baseline run (:mod:`probes.recall.compare`); and give one verdict
@@ -12,8 +12,6 @@ evidence in the run's details.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +20,14 @@ import numpy as np
 from ragmon.monitor.errors import ConfigError, ConfigIssue, DimensionMismatch, GoldenSetError
 from ragmon.monitor.probe import Deadline, MetricSpec, Probe, ProbeResult
 from ragmon.monitor.targets.abc import Description, VectorTarget
-from ragmon.probes.recall import history
+from ragmon.probes.recall import history, scoring
 from ragmon.probes.recall._search import Searched, search_all
-from ragmon.probes.recall.attribution import VERDICTS, Evidence, attribute
+from ragmon.probes.recall.attribution import attribute
 from ragmon.probes.recall.config import RecallConfig
-from ragmon.probes.recall.documents import DocumentMap, collapse
-from ragmon.probes.recall.evidence import build_evidence, gather_causes, mean, target_details
-from ragmon.probes.recall.fidelity import latency_quantiles, query_fidelity
+from ragmon.probes.recall.documents import DocumentMap
+from ragmon.probes.recall.evidence import build_evidence, gather_causes, target_details
+from ragmon.probes.recall.fidelity import query_fidelity
 from ragmon.probes.recall.golden import GoldenQuery, GoldenSet, check_id_type, load_golden_set
-from ragmon.probes.recall.metrics import break_ties, mean_metrics, query_metrics, zero_metrics
 
 __all__ = ["RecallConfig", "RecallProbe"]
 
@@ -169,7 +166,7 @@ class RecallProbe(Probe):
         exact = bool(target.supports_exact)
         searched = search_all(target, golden.queries, vectors, max(cfg.k), cfg.search_batch,
                               deadline, exact, docs)
-        rows = self._score(golden, searched, exact, docs)
+        rows = scoring.score(cfg, golden, searched, exact, docs)
         fid_note = self._fidelity(target, desc, golden, vectors, searched, rows, exact)
         result = ProbeResult(target=cfg.target, golden_version=golden.version,
                              embedder_fingerprint=emb_fp, target_fingerprint=desc.fingerprint())
@@ -180,8 +177,8 @@ class RecallProbe(Probe):
         evidence, comparisons = build_evidence(cfg, self.context.store, baseline, rows, causes,
                                                emb_fp, desc, golden.version)
         attribution = attribute(evidence)
-        self._values(result, golden, searched, rows, exact, causes, comparisons, desc,
-                     evidence, attribution.verdict)
+        scoring.add_values(cfg, result, golden, searched, rows, exact, causes, comparisons,
+                           desc, evidence, attribution.verdict)
         result.queries = [(q.id, rows[q.id]["status"], rows[q.id]) for q in golden.queries]
         result.details = {
             "verdict": attribution.verdict, "reasons": attribution.reasons,
@@ -209,42 +206,7 @@ class RecallProbe(Probe):
         }
         return result
 
-    # -- scoring ---------------------------------------------------------------------------
-
-    def _score(
-        self, golden: GoldenSet, s: Searched, exact: bool, docs: DocumentMap | None = None
-    ) -> dict[str, dict[str, Any]]:
-        """Per query and mode, the metrics of the ranking the golden set judges: chunks, or
-        with ``docs`` the documents (MaxP), chunk-level kept under ``chunks``."""
-        rows: dict[str, dict[str, Any]] = {}
-        mapping = None if docs is None else docs.describe()
-        for i, q in enumerate(golden.queries):
-            row: dict[str, Any] = {"status": s.status[i],
-                                   "judgments": _judgments(q.relevant, mapping)}
-            if s.error[i]:
-                row["error"] = s.error[i]
-            modes = [("live", s.live_ids[i], s.live_scores[i])]
-            if exact:
-                modes.append(("exact", s.exact_ids[i], s.exact_scores[i]))
-            ok = s.status[i] == "ok"
-            for mode, ids, scores in modes:
-                if docs is None:
-                    row[mode] = self._side(break_ties(ids, scores), q.relevant, ok)
-                    continue
-                ranked = break_ties(ids, scores)
-                judged = docs.judged_chunks(q.relevant)
-                row.setdefault("chunks", {})[mode] = \
-                    self._side(ranked, judged, ok) if judged else {"ids": ranked if ok else []}
-                row[mode] = self._side(collapse(ids, scores, docs.of), docs.lift(q.relevant), ok)
-            rows[q.id] = row
-        return rows
-
-    def _side(self, ranked: list[str], grades: dict[str, float], ok: bool) -> dict[str, Any]:
-        """One mode's ranked ids and metrics; a failed query scores 0 with no ids."""
-        cfg: RecallConfig = self.config
-        if not ok:
-            return {"ids": [], **zero_metrics(cfg.k).as_dict()}
-        return {"ids": ranked, **query_metrics(ranked, grades, cfg.k, cfg.gain).as_dict()}
+    # -- fidelity --------------------------------------------------------------------------
 
     def _fidelity(
         self, target: VectorTarget, desc: Description, golden: GoldenSet,
@@ -278,67 +240,6 @@ class RecallProbe(Probe):
             row["fidelity"] = {"recall": {str(k): v for k, v in fid.recall.items()},
                                "shortfall": {str(k): v for k, v in fid.shortfall.items()}}
         return note
-
-    # -- output ----------------------------------------------------------------------------
-
-    def _values(
-        self, result: ProbeResult, golden: GoldenSet, s: Searched, rows: dict[str, Any],
-        exact: bool, causes: dict[str, Any], comparisons: dict[str, Any], desc: Description,
-        ev: Evidence, verdict: str,
-    ) -> None:
-        cfg: RecallConfig = self.config
-        for mode in ("live", "exact") if exact else ("live",):
-            means = mean_metrics([_as_metrics(r[mode]) for r in rows.values()], cfg.k)
-            for k in cfg.k:
-                result.add("recall_ratio", means["recall"][k], k=k, mode=mode)
-                result.add("precision_ratio", means["precision"][k], k=k, mode=mode)
-                result.add("hit_rate_ratio", means["hit"][k], k=k, mode=mode)
-                result.add("ndcg_ratio", means["ndcg"][k], k=k, mode=mode)
-            result.add("mrr_ratio", means["mrr"][0], mode=mode)
-        self._level_values(result, rows, exact)
-        if any("fidelity" in r for r in rows.values()):
-            for k in cfg.k:
-                fid = [r["fidelity"] for r in rows.values() if "fidelity" in r]
-                result.add("index_fidelity_ratio", mean([f["recall"][str(k)] for f in fid]), k=k)
-                result.add("index_shortfall_ratio",
-                           mean([float(f["shortfall"][str(k)]) for f in fid]), k=k)
-        for k in cfg.k:
-            c = comparisons.get(f"live@{k}")
-            if c is not None:
-                result.add("recall_drop_significant", int(c.significant_drop), k=k)
-                result.add("recall_delta_ratio", c.mean_delta, k=k)
-        for name in VERDICTS:
-            result.add("recall_verdict", int(name == verdict), verdict=name)
-        result.add("recall_verdict_k", cfg.decision_k, k=cfg.decision_k)
-        if "docs_missing" in causes and causes["docs_total"]:
-            result.add("golden_docs_missing_ratio",
-                       len(causes["docs_missing"]) / causes["docs_total"])
-        if ev.docs_compared:
-            result.add("golden_docs_changed_ratio", ev.docs_changed / ev.docs_compared)
-        n = len(golden.queries)
-        result.add("golden_queries", n)
-        result.add("golden_queries_failed_ratio", sum(st != "ok" for st in s.status) / n)
-        result.add("index_vectors", desc.count)
-        for stat, value in latency_quantiles(s.latencies).items():
-            result.add("search_latency_seconds", value, stat=stat)
-
-    def _level_values(self, result: ProbeResult, rows: dict[str, Any], exact: bool) -> None:
-        """With documents judged: the document shortfall, and chunk-level recall and nDCG
-        over the queries that judge chunks."""
-        cfg: RecallConfig = self.config
-        if cfg.documents is None:
-            return
-        for k in cfg.k:
-            short = [len(r["live"]["ids"]) < k for r in rows.values() if r["status"] == "ok"]
-            result.add("document_shortfall_ratio", mean([float(x) for x in short]), k=k)
-        for mode in ("live", "exact") if exact else ("live",):
-            sides = [r["chunks"][mode] for r in rows.values() if "recall" in r["chunks"][mode]]
-            if not sides:
-                continue
-            means = mean_metrics([_as_metrics(side) for side in sides], cfg.k)
-            for k in cfg.k:
-                result.add("chunk_recall_ratio", means["recall"][k], k=k, mode=mode)
-                result.add("chunk_ndcg_ratio", means["ndcg"][k], k=k, mode=mode)
 
     def render(self, result: ProbeResult) -> str:
         from ragmon.probes.recall.render import render
@@ -375,32 +276,12 @@ def _text(golden: GoldenSet, query: GoldenQuery) -> str:
     return query.text
 
 
-def _judgments(relevant: dict[str, float], mapping: str | None = None) -> str:
-    """Digest of a query's judgments (and of the document mapping: runs judged at another
-    level are never paired with each other)."""
-    items: list[Any] = sorted(relevant.items())
-    if mapping is not None:
-        items.append(["documents", mapping])
-    blob = json.dumps(items, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 def _judged_chunks(golden: GoldenSet, docs: DocumentMap) -> GoldenSet:
     """The golden set restricted to the judgments that name chunk ids (same name and
     version): what the index can be asked about. Judged document ids are not index keys."""
     queries = [GoldenQuery(q.id, docs.judged_chunks(q.relevant), q.text, q.vector, q.filter,
                            q.tags, q.line) for q in golden.queries]
     return GoldenSet(golden.name, golden.source, queries, golden.version)
-
-
-def _as_metrics(side: dict[str, Any]) -> Any:
-    from ragmon.probes.recall.metrics import QueryMetrics
-
-    def ints(d: dict[str, float]) -> dict[int, float]:
-        return {int(k): v for k, v in d.items()}
-
-    return QueryMetrics(ints(side["recall"]), ints(side["precision"]), ints(side["hit"]),
-                        ints(side["ndcg"]), side["rr"], side["relevant_ranks"])
 
 
 def _top(comparisons: dict[str, Any], side: str, cfg: RecallConfig,
