@@ -11,7 +11,8 @@ runs in a fresh process reading the same .npy windows, and times the test alone.
 Windows: the corpus has 2,561 chunks, fewer than the windows need, so windows are drawn
 with replacement from its pool (the non-asyncio chunks); "drift" windows replace 20% of
 the current window by asyncio chunks. Both tools get identical arrays, so the
-comparison is fair; duplicates change neither tool's cost.
+comparison is fair; duplicates change neither tool's cost. The MMD comparison runs each
+tool's first call in a fresh process (bench/mmd_vs_alibi.py).
 """
 
 from __future__ import annotations
@@ -83,22 +84,23 @@ def ragmon_mmd(ref: np.ndarray, cur: np.ndarray, **kw: Any) -> dict[str, Any]:
 
 
 def mmd_vs_alibi(args: argparse.Namespace, data: tuple, tmp: Path) -> list[dict[str, Any]]:
-    from ragmon.probes.drift.methods.mmd import median_gamma
+    """Both tools' first call in a fresh process each, interleaved (bench/mmd_vs_alibi.py):
+    a warm driver process against a cold peer overstated the speed-up."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from mmd_vs_alibi import measure
 
     rows = []
-    for n in args.sizes:
-        for drift in (False, True):
-            ref, cur = make_pair(*data, n, drift, seed=n + drift)
-            gamma = median_gamma(ref)
-            sigma = float(np.sqrt(1.0 / (2.0 * gamma)))  # alibi: exp(-d²/(2σ²))
-            ours = ragmon_mmd(ref, cur, permutations=100, gamma=gamma, max_exact=10**9)
-            theirs = peer(args.peers, "alibi_mmd", ref, cur, tmp, sigma=sigma,
-                          permutations=100) if args.peers else {"error": "no --peers"}
-            row = {"n": n, "drift": drift, "ragmon": ours, "alibi": theirs}
-            if "seconds" in theirs:
-                row["speedup"] = theirs["seconds"] / ours["seconds"]
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+    for row in measure(args.peers, args.sizes, repeats=2):
+        m = row["median"]
+        ours = {"seconds": m["ragmon_seconds"], "p_value": m["ragmon_p_value"],
+                "import_s": m["ragmon_import_s"], "second_s": m["ragmon_second_s"]}
+        theirs = ({"seconds": m["alibi_seconds"], "p_value": m["alibi_p_value"],
+                   "import_s": m["alibi_import_s"], "second_s": m["alibi_second_s"]}
+                  if "alibi_seconds" in m else {"error": "no --peers, or the peer failed"})
+        out = {"n": row["n"], "drift": row["drift"], "ragmon": ours, "alibi": theirs}
+        if "speedup_first_call" in m:
+            out["speedup"] = m["speedup_first_call"]
+        rows.append(out)
     return rows
 
 
