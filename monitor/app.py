@@ -46,6 +46,7 @@ from ragmon.probes.drift import tables as drift_tables
 from ragmon.probes.drift.methods import DRIFT_METHODS
 from ragmon.probes.drift.probe import DriftProbe
 from ragmon.probes.recall import cli as recall_cli
+from ragmon.probes.recall import file_checks as recall_file_checks
 from ragmon.probes.recall import history as recall_history
 from ragmon.probes.recall import tables as recall_tables
 from ragmon.probes.recall.probe import RecallProbe
@@ -69,6 +70,7 @@ def default_plugins() -> Plugins:
         embedders=EMBEDDER_KINDS,
         sections={"alerts": Section(AlertsConfig, "in-daemon alert rules and sinks")},
         config_checks=(reference_issues,),
+        file_checks=(recall_file_checks.file_issues,),
         commands=(alerts_cli.add_commands, recall_cli.add_commands, drift_cli.add_commands),
         extensions=(alerts_runtime.install, drift_ingest.install),
         retention=retention_parts,

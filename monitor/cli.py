@@ -42,8 +42,17 @@ def _setup_logging(config: RootConfig) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    load(args, args.file)
-    print(f"{args.file}: OK")
+    """Validate the config, then what can be checked offline in the files it names (the
+    features' file checks); missing files are warnings, errors with ``--strict``."""
+    config = load(args, args.file)
+    issues = [issue for check in args.plugins.file_checks for issue in check(config)]
+    warnings = [i for i in issues if i.warning and not args.strict]
+    for issue in warnings:
+        print(f"warning: {issue}", file=sys.stderr)
+    errors = [i for i in issues if i not in warnings]
+    if errors:
+        raise ConfigError(errors)
+    print(f"{args.file}: OK" + (f", {len(warnings)} warning(s)" if warnings else ""))
     return EXIT_OK
 
 
@@ -157,8 +166,11 @@ def build_parser(plugins: Plugins) -> argparse.ArgumentParser:
     p = add("migrate", cmd_migrate, "upgrade the store's schema to this ragmon's head")
     p.add_argument("--revision", default="head", help="target revision (default: head)")
     _config_arg(p)
-    p = add("check-config", cmd_check_config, "validate a config file; print OK or every error")
+    p = add("check-config", cmd_check_config, "validate a config file and the files it names "
+            "(golden sets parse, index files exist); print OK or every error")
     p.add_argument("file", help="config file to check")
+    p.add_argument("--strict", action="store_true",
+                   help="a file that does not exist yet is an error, not a warning")
     add("version", cmd_version, "print the ragmon version")
     p = add("demo", cmd_demo, "run ragmon on its embedded default: a FAISS index of real "
             "text, the bundled model and SQLite")

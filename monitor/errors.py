@@ -42,6 +42,9 @@ class ConfigIssue:
     source: str
     path: str
     message: str
+    #: Something that may be fine later (a file not there yet): ``check-config`` prints it
+    #: as a warning, and ``check-config --strict`` as an error.
+    warning: bool = False
 
     def __str__(self) -> str:
         where = f"{self.source}: {self.path}" if self.path else self.source

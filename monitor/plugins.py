@@ -56,6 +56,16 @@ class ConfigCheck(Protocol):
     ) -> list[ConfigIssue]: ...
 
 
+class FileCheck(Protocol):
+    """A check of a loaded config against the files it names (a golden set must parse, an
+    index file must exist), run by ``ragmon check-config`` only, never at load: a file may
+    appear after the config is written (a volume mounted later), and a daemon reports it as
+    a failed run meanwhile. A file that is not there is a warning (``ConfigIssue.warning``);
+    ``check-config --strict`` makes it an error."""
+
+    def __call__(self, config: RootConfig) -> list[ConfigIssue]: ...
+
+
 @dataclass(frozen=True)
 class Section:
     """A top-level config section a feature owns (``alerts:``)."""
@@ -73,6 +83,7 @@ class Plugins:
     embedders: Registry[Embedder]
     sections: Mapping[str, Section] = field(default_factory=dict)
     config_checks: Sequence[ConfigCheck] = ()
+    file_checks: Sequence[FileCheck] = ()
     commands: Sequence[CommandModule] = ()
     extensions: Sequence[DaemonExtension] = ()
     #: The features' shares of retention (what each keeps whatever its age, what of its own
@@ -108,6 +119,7 @@ def _probe_class(spec: KindSpec[Probe]) -> type[Probe]:
 
 
 __all__ = [
-    "Closeable", "CommandModule", "ConfigCheck", "DaemonExtension", "Plugins", "Section",
+    "Closeable", "CommandModule", "ConfigCheck", "DaemonExtension", "FileCheck", "Plugins",
+    "Section",
     "probe_spec",
 ]

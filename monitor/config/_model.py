@@ -21,7 +21,6 @@ from pydantic import (
 from ragmon.monitor.config._types import (
     ConfigPath,
     Duration,
-    ExistingPath,
     KindConfig,
     OptionalDelay,
     Secret,
@@ -166,12 +165,21 @@ class SchedulerConfig(Strict):
 class GoldenSetConfig(Strict):
     """A set of queries with judged relevant documents."""
 
-    path: ExistingPath
-    """The golden set file (or BEIR folder), relative to the config file."""
+    path: ConfigPath
+    """The golden set file (or BEIR folder), relative to the config file. It may appear after
+    the daemon starts (runs fail until then); `ragmon check-config` parses it."""
     format: Literal["ragmon", "beir", "trec"] = "ragmon"
     split: str = "test"
-    queries: ExistingPath | None = None
+    queries: ConfigPath | None = None
+    """The query texts of a TREC golden set (TSV `id<TAB>text`, or JSONL)."""
     keep_last_good: bool = False
+
+    @model_validator(mode="after")
+    def _trec_queries(self) -> GoldenSetConfig:
+        if self.format == "trec" and self.queries is None:
+            raise config_error("trec_queries", "a TREC golden set needs 'queries': a TSV "
+                               "(id<TAB>text) or JSONL file", {})
+        return self
 
 
 class ProbeConfig(KindConfig):

@@ -89,3 +89,74 @@ def test_missing_config_file(tmp_path: Path) -> None:
     result = ragmon("run", "-c", str(tmp_path / "absent.yaml"))
     assert result.returncode == 2
     assert "absent.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- check-config reads what it can offline: golden sets, index files ---------------------
+
+def recall_config(tmp_path: Path, golden: dict[str, object], index: str = "index.faiss") -> Path:
+    path = tmp_path / "ragmon.yaml"
+    path.write_text(yaml.safe_dump({
+        "embedders": {"minilm": {"kind": "sentence-transformers"}},
+        "targets": {"docs": {"kind": "faiss", "path": index, "embedder": "minilm"}},
+        "golden_sets": {"questions": golden},
+        "probes": {"docs-recall": {"kind": "recall", "target": "docs",
+                                   "golden_set": "questions"}},
+    }))
+    return path
+
+
+def check(path: Path, *flags: str,
+          capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str], list[str]]:
+    code = main(["check-config", str(path), *flags])
+    out, err = capsys.readouterr()
+    return code, out.splitlines(), err.splitlines()
+
+
+def test_check_config_reports_a_golden_file_that_does_not_parse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "index.faiss").write_bytes(b"")
+    (tmp_path / "golden.jsonl").write_text('{"id": "q1", "query": "parse a date", '
+                                           '"relevant": ["d1"]}\n{"id": "q2", "query": \n')
+    path = recall_config(tmp_path, {"path": "golden.jsonl"})
+    code, out, err = check(path, capsys=capsys)
+    assert (code, out) == (2, [])
+    assert err[0].startswith(f"error: {path}: golden_sets.questions: ")
+    assert f"{tmp_path / 'golden.jsonl'}:2" in err[0] and "JSON" in err[0]
+    assert err[1:] == ["1 error(s) in the configuration"]
+
+
+def test_check_config_refuses_a_trec_golden_set_without_queries(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "index.faiss").write_bytes(b"")
+    (tmp_path / "qrels.txt").write_text("q1 0 d1 1\n")
+    path = recall_config(tmp_path, {"path": "qrels.txt", "format": "trec"})
+    code, out, err = check(path, capsys=capsys)
+    assert (code, out) == (2, [])
+    assert err == [
+        f"error: {path}: golden_sets.questions: a TREC golden set needs 'queries': a TSV "
+        "(id<TAB>text) or JSONL file",
+        "1 error(s) in the configuration"]
+
+
+def test_check_config_warns_of_missing_files_and_strict_refuses_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = recall_config(tmp_path, {"path": "golden.jsonl"})
+    warnings = [
+        f"warning: {path}: golden_sets.questions.path: file {str(tmp_path / 'golden.jsonl')!r} "
+        "does not exist (yet?): the probes that use it fail until it appears",
+        f"warning: {path}: targets.docs.path: file {str(tmp_path / 'index.faiss')!r} "
+        "does not exist (yet?): the probes that use it fail until it appears",
+    ]
+    code, out, err = check(path, capsys=capsys)
+    assert (code, out, err) == (0, [f"{path}: OK, 2 warning(s)"], warnings)
+    code, out, err = check(path, "--strict", capsys=capsys)
+    assert (code, out) == (2, [])
+    assert err == [w.replace("warning: ", "error: ", 1) for w in warnings] + [
+        "2 error(s) in the configuration"]
+    (tmp_path / "index.faiss").write_bytes(b"")
+    (tmp_path / "golden.jsonl").write_text('{"id": "q1", "query": "parse a date", '
+                                           '"relevant": ["d1"]}\n')
+    assert check(path, "--strict", capsys=capsys) == (0, [f"{path}: OK"], [])
