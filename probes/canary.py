@@ -8,6 +8,7 @@ run (or a run after the canary texts were edited) stores the reference.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -69,6 +70,35 @@ def texts_digest(texts: list[str]) -> str:
     return hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
 
 
+@dataclass
+class CanaryCheck:
+    """Canary vectors against their reference: changed, and why."""
+
+    changed: bool
+    cosine: np.ndarray | None = None
+    deviation: np.ndarray | None = None
+    message: str | None = None  # a dimension change: no cosine is defined
+
+    @property
+    def cosine_min(self) -> float | None:
+        return None if self.cosine is None else float(self.cosine.min())
+
+
+def compare_with_reference(cfg: CanaryConfig, reference: np.ndarray,
+                           vectors: np.ndarray) -> CanaryCheck:
+    """The canary's test, also run inline by a recall probe whose canary run is stale."""
+    if reference.shape[1] != vectors.shape[1]:
+        return CanaryCheck(True, message=(
+            f"embedding dimension changed from {reference.shape[1]} to {vectors.shape[1]}: "
+            "the embedding model was swapped"))
+    ref_norm = np.linalg.norm(reference, axis=1)
+    new_norm = np.linalg.norm(vectors, axis=1)
+    cos = np.sum(reference * vectors, axis=1) / np.maximum(ref_norm * new_norm, 1e-30)
+    deviation = np.abs(new_norm / np.maximum(ref_norm, 1e-30) - 1.0)
+    changed = bool(cos.min() < cfg.threshold or deviation.max() > cfg.norm_tolerance)
+    return CanaryCheck(changed, cos, deviation)
+
+
 class CanaryProbe(Probe):
     kind = "canary"
     Config = CanaryConfig
@@ -111,33 +141,25 @@ class CanaryProbe(Probe):
         self, cfg: CanaryConfig, reference: Any, vectors: np.ndarray,
         fingerprint: dict[str, Any], result: ProbeResult,
     ) -> ProbeResult:
-        ref = reference.vectors
         old_fp = reference.details.get("fingerprint", {})
         fp_diff = {k: [old_fp.get(k), v] for k, v in fingerprint.items() if old_fp.get(k) != v}
         result.details = {"reference_id": reference.id, "fingerprint_diff": fp_diff}
-        if ref.shape[1] != vectors.shape[1]:
-            result.details["verdict"] = "dimension-changed"
-            result.details["message"] = (
-                f"embedding dimension changed from {ref.shape[1]} to {vectors.shape[1]}: "
-                "the embedding model was swapped"
-            )
-            result.add("canary_changed", 1, embedder=cfg.embedder)
+        check = compare_with_reference(cfg, reference.vectors, vectors)
+        result.add("canary_changed", int(check.changed), embedder=cfg.embedder)
+        if check.message is not None:
+            result.details.update(verdict="dimension-changed", message=check.message)
             return result
-        ref_norm = np.linalg.norm(ref, axis=1)
-        new_norm = np.linalg.norm(vectors, axis=1)
-        cos = np.sum(ref * vectors, axis=1) / np.maximum(ref_norm * new_norm, 1e-30)
-        deviation = np.abs(new_norm / np.maximum(ref_norm, 1e-30) - 1.0)
-        changed = bool(cos.min() < cfg.threshold or deviation.max() > cfg.norm_tolerance)
-        result.add("canary_cosine_min", float(cos.min()), embedder=cfg.embedder)
-        result.add("canary_cosine_mean", float(cos.mean()), embedder=cfg.embedder)
-        result.add("canary_norm_deviation_max", float(deviation.max()), embedder=cfg.embedder)
-        result.add("canary_changed", int(changed), embedder=cfg.embedder)
-        worst = int(np.argmin(cos))
+        assert check.cosine is not None and check.deviation is not None
+        result.add("canary_cosine_min", float(check.cosine.min()), embedder=cfg.embedder)
+        result.add("canary_cosine_mean", float(check.cosine.mean()), embedder=cfg.embedder)
+        result.add("canary_norm_deviation_max", float(check.deviation.max()),
+                   embedder=cfg.embedder)
+        worst = int(np.argmin(check.cosine))
         result.details.update(
-            verdict="changed" if changed else "unchanged",
+            verdict="changed" if check.changed else "unchanged",
             worst_text=cfg.texts[worst][:120],
-            worst_cosine=float(cos[worst]),
-            per_text_cosine=[round(float(c), 6) for c in cos],
+            worst_cosine=float(check.cosine[worst]),
+            per_text_cosine=[round(float(c), 6) for c in check.cosine],
         )
         return result
 

@@ -23,6 +23,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ragmon.probes.recall.golden_diff import describe, name_list
+
+#: Why the default ``fidelity_floor`` is where it is (docs/recall.md has the measurements).
+FLOOR_NOTE = ("HNSW and IVF indexes with sane parameters reach 0.93 to 1.0; lower it for a "
+              "quantized index you accept, with fidelity_floor")
+
 VERDICTS = ("healthy", "index", "embedding", "content", "golden-set-changed", "inconclusive")
 
 
@@ -36,18 +42,26 @@ class Evidence:
     fidelity: float | None = None
     fidelity_baseline: float | None = None
     fidelity_drop: bool = False
-    fidelity_floor: float = 0.5
+    fidelity_floor: float = 0.9
+    fidelity_k: int = 10
     shortfall_ratio: float = 0.0
     docs_total: int = 0
     docs_missing: int = 0
+    docs_missing_ids: list[str] = field(default_factory=list)  # the first NAMED, sorted
     docs_compared: int = 0
     docs_changed: int = 0
+    docs_changed_ids: list[str] = field(default_factory=list)  # the first NAMED, sorted
     index_config_changed: bool = False
     queries_compared: int = 0
     query_vectors_changed: int = 0
     query_min_cosine: float | None = None
     embedder_changed: bool = False
     canary_changed: bool | None = None
+    #: What the canary evidence is: a recent run, an inline check or unavailable
+    #: (:mod:`probes.recall.canary_check`).
+    canary: dict[str, Any] | None = None
+    #: The golden set edits since the baseline's version (:mod:`probes.recall.golden_diff`).
+    golden_diff: dict[str, Any] | None = None
     queries_failed: int = 0
 
 
@@ -79,14 +93,32 @@ def attribute(ev: Evidence) -> Attribution:
                            "their rows hold the errors")
         return _verdict("inconclusive", reasons, ev)
     if ev.golden_changed:
-        return _verdict("golden-set-changed", [
-            "the golden set is not the baseline's version; the queries both versions share "
-            "did not regress"], ev)
+        return _verdict("golden-set-changed", [_golden_reason(ev)], ev)
     return _verdict("healthy", [], ev)
 
 
 def _verdict(name: str, reasons: list[str], ev: Evidence) -> Attribution:
     return Attribution(name, reasons, asdict(ev))
+
+
+def _golden_reason(ev: Evidence) -> str:
+    if ev.golden_diff is None:
+        return ("the golden set is not the baseline's version (that version is no longer "
+                "stored, so queries are paired by id and judgments); the queries both "
+                "versions share did not regress")
+    shared = ev.golden_diff["unchanged"]
+    return (f"the golden set changed since the baseline's version: "
+            f"{describe(ev.golden_diff)}; the {shared} unchanged queries did not regress")
+
+
+def _canary_reason(canary: dict[str, Any]) -> str:
+    probe = canary.get("probe")
+    if canary.get("source") == "inline":
+        what = canary.get("message") or f"lowest cosine {canary.get('cosine_min'):.4f}"
+        return (f"the canary texts of probe {probe!r}, embedded by this run, differ from the "
+                f"canary's reference ({what})")
+    return (f"the canary probe {probe!r} reports a changed pipeline (run "
+            f"{canary.get('run_id')}, finished {canary.get('finished_at')})")
 
 
 def _drop_note(ev: Evidence) -> str:
@@ -104,7 +136,7 @@ def _embedding(ev: Evidence) -> list[str]:
             "embedding pipeline changed (model, version, normalisation or truncation)"
         )
     if ev.canary_changed:
-        out.append("the canary probe of this embedder reports a changed pipeline")
+        out.append(_canary_reason(ev.canary or {}))
     if ev.embedder_changed:
         out.append("the embedder's fingerprint differs from the baseline run's")
     if out:
@@ -116,12 +148,18 @@ def _content(ev: Evidence) -> list[str]:
     out = []
     if ev.docs_missing:
         out.append(f"{ev.docs_missing} of {ev.docs_total} golden documents are missing from "
-                   "the index (deleted, or ingested under another id)")
+                   "the index (deleted, or ingested under another id)"
+                   + _names(ev.docs_missing_ids, ev.docs_missing))
     requantized = ev.index_config_changed and ev.docs_changed == ev.docs_compared
     if ev.docs_changed and not requantized:
         out.append(f"{ev.docs_changed} of {ev.docs_compared} golden documents have a stored "
-                   "vector that differs from the baseline's (edited or re-ingested)")
+                   "vector that differs from the baseline's (edited or re-ingested)"
+                   + _names(ev.docs_changed_ids, ev.docs_changed))
     return out
+
+
+def _names(ids: list[str], total: int) -> str:
+    return f": {name_list(ids, total)}" if ids else ""
 
 
 def _index(ev: Evidence) -> list[str]:
@@ -131,7 +169,7 @@ def _index(ev: Evidence) -> list[str]:
                    f"{ev.fidelity:.3f} (paired)")
     elif ev.fidelity is not None and ev.fidelity < ev.fidelity_floor:
         out.append(f"ANN-vs-exact recall is {ev.fidelity:.3f}, below the floor "
-                   f"{ev.fidelity_floor:g}")
+                   f"{ev.fidelity_floor:g} at k={ev.fidelity_k} ({FLOOR_NOTE})")
     if ev.shortfall_ratio > 0:
         out.append(f"{ev.shortfall_ratio:.0%} of the queries got fewer results than asked "
                    "(filtering, dead tuples or a result-size cap)")

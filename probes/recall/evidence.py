@@ -20,6 +20,7 @@ from ragmon.monitor.store import Store
 from ragmon.monitor.targets.abc import Description, VectorTarget
 from ragmon.probes.recall import history
 from ragmon.probes.recall.attribution import Evidence
+from ragmon.probes.recall.canary_check import canary_evidence, canary_names
 from ragmon.probes.recall.compare import (
     Comparison,
     compare_runs,
@@ -28,6 +29,7 @@ from ragmon.probes.recall.compare import (
 )
 from ragmon.probes.recall.config import RecallConfig
 from ragmon.probes.recall.golden import GoldenSet
+from ragmon.probes.recall.golden_diff import NAMED, GoldenDiff, diff_golden
 
 
 def gather_causes(
@@ -52,55 +54,86 @@ def gather_causes(
     causes["references"] = refs
     if target.supports_fetch and cfg.sample_size:
         causes["sample"] = vector_stats(target.sample(cfg.sample_size, seed=0).vectors)
-    try:
-        emb_name, _ = context.embedder_for(cfg)
-    except ValueError:
-        emb_name = None
-    causes["canary"] = history.latest_canary(
-        store, context.config.probes, emb_name or "", cfg.canary
-    ) if (emb_name or cfg.canary) else None
+    causes["canary"] = _canary(cfg, context, emb_fp)
     return causes
+
+
+def _canary(cfg: RecallConfig, context: Any, emb_fp: str | None) -> dict[str, Any] | None:
+    """The canary's word on the pipeline this run embedded its queries with; an inline
+    check needs that embedder, so a run that embedded nothing loads no model for it."""
+    try:
+        emb_name, embedder = context.embedder_for(cfg)
+    except ValueError:
+        emb_name, embedder = None, None
+    probes = context.config.probes
+    names = canary_names(probes, emb_name, cfg.canary)
+    return canary_evidence(context.store, probes, names, emb_name, emb_fp,
+                           embedder if emb_fp is not None else None)
 
 
 def build_evidence(
     cfg: RecallConfig, store: Store, baseline: history.Baseline | None,
     rows: dict[str, dict[str, Any]], causes: dict[str, Any], emb_fp: str | None,
-    desc: Description, golden_version: str,
+    desc: Description, golden: GoldenSet,
 ) -> tuple[Evidence, dict[str, Comparison]]:
     """Everything the verdict is decided on, and the comparisons with the baseline
-    (``live@k`` for every k, ``exact@k`` at the verdict's k)."""
+    (``live@k`` for every k, ``exact@k`` at the verdict's k), over the queries the
+    baseline's golden set version shares unchanged with this run's."""
     kv = cfg.decision_k
     measured = [r["fidelity"] for r in rows.values() if "fidelity" in r]
     ev = Evidence(fidelity_floor=cfg.fidelity_floor, docs_total=causes["docs_total"])
     ev.docs_missing = len(causes.get("docs_missing", []))
+    ev.docs_missing_ids = causes.get("docs_missing", [])[:NAMED]
     ev.queries_failed = sum(r["status"] != "ok" for r in rows.values())
     ev.fidelity = mean([f["recall"][str(kv)] for f in measured]) if measured else None
     ev.fidelity_measurable = ev.fidelity is not None
+    ev.fidelity_k = kv
     ev.shortfall_ratio = mean([float(f["shortfall"][str(kv)]) for f in measured])
-    canary = causes.get("canary")
-    ev.canary_changed = None if canary is None else bool(canary["changed"])
+    ev.canary = causes.get("canary")
+    ev.canary_changed = None if ev.canary is None else ev.canary["changed"]
     comparisons: dict[str, Comparison] = {}
     if baseline is None:
         return ev, comparisons
     ev.baseline = True
     old = baseline.run
-    ev.golden_changed = old.golden_version != golden_version
+    ev.golden_changed = old.golden_version != golden.version
+    same_query: set[str] | None = None  # None: every id is the same query
+    if ev.golden_changed:
+        diff = _golden_diff(store, golden, old.golden_version)
+        ev.golden_diff = None if diff is None else diff.summary()
+        same_query = None if diff is None else diff.same_query
     ev.embedder_changed = bool(emb_fp and old.embedder_fingerprint
                                and emb_fp != old.embedder_fingerprint)
     old_target = (old.details or {}).get("target", {})
     ev.index_config_changed = bool(old_target) and \
         old_target.get("config_digest") != config_digest(desc)
+    before = baseline.rows if same_query is None else \
+        {q: r for q, r in baseline.rows.items() if q in same_query}
+    _compare(cfg, ev, comparisons, before, rows)
+    _vector_changes(cfg, store, ev, old, causes, rows, same_query)
+    return ev, comparisons
+
+
+def _golden_diff(store: Store, golden: GoldenSet, old_version: str | None) -> GoldenDiff | None:
+    """The edits since the baseline's version (None: that version is not in the store, so
+    queries pair by id and judgments alone)."""
+    old_rows = None if old_version is None else \
+        history.golden_rows(store, golden.name, old_version)
+    return None if old_rows is None else diff_golden(old_rows, golden.to_json())
+
+
+def _compare(cfg: RecallConfig, ev: Evidence, comparisons: dict[str, Comparison],
+             before: dict[str, Any], rows: dict[str, Any]) -> None:
+    kv = cfg.decision_k
     compare = functools.partial(compare_runs, alpha=cfg.alpha, min_effect=cfg.min_effect,
                                 resamples=cfg.bootstrap_resamples)
     for k in cfg.k:
-        comparisons[f"live@{k}"] = compare(baseline.rows, rows, k, "live")
+        comparisons[f"live@{k}"] = compare(before, rows, k, "live")
     ev.live_drop = comparisons[f"live@{kv}"].significant_drop
     if all("exact" in r for r in rows.values()):
-        comparisons[f"exact@{kv}"] = compare(baseline.rows, rows, kv, "exact")
+        comparisons[f"exact@{kv}"] = compare(before, rows, kv, "exact")
         ev.exact_drop = comparisons[f"exact@{kv}"].significant_drop
-    _fidelity_change(cfg, ev, baseline.rows, rows, kv)
-    _vector_changes(cfg, store, ev, old, causes, rows)
-    return ev, comparisons
+    _fidelity_change(cfg, ev, before, rows, kv)
 
 
 def _fidelity_change(cfg: RecallConfig, ev: Evidence, before: dict[str, Any],
@@ -120,12 +153,17 @@ def _fidelity_change(cfg: RecallConfig, ev: Evidence, before: dict[str, Any],
 
 
 def _vector_changes(cfg: RecallConfig, store: Store, ev: Evidence, old: Any,
-                    causes: dict[str, Any], rows: dict[str, Any]) -> None:
+                    causes: dict[str, Any], rows: dict[str, Any],
+                    same_query: set[str] | None) -> None:
+    """Golden query vectors (of the queries whose text is unchanged) and golden document
+    vectors against the baseline's, by cosine."""
     old_refs = (old.details or {}).get("references", {})
     refs = causes["references"]
     if old_refs.get("queries") is not None and refs.get("queries") != old_refs["queries"]:
         before = history.load_reference(store, old_refs["queries"])
         now = history.load_reference(store, refs.get("queries"))
+        if same_query is not None:
+            now = {q: v for q, v in now.items() if q in same_query}
         cos = cosines(before, now)
         ev.queries_compared = len(cos)
         ev.query_vectors_changed = int(sum(c < cfg.vector_cosine_threshold for c in cos))
@@ -134,9 +172,18 @@ def _vector_changes(cfg: RecallConfig, store: Store, ev: Evidence, old: Any,
         ev.queries_compared = len(rows)  # the same stored sample: nothing moved
     if old_refs.get("docs") is not None and "doc_vectors" in causes:
         before = history.load_reference(store, old_refs["docs"])
-        cos = cosines(before, causes["doc_vectors"])
-        ev.docs_compared = len(cos)
-        ev.docs_changed = int(sum(c < cfg.vector_cosine_threshold for c in cos))
+        changed = changed_ids(before, causes["doc_vectors"], cfg.vector_cosine_threshold)
+        ev.docs_compared = len([d for d in causes["doc_vectors"] if d in before])
+        ev.docs_changed = len(changed)
+        ev.docs_changed_ids = changed[:NAMED]
+
+
+def changed_ids(before: dict[str, np.ndarray], now: dict[str, np.ndarray],
+                threshold: float) -> list[str]:
+    """The ids both have whose vector moved (cosine below ``threshold``), sorted."""
+    shared = sorted(i for i in now if i in before)
+    cos = cosines({i: before[i] for i in shared}, {i: now[i] for i in shared})
+    return [i for i, c in zip(shared, cos, strict=True) if c < threshold]
 
 
 def vector_stats(vectors: np.ndarray) -> dict[str, Any]:

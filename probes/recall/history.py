@@ -1,14 +1,17 @@
 """What a recall run reads from and writes to the store besides its own run row.
 
-- **Baselines.** A pinned run (``ragmon baseline pin RUN_ID``, newest pin wins), else the
-  probe's first run with a baseline-eligible verdict on the current golden set version,
-  else (the golden set changed) the newest eligible run of any version, compared only on
-  the queries both versions share.
+- **Baselines.** A pinned run (``ragmon baseline pin RUN_ID``, newest pin wins) while the
+  golden set is the version it was pinned on, or has no eligible run since the pin; else
+  the probe's first run with a baseline-eligible verdict on the current golden set version
+  (after the pin, if there is one); else (the golden set changed) the newest eligible run
+  of any version. Across versions, only the queries both share unchanged are compared
+  (:mod:`probes.recall.golden_diff`).
 - **Reference vectors.** The query vectors and golden document vectors of a run are kept
   as reference samples, but only when they differ from the newest stored ones (a digest
   decides), so steady runs add no rows; each run's details name the samples it used, so a
   baseline's vectors are always found.
-- **Golden set versions.** Every version that loaded cleanly, for ``keep_last_good``.
+- **Golden set versions.** Every version that loaded cleanly: for ``keep_last_good``, and
+  to tell which queries an edit changed since the baseline's version.
 - **Retention** (:class:`RecallRetention`). A pinned baseline's run, and the reference
   samples it names, are kept whatever their age; without a pin the baseline is the first
   eligible run still within ``store.retention``.
@@ -54,6 +57,13 @@ class Baseline:
 
 
 def find_baseline(store: Store, probe: str, golden_version: str) -> Baseline | None:
+    """The run this run compares with (see the module docstring and docs/recall.md).
+
+    A pin is the baseline of the golden set version it was taken on. After an edit of the
+    golden set, the pinned run is compared on the queries both versions share, and the
+    first eligible run of the new version started after the pin replaces it: an edit never
+    keeps a probe on ``golden-set-changed`` for good, and the pin is never older than the
+    last edit that followed it."""
     with store.session() as s:
         pin = s.scalars(
             select(RecallBaseline).where(RecallBaseline.probe == probe)
@@ -61,6 +71,11 @@ def find_baseline(store: Store, probe: str, golden_version: str) -> Baseline | N
         ).first()
         run: ProbeRun | None = s.get(ProbeRun, pin.run_id) if pin else None
         how = "pinned"
+        if pin is not None and run is not None and run.golden_version != golden_version:
+            after = _first_run_since(s, probe, pin.pinned_at)
+            later = None if after is None else _first_eligible(s, probe, golden_version, after)
+            if later is not None:
+                run, how = later, "first healthy run after the pin"
         if run is None:
             how = "first healthy run"
             run = _first_eligible(s, probe, golden_version)
@@ -72,10 +87,19 @@ def find_baseline(store: Store, probe: str, golden_version: str) -> Baseline | N
     return Baseline(run, how, query_rows(store, run.id))
 
 
-def _first_eligible(s: Any, probe: str, version: str) -> ProbeRun | None:
-    """The first eligible run among the first ``SCAN`` successful runs of ``version``."""
+def _first_run_since(s: Any, probe: str, since: datetime) -> int | None:
+    """The id of the probe's first run started at or after ``since`` (index on started_at)."""
+    found: int | None = s.scalar(
+        select(ProbeRun.id).where(ProbeRun.probe == probe, ProbeRun.started_at >= since)
+        .order_by(ProbeRun.started_at.asc(), ProbeRun.id.asc()).limit(1))
+    return found
+
+
+def _first_eligible(s: Any, probe: str, version: str, low: int | None = None) -> ProbeRun | None:
+    """The first eligible run among the first ``SCAN`` successful runs of ``version`` (with
+    an id of at least ``low``)."""
     key = (ProbeRun.probe, ProbeRun.golden_version, ProbeRun.status)
-    return _eligible_run(s, key, (probe, version, "ok"), newest=False)
+    return _eligible_run(s, key, (probe, version, "ok"), newest=False, low=low)
 
 
 def _newest_eligible(s: Any, probe: str) -> ProbeRun | None:
@@ -84,15 +108,18 @@ def _newest_eligible(s: Any, probe: str) -> ProbeRun | None:
 
 
 def _eligible_run(s: Any, key: tuple[InstrumentedAttribute[Any], ...], values: tuple[str, ...],
-                  newest: bool) -> ProbeRun | None:
+                  newest: bool, low: int | None = None) -> ProbeRun | None:
     """Walk the index on ``key + (id,)`` from the oldest (newest) run whose key is
     ``values``: the SCAN-th one bounds the walk (read from the index alone), and the verdict
     is read in SQL, so only the eligible run is loaded."""
     # The index, not the primary key (see index_prefix); the bound is part of the range.
     order = [c.desc() if newest else c.asc() for c in (*key, ProbeRun.id)]
-    edge = s.scalar(select(ProbeRun.id).where(index_prefix(key, values, ProbeRun.id))
+    start = {} if low is None else {"low": low}
+    edge = s.scalar(select(ProbeRun.id).where(index_prefix(key, values, ProbeRun.id, **start))
                     .order_by(*order).offset(SCAN - 1).limit(1))
-    bounds = {} if edge is None else {"low": edge} if newest else {"high": edge}
+    bounds = dict(start)
+    if edge is not None:
+        bounds["low" if newest else "high"] = edge
     run_id = s.scalar(select(ProbeRun.id).where(
         index_prefix(key, values, ProbeRun.id, **bounds),
         ProbeRun.details["verdict"].as_string().in_(ELIGIBLE_VERDICTS),
@@ -204,6 +231,14 @@ def remember_golden(store: Store, golden: GoldenSet) -> None:
         ), ["name", "version"])
 
 
+def golden_rows(store: Store, name: str, version: str) -> list[dict[str, Any]] | None:
+    """The queries of a stored version of a golden set (None: that version was never kept)."""
+    with store.session() as s:
+        rows = s.scalar(select(GoldenSetVersion.queries).where(
+            GoldenSetVersion.name == name, GoldenSetVersion.version == version))
+    return None if rows is None else list(rows)
+
+
 def last_good_golden(store: Store, name: str) -> GoldenSet | None:
     with store.session() as s:
         row = s.scalars(select(GoldenSetVersion).where(GoldenSetVersion.name == name)
@@ -211,30 +246,3 @@ def last_good_golden(store: Store, name: str) -> GoldenSet | None:
         if row is None:
             return None
         return GoldenSet.from_json(name, row.source, list(row.queries))
-
-
-def latest_canary(store: Store, probes: dict[str, Any], embedder: str,
-                  name: str | None) -> dict[str, Any] | None:
-    """The newest run of the canary probe ``name`` (or of any canary probe of ``embedder``):
-    whether it saw the embedding pipeline change, and when."""
-    names = [name] if name else [
-        n for n, cfg in probes.items()
-        if cfg.kind == "canary" and getattr(cfg, "embedder", None) == embedder
-    ]
-    best: dict[str, Any] | None = None
-    for canary in names:
-        runs = store.runs(canary, limit=1)
-        if not runs:
-            continue
-        run = runs[0]
-        values = {v.name: v.value for v in store.run_values(run.id)}
-        info = {
-            "probe": canary, "run_id": run.id, "status": run.status,
-            "finished_at": run.finished_at.isoformat(),
-            "changed": bool(values.get("canary_changed", 0.0)),
-            "cosine_min": values.get("canary_cosine_min"),
-            "verdict": (run.details or {}).get("verdict"),
-        }
-        if best is None or info["run_id"] > best["run_id"]:
-            best = info
-    return best

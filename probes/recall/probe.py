@@ -175,7 +175,7 @@ class RecallProbe(Probe):
                                desc)
         baseline = history.find_baseline(self.context.store, self.name, golden.version)
         evidence, comparisons = build_evidence(cfg, self.context.store, baseline, rows, causes,
-                                               emb_fp, desc, golden.version)
+                                               emb_fp, desc, golden)
         attribution = attribute(evidence)
         scoring.add_values(cfg, result, golden, searched, rows, exact, causes, comparisons,
                            desc, evidence, attribution.verdict)

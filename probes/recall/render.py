@@ -4,9 +4,11 @@ evidence, and the queries that regressed most."""
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 from ragmon.monitor.probe import ProbeResult
+from ragmon.probes.recall.history import ELIGIBLE_VERDICTS
 
 
 def _values(result: ProbeResult) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -74,7 +76,7 @@ def _table(result: ProbeResult, d: dict[str, Any]) -> list[str]:
 def _baseline(d: dict[str, Any]) -> list[str]:
     base = d.get("baseline")
     if base is None:
-        return ["", "  baseline: none yet (a healthy run becomes the baseline)"]
+        return ["", f"  {_first_run(d)}"]
     lines = ["", f"  baseline: run {base['run_id']} ({base['how']}, golden set "
                  f"{base['golden_version']})"]
     for c in d.get("comparisons", []):
@@ -93,17 +95,48 @@ def _baseline(d: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _first_run(d: dict[str, Any]) -> str:
+    """What a run without a baseline did about one, with the fidelity it saw and what a
+    healthy index reaches, so a degraded index is never taken as the norm in silence."""
+    ev = d.get("evidence") or {}
+    fidelity, floor = ev.get("fidelity"), ev.get("fidelity_floor")
+    seen = "index fidelity not measurable" if fidelity is None else (
+        f"index fidelity {fidelity:.3f} at k={ev.get('fidelity_k', d.get('verdict_k'))} "
+        f"(typical for a healthy index: >= {floor:g})")
+    verdict = d.get("verdict")
+    if verdict in ELIGIBLE_VERDICTS:
+        return f"baseline captured by this run; {seen}"
+    return (f"no baseline captured: this run's verdict is {verdict}; {seen}. The first "
+            "healthy run becomes the baseline, or pin one: ragmon baseline pin RUN_ID")
+
+
 def _ranks(ranks: dict[str, int]) -> str:
     return ", ".join(f"{doc}@{rank}" for doc, rank in sorted(ranks.items(), key=lambda x: x[1])) \
         or "none found"
 
 
 def _regressed(d: dict[str, Any]) -> list[str]:
+    """One line per regressed query, cut to the terminal's width (the stored details keep
+    the full text and every rank)."""
     regressed = d.get("regressed") or []
     if not regressed:
         return []
+    width = shutil.get_terminal_size((100, 24)).columns
     lines = ["", f"  top regressed queries (recall@{d.get('verdict_k')}):"]
     for r in regressed[:10]:
-        lines.append(f"    {r['query_id']}: {r['recall_before']:.2f} -> {r['recall_after']:.2f}"
-                     f"  ranks {_ranks(r['ranks_before'])} -> {_ranks(r['ranks_after'])}")
+        text = r.get("query")
+        name = r["query_id"] if not text else f"{r['query_id']} {_quote(text)}"
+        lines.append(cut(f"    {name}: {r['recall_before']:.2f} -> {r['recall_after']:.2f}"
+                         f"  ranks {_ranks(r['ranks_before'])} -> {_ranks(r['ranks_after'])}",
+                         width))
     return lines
+
+
+def _quote(text: str) -> str:
+    return '"' + " ".join(text.split()) + '"'
+
+
+def cut(line: str, width: int) -> str:
+    """``line`` at most ``width`` characters, ``...`` marking a cut (plain ASCII: the
+    report is printed to any terminal)."""
+    return line if len(line) <= width else line[: max(width - 3, 0)] + "..."

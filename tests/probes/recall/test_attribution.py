@@ -62,3 +62,51 @@ def test_failed_queries_are_named_when_they_explain_a_drop() -> None:
     got = attribute(Evidence(**{**BASE, "live_drop": True, "queries_failed": 12}))
     assert got.verdict == "inconclusive"
     assert got.reasons[1] == "12 queries failed or timed out and score 0; their rows hold the errors"
+
+
+def test_content_reasons_name_the_documents_first_with_a_count() -> None:
+    missing = [f"doc{i:02d}" for i in range(12)]
+    got = attribute(Evidence(**{**BASE, "docs_missing": 12, "docs_missing_ids": missing,
+                                "docs_changed": 2, "docs_changed_ids": ["a#0", "b#3"]}))
+    assert got.reasons == [
+        "12 of 50 golden documents are missing from the index (deleted, or ingested under "
+        "another id): doc00, doc01, doc02, doc03, doc04 and 7 more",
+        "2 of 50 golden documents have a stored vector that differs from the baseline's "
+        "(edited or re-ingested): a#0, b#3"]
+
+
+def test_a_golden_set_change_lists_its_edits() -> None:
+    diff = {"unchanged": 60, "edited": {"count": 1, "ids": ["q01"]},
+            "rejudged": {"count": 0, "ids": []}, "added": {"count": 7, "ids": [
+                "q90", "q91", "q92", "q93", "q94", "q95", "q96"]},
+            "removed": {"count": 0, "ids": []}}
+    got = attribute(Evidence(**{**BASE, "golden_changed": True, "golden_diff": diff}))
+    assert got.verdict == "golden-set-changed"
+    assert got.reasons == [
+        "the golden set changed since the baseline's version: 1 edited (q01), 7 added (q90, "
+        "q91, q92, q93, q94 and 2 more); the 60 unchanged queries did not regress"]
+
+
+def test_the_canary_reason_names_the_run_or_the_inline_check() -> None:
+    run = {"source": "run", "probe": "canary", "run_id": 12, "changed": True,
+           "finished_at": "2025-01-01T00:00:00+00:00"}
+    got = attribute(Evidence(**{**BASE, "canary_changed": True, "canary": run}))
+    assert got.reasons[0].startswith("the canary probe 'canary' reports a changed pipeline "
+                                     "(run 12, finished 2025-01-01T00:00:00+00:00)")
+    inline = {"source": "inline", "probe": "canary", "changed": True, "cosine_min": 0.98761}
+    got = attribute(Evidence(**{**BASE, "canary_changed": True, "canary": inline}))
+    assert got.reasons[0].startswith("the canary texts of probe 'canary', embedded by this "
+                                     "run, differ from the canary's reference (lowest cosine "
+                                     "0.9876)")
+    unavailable = {"source": "unavailable", "probe": "canary", "changed": None}
+    assert attribute(Evidence(**{**BASE, "canary_changed": None,
+                                 "canary": unavailable})).verdict == "healthy"
+
+
+def test_the_default_floor_flags_a_fidelity_healthy_indexes_do_not_have() -> None:
+    got = attribute(Evidence(**{**BASE, "baseline": False, "fidelity": 0.77}))
+    assert got.verdict == "index"
+    assert got.reasons[0].startswith("ANN-vs-exact recall is 0.770, below the floor 0.9 at "
+                                     "k=10 (HNSW and IVF indexes with sane parameters reach")
+    assert attribute(Evidence(**{**BASE, "baseline": False, "fidelity": 0.93})).verdict \
+        == "healthy"

@@ -36,7 +36,9 @@ def test_probe_once_prints_the_report_and_pin_moves_the_baseline(cli_env: Env, c
     config = str(cli_env.tmp / "ragmon.yaml")
     code, out = probe_once(cli_env, capsys)
     assert code == 0, out
-    assert "VERDICT: healthy" in out and "baseline: none yet" in out
+    assert "VERDICT: healthy" in out
+    assert "\n  baseline captured by this run; index fidelity " in out
+    assert "at k=10 (typical for a healthy index: >= 0.9)" in out
     assert "k | recall live exact" in out and "(stored as run 1 in sqlite:///" in out
     assert "latency p50" in out
 

@@ -120,8 +120,36 @@ def test_deleted_golden_documents_are_a_content_problem(env: Env) -> None:
     assert d["verdict"] == "content", d["reasons"]
     assert set(d["causes"]["docs_missing"]) == gone
     total = len(env.golden_doc_ids())
+    first = sorted(gone)[:5]
+    assert d["reasons"][0] == (
+        f"{len(gone)} of {total} golden documents are missing from the index (deleted, or "
+        f"ingested under another id): {', '.join(first)} and {len(gone) - 5} more")
+    assert d["evidence"]["docs_missing_ids"] == sorted(gone)[:20]
     assert values(result)[("golden_docs_missing_ratio", "")] == len(gone) / total
     assert d["evidence"]["live_drop"]
+
+
+def test_regressed_query_lines_fit_the_terminal_and_the_details_keep_them_whole(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    baseline(env)
+    env.target["ef_search"] = 1
+    env.reload()
+    result, run_id = env.run()
+    texts = {r["id"]: r["query"] for r in map(json.loads, env.golden.read_text().splitlines())}
+    stored = env.store.run(run_id).details["regressed"]
+    assert stored and all(r["query"] == texts[r["query_id"]] for r in stored)
+    cut = {}
+    for width in (72, 200):
+        monkeypatch.setenv("COLUMNS", str(width))
+        text = env.runner.probes[PROBE].render(result)
+        lines = text.split("top regressed queries (recall@10):\n")[1].splitlines()
+        assert len(lines) == min(10, len(stored))
+        assert all(len(line) <= width for line in lines), [len(line) for line in lines]
+        for line, r in zip(lines, stored, strict=False):
+            assert line.startswith(f'    {r["query_id"]} "{r["query"][:20]}')
+        cut[width] = sum(line.endswith("...") for line in lines)
+    assert cut[72] > 0 and cut[200] < cut[72]
 
 
 def test_reembedded_edited_golden_documents_are_a_content_problem(env: Env) -> None:
@@ -137,6 +165,8 @@ def test_reembedded_edited_golden_documents_are_a_content_problem(env: Env) -> N
     d = result.details
     assert d["verdict"] == "content", d["reasons"]
     assert d["evidence"]["docs_changed"] == len(edited) and d["evidence"]["docs_missing"] == 0
+    assert d["evidence"]["docs_changed_ids"] == sorted(edited)[:20]
+    assert d["reasons"][0].endswith(f": {', '.join(sorted(edited)[:5])} and {len(edited) - 5} more")
     v = values(result)
     assert v[("golden_docs_changed_ratio", "")] == len(edited) / len(env.golden_doc_ids())
 
