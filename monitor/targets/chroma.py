@@ -227,6 +227,25 @@ class ChromaTarget(VectorTarget):
                                  strict=True))
         return vectors_in_order(ids, found, dimension)
 
+    def document_ids(self, ids: Sequence[str], field: str) -> dict[str, str]:
+        """The metadata key ``field`` of each record of ``ids`` (records without it: left
+        out); a key no record read has is refused, with the keys they do have."""
+        found: dict[str, str] = {}
+        seen: set[str] = set()
+        with self._errors():
+            for start in range(0, len(ids), self.config.page_size):
+                got = self._col().get(ids=list(ids[start:start + self.config.page_size]),
+                                      include=["metadatas"])
+                for key, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
+                    seen.update(meta or {})
+                    if meta and meta.get(field) is not None:
+                        found[key] = str(meta[field])
+        if seen and field not in seen:
+            raise TargetError(self.name, f"no record of collection {self.config.collection!r} "
+                              f"read has the metadata key {field!r} to read documents from; "
+                              f"keys found: {', '.join(sorted(seen))}")
+        return found
+
     def sample(self, n: int, seed: int) -> Vectors:
         with self._errors():
             ids = self._all_ids()

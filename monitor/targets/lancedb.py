@@ -188,6 +188,28 @@ class LanceDBTarget(VectorTarget):
                                  strict=True))
         return vectors_in_order(ids, found, dimension)
 
+    def document_ids(self, ids: Sequence[str], field: str) -> dict[str, str]:
+        """The column ``field`` of each row of ``ids`` (null: left out)."""
+        cfg = self.config
+        found: dict[str, str] = {}
+        with self._errors():
+            table = self._tbl()
+            columns = table.schema.names
+            if field not in columns or not set(field) <= _COLUMN_CHARS:
+                raise TargetError(self.name, f"table {cfg.table!r} has no column {field!r} to "
+                                  f"read documents from; columns: {', '.join(columns)}")
+            is_int = _is_int(table.schema.field(cfg.id_column).type)
+            keys = [int(i) for i in ids if _int_like(i)] if is_int else list(ids)
+            for start in range(0, len(keys), 1000):
+                chunk = keys[start:start + 1000]
+                rows = (table.search().where(f"{cfg.id_column} IN "
+                                             f"({', '.join(_literal(v) for v in chunk)}) AND "
+                                             f"{field} IS NOT NULL")
+                        .select([cfg.id_column, field]).limit(len(chunk)).to_arrow())
+                found.update(zip((str(i) for i in rows[cfg.id_column].to_pylist()),
+                                 (str(v) for v in rows[field].to_pylist()), strict=True))
+        return found
+
     def sample(self, n: int, seed: int) -> Vectors:
         with self._errors():
             # ids only: reading the vectors of the whole table just to draw from it would not fit

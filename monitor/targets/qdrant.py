@@ -196,6 +196,28 @@ class QdrantTarget(VectorTarget):
                     found[str(point.id)] = np.asarray(vector, dtype=np.float32)
         return vectors_in_order(ids, found, int(params.size), key=lambda i: str(_point_id(i)))
 
+    def document_ids(self, ids: Sequence[str], field: str) -> dict[str, str]:
+        """The payload key ``field`` of each point of ``ids`` (points without it: left out);
+        a key no point found has is refused, with the keys they do have."""
+        wanted = {str(key): i for i in ids if (key := _point_id(i)) is not None}
+        found: dict[str, str] = {}
+        seen: set[str] = set()
+        with self._errors():
+            keys = [_point_id(i) for i in wanted.values()]
+            for start in range(0, len(keys), 1000):
+                points = self._qc().retrieve(self.config.collection, ids=keys[start:start + 1000],
+                                             with_payload=True, with_vectors=False)
+                for point in points:
+                    payload = point.payload or {}
+                    seen.update(payload)
+                    if payload.get(field) is not None:
+                        found[wanted[str(point.id)]] = str(payload[field])
+        if seen and field not in seen:
+            raise TargetError(self.name, f"no point of collection {self.config.collection!r} "
+                              f"read has the payload key {field!r} to read documents from; "
+                              f"keys found: {', '.join(sorted(seen))}")
+        return found
+
     def _all_ids(self) -> list[str]:
         ids: list[str] = []
         offset = None

@@ -1,5 +1,6 @@
 """Documents read from a metadata field the store keeps beside each chunk (``documents:
-{field: ...}`` on a recall probe): a pgvector column on a real PostgreSQL, and a clear
+{field: ...}`` on a recall probe): a pgvector column on a real PostgreSQL, a Qdrant payload
+key (local mode), a Chroma metadata key (PersistentClient) and a LanceDB column, and a clear
 refusal from a store without metadata (FAISS)."""
 
 from __future__ import annotations
@@ -83,3 +84,99 @@ def test_a_store_without_metadata_says_which_mapping_to_use(build: Build,
         "'page'; map chunk ids to documents with documents.pattern or documents.separator "
         "instead")
     assert "docs" in str(err.value)
+
+
+def test_an_http_endpoint_says_which_mapping_to_use(build: Build, http_config: Any) -> None:
+    target = build("app", http_config("http://127.0.0.1:9/search"))
+    with pytest.raises(TargetError) as err:
+        target.document_ids(["0"], "page")  # refused before any request is sent
+    assert str(err.value) == (
+        "target 'app': this target (HttpTarget) keeps no metadata, so documents cannot be read "
+        "from field 'page'; map chunk ids to documents with documents.pattern or "
+        "documents.separator instead")
+
+
+# -- Qdrant, Chroma, LanceDB: MiniLM vectors of the stdlib corpus, pages are their topics ------
+
+CHUNKS = 300
+
+
+def _store_qdrant(path: Path, vectors: np.ndarray, meta: list[dict[str, Any]]) -> dict[str, Any]:
+    from qdrant_client import QdrantClient, models
+
+    client = QdrantClient(path=str(path))
+    client.create_collection("chunks", vectors_config=models.VectorParams(
+        size=vectors.shape[1], distance=models.Distance.COSINE))
+    client.upload_collection("chunks", vectors=vectors, ids=list(range(len(vectors))),
+                             payload=meta)
+    client.close()  # local mode locks the directory
+    return {"kind": "qdrant", "path": str(path), "collection": "chunks"}
+
+
+def _store_chroma(path: Path, vectors: np.ndarray, meta: list[dict[str, Any]]) -> dict[str, Any]:
+    import chromadb
+
+    client = chromadb.PersistentClient(path=str(path),
+                                       settings=chromadb.Settings(anonymized_telemetry=False))
+    col = client.create_collection("chunks", configuration={"hnsw": {"space": "cosine"}})
+    col.add(ids=[str(i) for i in range(len(vectors))], embeddings=vectors, metadatas=meta)
+    return {"kind": "chroma", "path": str(path), "collection": "chunks"}
+
+
+def _store_lancedb(path: Path, vectors: np.ndarray, meta: list[dict[str, Any]]) -> dict[str, Any]:
+    import lancedb
+    import pyarrow as pa
+
+    table = pa.table({
+        "id": pa.array(np.arange(len(vectors)), pa.int64()),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1]),
+        "page": [m.get("page") for m in meta],
+        "other": [m.get("other") for m in meta],
+    })
+    lancedb.connect(str(path)).create_table("chunks", table)
+    return {"kind": "lancedb", "uri": str(path), "table": "chunks", "metric": "cosine"}
+
+
+STORES = {"qdrant": _store_qdrant, "chroma": _store_chroma, "lancedb": _store_lancedb}
+UNKNOWN_FIELD = {
+    "qdrant": "no point of collection 'chunks' read has the payload key 'page_id' to read "
+              "documents from; keys found: other, page",
+    "chroma": "no record of collection 'chunks' read has the metadata key 'page_id' to read "
+              "documents from; keys found: other, page",
+    "lancedb": "table 'chunks' has no column 'page_id' to read documents from; columns: id, "
+               "vector, page, other",
+}
+
+
+@pytest.mark.parametrize("engine", list(STORES))
+def test_metadata_stores_read_the_document_field(engine: str, build: Build, data: Any,
+                                                 tmp_path: Path) -> None:
+    """Chunk i's page is its corpus topic; chunk 0 has no page (only ``other``)."""
+    vectors = np.ascontiguousarray(data.vectors[:CHUNKS])
+    meta = [{"other": "x"} if i == 0 else {"page": data.topics[i], "other": "x"}
+            for i in range(CHUNKS)]
+    target = build(engine, STORES[engine](tmp_path / engine, vectors, meta))
+    try:
+        got = target.document_ids(["1", "2", "0", "999999"], "page")
+        # chunk 0 (no page) and an unknown id are left out
+        assert got == {"1": data.topics[1], "2": data.topics[2]}
+        with pytest.raises(TargetError) as err:
+            target.document_ids(["1", "2"], "page_id")
+        assert str(err.value).endswith(UNKNOWN_FIELD[engine])
+        query = data.queries[:1]
+        result = target.exact_search(query, 40)
+        docs = DocumentMap(DocumentsConfig(field="page"))
+        docs.resolve(target, result.ids[0])
+        ranked = collapse(result.ids[0], result.scores[0], docs.of)
+    finally:
+        target.close()
+    # the oracle: numpy cosines, each page at its nearest chunk, chunk 0 its own document
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    cos = unit @ (query[0] / np.linalg.norm(query[0]))
+    expected: list[str] = []
+    for i in np.argsort(-cos, kind="stable")[:40]:
+        doc = "0" if i == 0 else data.topics[i]
+        if doc not in expected:
+            expected.append(doc)
+    assert ranked == expected
+    assert 1 < len(expected) < 40  # pages hold several of the top chunks: a real collapse
