@@ -21,7 +21,8 @@ class DocumentsConfig(Strict):
     separator: str | None = Field(default=None, min_length=1)
     """The document id is the part of the chunk id before the last separator (`#`)."""
     field: str | None = Field(default=None, min_length=1)
-    """A metadata field the store keeps with each chunk: a pgvector column."""
+    """A metadata field the store keeps with each chunk: a pgvector or LanceDB column, a
+    Qdrant payload key, a Chroma metadata key (FAISS and HTTP targets keep none)."""
     max_depth: int = Field(default=10, ge=1, le=100)
     """Search up to `max_depth` x k chunks deep to find k distinct documents; fewer is
     reported as a document shortfall."""
