@@ -17,6 +17,13 @@ the highest grade judged for it or any of its chunks (a golden set may name docu
 chunks, or both). A retrieved chunk list is collapsed by MaxP, the convention of
 passage-based document ranking: a document ranks at its best chunk, and the ranking of the
 documents follows the same tie rule as chunks (equal best scores: document id descending).
+
+Presence of judged documents: a document id is not an index key, so each run remembers in
+its per-query rows (``doc_chunks``) which chunks of each document the query judges relevant
+its live and exact searches returned. A later run checks those chunks, the baseline's and
+its own, like judged chunk ids: a document whose remembered chunks are all gone is missing,
+one whose remembered chunk has another stored vector changed. A judged document no search
+has returned yet cannot be checked (``docs_unchecked``).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ragmon.monitor.targets.abc import VectorTarget
+from ragmon.probes.recall.golden import GoldenQuery, GoldenSet
 from ragmon.probes.recall.metrics import break_ties
 
 
@@ -108,3 +116,60 @@ def collapse(
         if aligned and scores is not None:
             best.append(scores[i])
     return break_ties(docs, best if aligned else None)
+
+
+def named_documents(relevant: Mapping[str, float], docs: DocumentMap) -> set[str]:
+    """The ids a query judges relevant that are documents, not chunks of one."""
+    return {d for d, grade in relevant.items() if grade > 0 and docs.of(d) == d}
+
+
+def doc_chunks(row: Mapping[str, Any], relevant: Mapping[str, float],
+               docs: DocumentMap) -> dict[str, list[str]]:
+    """Of each document ``relevant`` names, the chunks the row's searches returned."""
+    named = named_documents(relevant, docs)
+    found: dict[str, set[str]] = {}
+    for side in row.get("chunks", {}).values():
+        for chunk in side.get("ids", []):
+            doc = docs.of(chunk)
+            if doc in named and doc != chunk:
+                found.setdefault(doc, set()).add(chunk)
+    return {d: sorted(c) for d, c in sorted(found.items())}
+
+
+def presence_set(
+    golden: GoldenSet, chunks: GoldenSet, docs: DocumentMap, rows: Mapping[str, Any],
+    baseline_rows: Mapping[str, Any] | None,
+) -> tuple[GoldenSet, dict[str, set[str]]]:
+    """The golden set whose ids presence and vectors are checked on: the judged chunk ids
+    (``chunks``) plus the remembered chunks of each judged document, this run's and the
+    baseline's; and those chunks by document."""
+    remembered: dict[str, set[str]] = {}
+    queries = []
+    for q, cq in zip(golden.queries, chunks.queries, strict=True):
+        named = named_documents(q.relevant, docs)
+        relevant = dict(cq.relevant)
+        for source in (rows.get(q.id), (baseline_rows or {}).get(q.id)):
+            for doc, ids in ((source or {}).get("doc_chunks") or {}).items():
+                if doc in named:
+                    remembered.setdefault(doc, set()).update(ids)
+                    relevant.update(dict.fromkeys(ids, 1.0))
+        queries.append(GoldenQuery(q.id, relevant, q.text, q.vector, q.filter, q.tags, q.line))
+    return GoldenSet(golden.name, golden.source, queries, golden.version), remembered
+
+
+def lift_presence(causes: dict[str, Any], golden: GoldenSet, chunks: GoldenSet,
+                  docs: DocumentMap, remembered: Mapping[str, set[str]]) -> None:
+    """Presence counted by what the golden set judges: its judged chunk ids, and its judged
+    documents (missing when every remembered chunk is); ``chunk_docs`` maps each remembered
+    chunk to its document, so changed vectors are counted by document too."""
+    judged = chunks.doc_ids()
+    named = set().union(*(named_documents(q.relevant, docs) for q in golden.queries))
+    causes["docs_total"] = len(judged) + len(remembered)
+    causes["docs_unchecked"] = len(named - set(remembered))
+    causes["chunk_docs"] = {c: d for d, ids in remembered.items() for c in ids}
+    if "docs_missing" not in causes:
+        return
+    gone = set(causes["docs_missing"])
+    missing = [c for c in judged if c in gone]
+    missing += [d for d, ids in remembered.items() if ids and ids <= gone]
+    causes["docs_missing"] = sorted(missing)

@@ -172,8 +172,11 @@ def _vector_changes(cfg: RecallConfig, store: Store, ev: Evidence, old: Any,
         ev.queries_compared = len(rows)  # the same stored sample: nothing moved
     if old_refs.get("docs") is not None and "doc_vectors" in causes:
         before = history.load_reference(store, old_refs["docs"])
-        changed = changed_ids(before, causes["doc_vectors"], cfg.vector_cosine_threshold)
-        ev.docs_compared = len([d for d in causes["doc_vectors"] if d in before])
+        # a judged document's remembered chunks count for it (probes/recall/documents.py)
+        doc_of = causes.get("chunk_docs", {})
+        changed = sorted({doc_of.get(c, c) for c in
+                          changed_ids(before, causes["doc_vectors"], cfg.vector_cosine_threshold)})
+        ev.docs_compared = len({doc_of.get(d, d) for d in causes["doc_vectors"] if d in before})
         ev.docs_changed = len(changed)
         ev.docs_changed_ids = changed[:NAMED]
 

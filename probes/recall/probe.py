@@ -24,7 +24,7 @@ from ragmon.probes.recall import history, scoring
 from ragmon.probes.recall._search import Searched, search_all
 from ragmon.probes.recall.attribution import attribute
 from ragmon.probes.recall.config import RecallConfig
-from ragmon.probes.recall.documents import DocumentMap
+from ragmon.probes.recall.documents import DocumentMap, lift_presence, presence_set
 from ragmon.probes.recall.evidence import build_evidence, gather_causes, target_details
 from ragmon.probes.recall.fidelity import query_fidelity
 from ragmon.probes.recall.golden import GoldenQuery, GoldenSet, check_id_type, load_golden_set
@@ -170,10 +170,9 @@ class RecallProbe(Probe):
         fid_note = self._fidelity(target, desc, golden, vectors, searched, rows, exact)
         result = ProbeResult(target=cfg.target, golden_version=golden.version,
                              embedder_fingerprint=emb_fp, target_fingerprint=desc.fingerprint())
-        # presence and vectors are checked on the chunk ids a golden set names
-        causes = gather_causes(self.name, cfg, self.context, target, chunks, vectors, emb_fp,
-                               desc)
         baseline = history.find_baseline(self.context.store, self.name, golden.version)
+        causes = self._causes(target, desc, golden, chunks, docs, rows, baseline, vectors,
+                              emb_fp)
         evidence, comparisons = build_evidence(cfg, self.context.store, baseline, rows, causes,
                                                emb_fp, desc, golden)
         attribution = attribute(evidence)
@@ -189,7 +188,7 @@ class RecallProbe(Probe):
             "target": target_details(desc),
             "fidelity": {"measurable": exact, "note": fid_note,
                          "ground_truth_sample": searched.ground_truth_sample},
-            "causes": {k: v for k, v in causes.items() if k != "doc_vectors"},
+            "causes": {k: v for k, v in causes.items() if k not in ("doc_vectors", "chunk_docs")},
             "references": causes["references"],
             "baseline": None if baseline is None else {
                 "run_id": baseline.run.id, "how": baseline.how,
@@ -205,6 +204,24 @@ class RecallProbe(Probe):
                 "chunk_level": any("recall" in r["chunks"]["live"] for r in rows.values())},
         }
         return result
+
+    def _causes(
+        self, target: VectorTarget, desc: Description, golden: GoldenSet, chunks: GoldenSet,
+        docs: DocumentMap | None, rows: dict[str, Any], baseline: history.Baseline | None,
+        vectors: np.ndarray | None, emb_fp: str | None,
+    ) -> dict[str, Any]:
+        """Presence and vectors are checked on the chunk ids a golden set names and, for the
+        documents it names, on their chunks that this run's and the baseline's searches
+        returned (:func:`~ragmon.probes.recall.documents.presence_set`)."""
+        if docs is None:
+            return gather_causes(self.name, self.config, self.context, target, chunks, vectors,
+                                 emb_fp, desc)
+        checked, remembered = presence_set(golden, chunks, docs, rows,
+                                           None if baseline is None else baseline.rows)
+        causes = gather_causes(self.name, self.config, self.context, target, checked, vectors,
+                               emb_fp, desc)
+        lift_presence(causes, golden, chunks, docs, remembered)
+        return causes
 
     # -- fidelity --------------------------------------------------------------------------
 

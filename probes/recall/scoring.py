@@ -16,7 +16,7 @@ from ragmon.monitor.targets.abc import Description
 from ragmon.probes.recall._search import Searched
 from ragmon.probes.recall.attribution import VERDICTS, Evidence
 from ragmon.probes.recall.config import RecallConfig
-from ragmon.probes.recall.documents import DocumentMap, collapse
+from ragmon.probes.recall.documents import DocumentMap, collapse, doc_chunks
 from ragmon.probes.recall.evidence import mean
 from ragmon.probes.recall.fidelity import latency_quantiles
 from ragmon.probes.recall.golden import GoldenSet
@@ -54,6 +54,8 @@ def score(
             row.setdefault("chunks", {})[mode] = \
                 side(cfg, ranked, judged, ok) if judged else {"ids": ranked if ok else []}
             row[mode] = side(cfg, collapse(ids, scores, docs.of), docs.lift(q.relevant), ok)
+        if docs is not None:
+            row["doc_chunks"] = doc_chunks(row, q.relevant, docs)
         rows[q.id] = row
     return rows
 

@@ -107,6 +107,18 @@ def oracle_recall(env: PagesEnv, keep: np.ndarray, k: int) -> tuple[float, float
     return float(np.mean(page_recall)), float(np.mean(chunk_recall))
 
 
+def retrieved_pages(env: PagesEnv, keep: np.ndarray, depth: int) -> set[str]:
+    """The judged pages with a chunk among the first ``depth`` chunks of a query judging them
+    (numpy brute force, inner product of unit vectors)."""
+    queries = env.minilm.encode([r["query"] for r in env.pages])
+    order = np.argsort(-(queries @ env.vectors[keep].T), axis=1, kind="stable")
+    found: set[str] = set()
+    for row, ranked in zip(env.pages, order, strict=True):
+        pages = {env.page_ids[keep[i]].split("/")[0] for i in ranked[:depth]}
+        found |= pages & set(row["relevant"])
+    return found
+
+
 def test_deleted_pages_move_page_recall_and_fire_the_drop_where_chunk_recall_does_not(
     pages_env: PagesEnv,
 ) -> None:
@@ -143,8 +155,23 @@ def test_deleted_pages_move_page_recall_and_fire_the_drop_where_chunk_recall_doe
     # chunk judgments can be checked for presence: the missing pages are a content problem
     assert after["page-level"].details["verdict"] == "content"
     assert after["page-level"].details["level"] == "document"
-    # page ids are not index keys: the drop is found, its cause cannot be named
-    assert after["page-judged"].details["verdict"] == "inconclusive"
+    # page ids are not index keys: the chunks of each judged page that the baseline's search
+    # returned are remembered in its rows, and a page whose remembered chunks are all gone
+    # is missing; the oracle is the pages deleted whose chunks a numpy search of the
+    # baseline index ranked in some judging query's first 20 chunks (or deeper)
+    judged = after["page-judged"].details
+    assert judged["verdict"] == "content", judged["reasons"]
+    ev = judged["evidence"]
+    seen = retrieved_pages(env, np.arange(len(env.page_ids)), 20)
+    assert seen & gone <= set(ev["docs_missing_ids"]) <= gone
+    assert ev["docs_missing"] == len(ev["docs_missing_ids"]) >= 0.8 * len(gone)
+    assert f"{ev['docs_missing']} of {ev['docs_total']} golden documents are missing" in \
+        judged["reasons"][0]
+    assert ", ".join(sorted(ev["docs_missing_ids"])[:5]) in judged["reasons"][0]
+    assert value(after["page-judged"], "golden_docs_missing_ratio") == \
+        pytest.approx(ev["docs_missing"] / ev["docs_total"])
+    # the pages kept did not move: nothing else is a cause
+    assert ev["docs_changed"] == 0 and not judged["also"]
 
 
 def test_lists_are_deepened_to_k_documents_or_the_shortfall_is_reported(
