@@ -2,15 +2,17 @@
 
 In order (the first that applies wins):
 
-1. ``embedding``: golden query vectors differ from the baseline's, the canary probe of the
-   embedder reports a change, or the embedder fingerprint changed.
+1. ``embedding``: vectors of unchanged golden queries differ from the baseline's, the
+   canary of the embedder reports a change (a recent run of the current fingerprint, or
+   the inline check), or the embedder fingerprint changed.
 2. ``content``: a golden document is missing, or its stored vector changed (unless the index
    configuration changed and *every* golden vector moved: a rebuild with quantization).
 3. ``index``: ANN-vs-exact recall dropped (paired) or is below the floor, or live search
    returned fewer than k (shortfall), or the index configuration changed and only live
    labelled recall dropped.
 4. ``inconclusive``: labelled recall dropped significantly and nothing above explains it.
-5. ``golden-set-changed``: the golden set is not the baseline's version, nothing else moved.
+5. ``golden-set-changed``: the golden set is not the baseline's version, nothing else moved
+   on the queries both share unchanged; the reasons list the edits.
 6. ``healthy``: none of the above.
 
 The order is the order of the table: the query pipeline first (it moves every query),

@@ -91,7 +91,7 @@ def _first_run_since(s: Any, probe: str, since: datetime) -> int | None:
     """The id of the probe's first run started at or after ``since`` (index on started_at)."""
     found: int | None = s.scalar(
         select(ProbeRun.id).where(ProbeRun.probe == probe, ProbeRun.started_at >= since)
-        .order_by(ProbeRun.started_at.asc(), ProbeRun.id.asc()).limit(1))
+        .order_by(ProbeRun.started_at.asc()).limit(1))
     return found
 
 
