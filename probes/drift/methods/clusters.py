@@ -2,8 +2,9 @@
 
 k-means is fitted on the reference; both windows are assigned to its centroids, and the
 Jensen–Shannon divergence between the two vectors of cluster shares says how much the mix
-of topics moved. The clusters that grew or shrank most, with example texts from the
-current window, are the explanation a human reads.
+of topics moved. The clusters that grew or shrank most, with example texts and a label
+each, are the explanation a human reads: a grown cluster is labelled from the current rows
+that made it grow, a shrunk one from the reference rows it lost (``cluster_labels``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from ragmon.monitor.config import Strict
+from ragmon.probes.drift.methods import cluster_labels
 from ragmon.probes.drift.methods._base import (
     MethodResult,
     check_pair,
@@ -35,12 +37,10 @@ def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def _examples(
-    members: np.ndarray, score: np.ndarray, texts: Sequence[str] | None,
-    ids: Sequence[str] | None, limit: int,
+    rows: np.ndarray, texts: Sequence[str] | None, ids: Sequence[str] | None,
 ) -> list[dict[str, object]]:
-    chosen = members[np.argsort(-score[members], kind="stable")[:limit]]
     out: list[dict[str, object]] = []
-    for i in chosen:
+    for i in rows:
         item: dict[str, object] = {"row": int(i)}
         if texts is not None:
             item["text"] = str(texts[i])[:300]
@@ -48,6 +48,14 @@ def _examples(
             item["id"] = str(ids[i])
         out.append(item)
     return out
+
+
+def _classes(labels: np.ndarray, texts: Sequence[str], k: int,
+             exclude: np.ndarray) -> list[list[str]]:
+    """Texts of one window by cluster, leaving out ``exclude`` (the rows being labelled)."""
+    keep = np.ones(labels.size, dtype=bool)
+    keep[exclude] = False
+    return [[texts[int(i)] for i in np.flatnonzero((labels == j) & keep)] for j in range(k)]
 
 
 def clusters(
@@ -80,14 +88,18 @@ def clusters(
         How many of the clusters that grew most and shrank most to report.
     examples : int
         Up to this many current-window items per reported cluster: for a cluster that
-        grew, those where the current window is densest relative to the reference (largest
-        MMD witness); for one that shrank, those nearest its centroid.
+        grew, the rows that made it grow (its ``excess`` current members where the current
+        window is densest relative to the reference, by MMD witness) nearest their own
+        centre; for one that shrank, its current members nearest its centroid, and as
+        ``reference_examples`` the reference rows it lost, nearest their centre.
     permutations : int
         Number P of permutations; p = (r + 1) / (P + 1).
     texts, ids : sequences, optional
-        Text and id of each current row, quoted in the examples.
+        Text and id of each current row, quoted in the examples; with texts, a grown
+        cluster gets a ``label`` and ``terms`` (its distinctive words, c-TF-IDF).
     reference_texts : sequence, optional
-        Text of each reference row; the one nearest a centroid labels its cluster.
+        Text of each reference row: the background of the terms, and the label of a
+        shrunk cluster (from the rows it lost).
     min_samples : int
         Fewer rows in either window raise InsufficientData.
     seed : int
@@ -114,20 +126,43 @@ def clusters(
     p = permutation_p_value(observed, divergences[1:])
     share_ref, share_cur = ref_counts[0] / n, cur_counts[0] / m
     delta = share_cur - share_ref
-    cur_labels = labels[n:]
+    cur_labels, ref_labels = labels[n:], labels[:n]
     gamma = median_gamma(ref, seed=seed)
+    cur_texts = None if texts is None else [t or "" for t in texts]
+    ref_texts = None if reference_texts is None else [t or "" for t in reference_texts]
+
     wit = witness(cur, ref, cur, gamma)
+    ref_wit = None if ref_texts is None else witness(ref, ref, cur, gamma)
+
+    def grown(c: int, entry: dict[str, object]) -> None:
+        moved = cluster_labels.movers(np.flatnonzero(cur_labels == c), float(delta[c]) * m, wit)
+        order = cluster_labels.nearest_centre(moved, cur)
+        if cur_texts is not None:
+            background = (_classes(ref_labels, ref_texts, k_used, np.array([], int))
+                          if ref_texts is not None
+                          else _classes(cur_labels, cur_texts, k_used, moved))
+            entry["label"], entry["terms"] = cluster_labels.label(order, cur_texts, background)
+        entry["examples"] = _examples(order[:examples], texts, ids)
+
+    def shrunk(c: int, entry: dict[str, object]) -> None:
+        members = np.flatnonzero(cur_labels == c)
+        nearest = members[np.argsort(cur_d[members, c], kind="stable")[:examples]]
+        entry["examples"] = _examples(nearest, texts, ids)
+        if ref_texts is None or ref_wit is None:
+            return
+        lost = cluster_labels.movers(np.flatnonzero(ref_labels == c), -float(delta[c]) * n,
+                                     -ref_wit)
+        order = cluster_labels.nearest_centre(lost, ref)
+        background = _classes(ref_labels, ref_texts, k_used, lost)
+        entry["label"], entry["terms"] = cluster_labels.label(order, ref_texts, background)
+        entry["reference_examples"] = _examples(order[:examples], ref_texts, None)
 
     def describe(c: int, grew: bool) -> dict[str, object]:
-        members = np.flatnonzero(cur_labels == c)
-        score = wit if grew else -cur_d[:, c]
         entry: dict[str, object] = {
             "cluster": c, "reference_share": round(float(share_ref[c]), 4),
             "current_share": round(float(share_cur[c]), 4), "change": round(float(delta[c]), 4),
-            "examples": _examples(members, score, texts, ids, examples),
         }
-        if reference_texts is not None:
-            entry["label"] = str(reference_texts[int(ref_d[:, c].argmin())])[:200]
+        (grown if grew else shrunk)(c, entry)
         return entry
 
     order = np.argsort(-delta, kind="stable")
