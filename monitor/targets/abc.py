@@ -84,6 +84,11 @@ class VectorTarget(ABC):
     supports_fetch: bool = True
     #: "text" when the engine embeds queries itself: search needs ``texts=``.
     query_input: Literal["vector", "text"] = "vector"
+    #: What ``cosine`` ranks by, in live and exact search alike: "direction", the cosine of the
+    #: query and the stored vector (the engine normalises stored vectors or divides by their
+    #: norms); "query", the inner product of the unit query with the stored vector as stored
+    #: (FAISS: quantized vectors decode off the unit sphere). Fidelity breaks ties by it.
+    cosine_ranking: Literal["direction", "query"] = "direction"
 
     def __init__(self, name: str, config: Any):
         self.name = name

@@ -93,6 +93,9 @@ class FaissTarget(VectorTarget):
     """Search a FAISS index file in process."""
 
     config: FaissConfig
+    #: FAISS has no cosine: ``cosine`` is inner product with the unit query over the stored
+    #: (for PQ, decoded) vectors, whose norms need not be 1.
+    cosine_ranking = "query"
 
     def __init__(self, name: str, config: FaissConfig):
         super().__init__(name, config)

@@ -6,6 +6,14 @@ engine that returns a different one of several equidistant documents is not pena
 Distances are recomputed here, in float64, from vectors fetched from the index: engine
 scores may be quantized or on another scale. Epsilon is relative: ``eps * max(1, |d_k|)``.
 
+One similarity ranks and breaks ties: the one the target's exact search ranks by. For
+``cosine`` a target says which (``VectorTarget.cosine_ranking``): ``"direction"``, the cosine
+of query and stored vector (engines that normalise stored vectors or divide by their norms),
+or ``"query"``, the inner product of the unit query with the stored vector as stored (FAISS:
+vectors are normalised before they are added, and quantized ones decode off the unit sphere;
+the index compares by that inner product, and so does its exact search). Mixing the two let
+a decoded vector of small norm rank low yet count as a tie, which inflated fidelity on PQ.
+
 ``shortfall`` marks a query whose live search returned fewer results than the exact search
 did at k (filters, dead tuples, result-size caps).
 """
@@ -14,12 +22,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
+#: How a target ranks ``cosine`` (see the module docstring).
+CosineRanking = Literal["direction", "query"]
 
-def distances(query: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
-    """Distances (smaller is closer) of ``vectors`` to ``query`` under the index metric."""
+
+def distances(
+    query: np.ndarray, vectors: np.ndarray, metric: str, cosine: CosineRanking = "direction",
+) -> np.ndarray:
+    """Distances (smaller is closer) of ``vectors`` to ``query`` under the index metric;
+    ``cosine="query"`` normalises the query only: ``1 - q/|q| . v``."""
     q = np.asarray(query, dtype=np.float64)
     v = np.asarray(vectors, dtype=np.float64).reshape(-1, q.shape[0])
     if metric == "l2":
@@ -27,6 +42,9 @@ def distances(query: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray
         return squared
     if metric == "ip":
         return -(v @ q)
+    if cosine == "query":
+        unit_query: np.ndarray = 1.0 - (v @ q) / max(float(np.linalg.norm(q)), 1e-30)
+        return unit_query
     norms = np.linalg.norm(v, axis=1) * np.linalg.norm(q)
     cosine: np.ndarray = 1.0 - (v @ q) / np.maximum(norms, 1e-30)
     return cosine
@@ -69,11 +87,13 @@ def tie_tolerant_recall(
 def query_fidelity(
     query: np.ndarray, live: Sequence[str], exact: Sequence[str],
     vectors: Mapping[str, np.ndarray], metric: str, ks: Sequence[int], epsilon: float,
+    cosine: CosineRanking = "direction",
 ) -> QueryFidelity:
+    """Fidelity of one query at each k; ``cosine`` is the target's ``cosine_ranking``."""
     ids = [i for i in dict.fromkeys([*live, *exact]) if i in vectors]
     dist: dict[str, float] = {}
     if ids:
-        values = distances(query, np.stack([vectors[i] for i in ids]), metric)
+        values = distances(query, np.stack([vectors[i] for i in ids]), metric, cosine)
         dist = dict(zip(ids, values.tolist(), strict=True))
     out = QueryFidelity()
     for k in ks:

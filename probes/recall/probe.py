@@ -253,7 +253,8 @@ class RecallProbe(Probe):
             query = vectors[i] if vectors is not None else np.zeros(1)
             chunks = row.get("chunks", row)  # fidelity compares chunks, never documents
             fid = query_fidelity(query, chunks["live"]["ids"], chunks["exact"]["ids"], fetched,
-                                 desc.metric, cfg.k, cfg.fidelity_epsilon)
+                                 desc.metric, cfg.k, cfg.fidelity_epsilon,
+                                 target.cosine_ranking)
             row["fidelity"] = {"recall": {str(k): v for k, v in fid.recall.items()},
                                "shortfall": {str(k): v for k, v in fid.shortfall.items()}}
         return note
