@@ -47,8 +47,9 @@ def render(name: str, result: ProbeResult, target: str | None = None) -> str:
 
 def _table(result: ProbeResult, d: dict[str, Any]) -> list[str]:
     values = _values(result)
-    lines = ["", "     k | recall live exact | precision live exact | hit rate live exact | "
-                 "nDCG live exact | fidelity"]
+    lines = ["", *_level(values, d),
+             "     k | recall live exact | precision live exact | hit rate live exact | "
+             "nDCG live exact | fidelity"]
     for k in d.get("k", []):
         cells = []
         for metric in ("recall_ratio", "precision_ratio", "hit_rate_ratio", "ndcg_ratio"):
@@ -70,6 +71,24 @@ def _table(result: ProbeResult, d: dict[str, Any]) -> list[str]:
     missing = _get(values, "golden_docs_missing_ratio")
     if missing:
         lines.append(f"  golden documents missing: {missing:.1%}")
+    return lines
+
+
+def _level(values: dict[Any, float], d: dict[str, Any]) -> list[str]:
+    """At which level the metrics are: chunk ids, or documents with the mapping; for
+    documents, chunk-level recall at the verdict k and why it stays far below 1."""
+    docs = d.get("documents")
+    if d.get("level") != "document" or not docs:
+        return ["  metrics at chunk level (judged ids are index keys)"]
+    lines = [f"  metrics at document level: chunks collapse to documents by their best chunk "
+             f"(MaxP; mapping {docs['mapping']}, up to {docs['max_depth']} x k chunks deep)"]
+    k = d.get("verdict_k")
+    live = _get(values, "chunk_recall_ratio", k=k, mode="live")
+    if live is not None:
+        lines.append(f"  chunk level: recall@{k} live {live:.3f} exact "
+                     f"{_fmt(_get(values, 'chunk_recall_ratio', k=k, mode='exact')).strip()} "
+                     "(a query with R relevant chunks reaches at most k/R: chunk recall@k of "
+                     "pages with many chunks is bounded far below 1)")
     return lines
 
 

@@ -17,6 +17,7 @@ import yaml
 
 from ragmon.probes.recall.documents import DocumentMap, collapse
 from ragmon.probes.recall.metrics import break_ties, query_metrics
+from ragmon.probes.recall.render import render
 from tests.probes.recall.conftest import Env, write_index
 
 PAGES = Path(__file__).parent / "data" / "stdlib_pages.jsonl"
@@ -138,6 +139,18 @@ def test_deleted_pages_move_page_recall_and_fire_the_drop_where_chunk_recall_doe
     # judging pages directly scores the same as listing all their chunks
     assert value(before["page-judged"], "recall_ratio", k=10, mode="live") == \
         value(before["page-level"], "recall_ratio", k=10, mode="live")
+
+    # the report says at which level its metrics are, and why chunk recall stays low
+    page_report = render("page-level", before["page-level"]).splitlines()
+    assert "  metrics at document level: chunks collapse to documents by their best chunk " \
+        "(MaxP; mapping separator '/', up to 10 x k chunks deep)" in page_report
+    chunk_line = next(line for line in page_report if line.startswith("  chunk level:"))
+    assert chunk_line == (
+        f"  chunk level: recall@10 live {value(before['page-level'], 'chunk_recall_ratio', k=10, mode='live'):.3f}"
+        f" exact {chunk0:.3f} (a query with R relevant chunks reaches at most k/R: chunk "
+        "recall@k of pages with many chunks is bounded far below 1)")
+    assert "  metrics at chunk level (judged ids are index keys)" in \
+        render("chunk-level", before["chunk-level"]).splitlines()
 
     pages = sorted({p for r in env.pages for p in r["relevant"]})
     gone = set(np.random.default_rng(7).choice(pages, size=round(0.2 * len(pages)),
