@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -162,13 +163,7 @@ class PgvectorTarget(VectorTarget):
                 "SELECT attname, format_type(atttypid, atttypmod), atttypmod FROM pg_attribute "
                 "WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped", (oid,))
             columns = {row[0]: (row[1], row[2]) for row in cur.fetchall()}
-            # the operator class, not the DDL text: pg_get_indexdef omits a default opclass
-            cur.execute(
-                "SELECT pg_get_indexdef(i.indexrelid), opc.opcname FROM pg_index i "
-                "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
-                "JOIN pg_opclass opc ON opc.oid = i.indclass[0] "
-                "WHERE i.indrelid = %s AND a.attname = %s", (oid, cfg.vector_column))
-            indexes = [(row[0], row[1]) for row in cur.fetchall()]
+            indexes = _vector_indexes(cur, oid, cfg.vector_column)
             cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
             version = cur.fetchone()[0]
         for column in (cfg.id_column, cfg.vector_column, *cfg.filter_columns):
@@ -179,11 +174,23 @@ class PgvectorTarget(VectorTarget):
         if not vector_type.startswith("vector"):
             raise TargetError(self.name,
                               f"column {cfg.vector_column!r} is {vector_type}, not vector")
-        vector_indexes = [(d, opclass) for d, opclass in indexes if opclass in _OPCLASSES]
-        return {"dimension": int(dimension), "indexes": [d for d, _ in vector_indexes],
+        self._check_knobs(sorted({ix.method for ix in indexes}))
+        return {"dimension": int(dimension), "indexes": [ix.ddl for ix in indexes],
+                "filenodes": [ix.filenode for ix in indexes],
                 "version": version, "columns": sorted(columns),
                 "id_type": "int" if columns[cfg.id_column][0] in _INT_TYPES else "str",
-                "metric": self._infer_metric([opclass for _, opclass in vector_indexes])}
+                "metric": self._infer_metric([ix.opclass for ix in indexes])}
+
+    def _check_knobs(self, methods: list[str]) -> None:
+        """Refuse a knob no vector index of the column reads (the server would ignore it)."""
+        cfg = self.config
+        for knob, value, method in (("ef_search", cfg.ef_search, "hnsw"),
+                                    ("probes", cfg.probes, "ivfflat")):
+            if value is not None and method not in methods:
+                raise TargetError(
+                    self.name, f"{knob} applies to an {method} index, but the vector indexes "
+                    f"on {cfg.table}.{cfg.vector_column} are: {', '.join(methods) or 'none'}; "
+                    f"remove {knob} from the config")
 
     def _infer_metric(self, opclasses: list[str]) -> Metric:
         if self.config.metric is not None:
@@ -293,7 +300,11 @@ class PgvectorTarget(VectorTarget):
             return int(cur.fetchone()[0])
 
     def describe(self) -> Description:
-        """Also reports ``n_dead_tup`` (deleted rows not yet vacuumed) and the index DDL."""
+        """Also reports ``n_dead_tup`` (deleted rows not yet vacuumed) and the index DDL.
+
+        The catalog is read again on every call, so a rebuilt index (a new file node: REINDEX,
+        or DROP and CREATE with the same DDL) gets a new fingerprint; rows added do not."""
+        self._meta = None
         meta = self._metadata()
         with self._session() as cur:
             cur.execute("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = %s::regclass",
@@ -304,11 +315,34 @@ class PgvectorTarget(VectorTarget):
             defaults = cur.fetchone()
         cfg = self.config
         params = {"table": cfg.table, "indexes": meta["indexes"],
+                  "index_filenodes": meta["filenodes"],
                   "ef_search": cfg.ef_search or _int_or_none(defaults[0]),
                   "probes": cfg.probes or _int_or_none(defaults[1])}
         stats = {"n_dead_tup": int(dead[0]) if dead else 0}
         return Description("pgvector", meta["version"], meta["dimension"], meta["metric"],
                            self.count(), meta["id_type"], params, stats)
+
+
+@dataclass(frozen=True)
+class _Index:
+    ddl: str
+    opclass: str
+    method: str  # the access method: hnsw or ivfflat
+    filenode: int  # a new one on every rebuild (REINDEX, DROP and CREATE, VACUUM FULL)
+
+
+def _vector_indexes(cur: Any, table: int, column: str) -> list[_Index]:
+    """The pgvector indexes whose first column is ``column``, by operator class (not the DDL
+    text: pg_get_indexdef omits a default opclass)."""
+    cur.execute(
+        "SELECT pg_get_indexdef(i.indexrelid), opc.opcname, am.amname, "
+        "pg_relation_filenode(i.indexrelid) FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam "
+        "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+        "JOIN pg_opclass opc ON opc.oid = i.indclass[0] "
+        "WHERE i.indrelid = %s AND a.attname = %s ORDER BY i.indexrelid", (table, column))
+    return [_Index(ddl, opclass, method, int(node or 0))
+            for ddl, opclass, method, node in cur.fetchall() if opclass in _OPCLASSES]
 
 
 def _array(value: Any) -> Any:

@@ -46,8 +46,8 @@ def distances(
         unit_query: np.ndarray = 1.0 - (v @ q) / max(float(np.linalg.norm(q)), 1e-30)
         return unit_query
     norms = np.linalg.norm(v, axis=1) * np.linalg.norm(q)
-    cosine: np.ndarray = 1.0 - (v @ q) / np.maximum(norms, 1e-30)
-    return cosine
+    direction: np.ndarray = 1.0 - (v @ q) / np.maximum(norms, 1e-30)
+    return direction
 
 
 @dataclass

@@ -159,3 +159,73 @@ def test_probes_in_parallel_threads_share_one_target(build: Build, small: Any) -
     finally:
         target.close()
     assert results == [want] * 16 and want[0][0] == "k0"
+
+
+@pytest.mark.parametrize(("index", "knob", "message"), [
+    ("ivfflat (vec vector_l2_ops) WITH (lists = 4)", {"ef_search": 10},
+     "ef_search applies to an hnsw index, but the vector indexes on items.vec are: ivfflat; "
+     "remove ef_search from the config"),
+    ("hnsw (vec vector_l2_ops)", {"probes": 2},
+     "probes applies to an ivfflat index, but the vector indexes on items.vec are: hnsw; "
+     "remove probes from the config"),
+    (None, {"ef_search": 10, "metric": "l2"},
+     "ef_search applies to an hnsw index, but the vector indexes on items.vec are: none; "
+     "remove ef_search from the config"),
+])
+def test_knobs_that_do_not_apply_to_the_index_are_refused(
+    build: Build, small: Any, index: str | None, knob: dict[str, Any], message: str
+) -> None:
+    url, _ = small
+    if index:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"CREATE INDEX ON items USING {index}")
+    target = build("pg", raw(url, **knob))
+    try:
+        with pytest.raises(TargetError, match=f"^target 'pg': {message}$"):
+            target.describe()
+        with pytest.raises(TargetError, match="remove"):
+            target.search(np.ones((1, 16), np.float32), 3)
+    finally:
+        target.close()
+
+
+def test_knobs_of_each_index_apply_when_both_exist(build: Build, small: Any) -> None:
+    url, _ = small
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE INDEX ON items USING hnsw (vec vector_l2_ops)")
+        conn.execute("CREATE INDEX ON items USING ivfflat (vec vector_l2_ops) WITH (lists = 4)")
+    target = build("pg", raw(url, ef_search=50, probes=2))
+    try:
+        params = target.describe().params
+        assert (params["ef_search"], params["probes"]) == (50, 2)
+    finally:
+        target.close()
+
+
+def test_a_rebuilt_index_gets_a_new_fingerprint_a_growing_one_does_not(
+    build: Build, small: Any
+) -> None:
+    """The same DDL rebuilt (REINDEX, or DROP and CREATE) is another graph: a new
+    fingerprint, seen by a running target; inserts, VACUUM and ANALYZE keep it."""
+    url, vectors = small
+    ddl = "CREATE INDEX items_vec ON items USING hnsw (vec vector_l2_ops)"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(ddl)
+    target = build("pg", raw(url))
+    try:
+        seen = [target.describe().fingerprint()]
+        with psycopg.connect(url, autocommit=True) as conn:
+            register_vector(conn)
+            conn.execute("INSERT INTO items VALUES ('new', %s, 'en')", (vectors[0],))
+            conn.execute("VACUUM ANALYZE items")
+        assert target.describe().fingerprint() == seen[0]
+        for rebuild in ("REINDEX INDEX items_vec", f"DROP INDEX items_vec; {ddl}"):
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(rebuild)
+            seen.append(target.describe().fingerprint())
+            fresh = build("pg2", raw(url))
+            assert fresh.describe().fingerprint() == seen[-1]
+            fresh.close()
+        assert len(set(seen)) == 3, seen
+    finally:
+        target.close()
