@@ -1,7 +1,7 @@
 """Document-level relevance over a chunk index, on real MiniLM embeddings of the stdlib
 corpus indexed as pages: a page is a module's documentation, its chunks are the docstring
 chunks of the module (ids ``module/name#n``), as a team judging pages over a chunked index
-would have it. 31 hand-written questions are judged by page (tests/probes/recall/data/
+would have it. 32 hand-written questions are judged by page (tests/probes/recall/data/
 stdlib_pages.jsonl); the chunk-level golden set lists every chunk of every relevant page,
 which is what the team had to write before documents could be judged."""
 
