@@ -210,9 +210,11 @@ class AlertEngine:
             "values": _values_by_name(record),
             **context_facts(run_details, series, link),
         }
+        description = render(rule.description_template, context)
         annotations = {
-            "summary": render(rule.summary_template, context).strip(),
-            "description": render(rule.description_template, context).strip(),
+            "summary": render(rule.summary_template, context),
+            # the default's optional last lines may leave a line break; a user's text is kept
+            "description": description.strip() if rule.description is None else description,
         }
         if rule.runbook_url:
             annotations["runbook_url"] = rule.runbook_url
