@@ -187,6 +187,33 @@ def test_deleted_pages_move_page_recall_and_fire_the_drop_where_chunk_recall_doe
     assert ev["docs_changed"] == 0 and not judged["also"]
 
 
+def test_re_embedded_pages_of_a_page_judged_set_are_named_as_changed(
+    pages_env: PagesEnv,
+) -> None:
+    env = pages_env
+    first, _ = env.run("page-judged")
+    assert first.details["verdict"] == "healthy", first.details["reasons"]
+    # two pages a judging query's first 20 chunks hold (numpy oracle), re-ingested with
+    # other vectors (noise added, renormalised: cosine to the old about 0.96)
+    changed = sorted(retrieved_pages(env, np.arange(len(env.page_ids)), 20))[:2]
+    rows = [i for i, p in enumerate(env.page_ids) if p.split("/")[0] in changed]
+    noise = np.random.default_rng(3).normal(scale=0.015, size=(len(rows), env.vectors.shape[1]))
+    moved = env.vectors.copy()
+    moved[rows] += noise.astype(np.float32)
+    moved[rows] /= np.linalg.norm(moved[rows], axis=1, keepdims=True)
+    env.vectors = moved
+    env.write_pages(np.arange(len(env.page_ids)))
+    after, _ = env.run("page-judged")
+    ev = after.details["evidence"]
+    assert after.details["verdict"] == "content", after.details["reasons"]
+    assert ev["docs_changed_ids"] == changed and ev["docs_changed"] == 2
+    assert ev["docs_missing"] == 0
+    # counted by document: every remembered page compared once, not once per chunk
+    assert ev["docs_compared"] == ev["docs_total"] == first.details["evidence"]["docs_total"]
+    assert f"2 of {ev['docs_compared']} golden documents have a stored vector that differs" \
+        in after.details["reasons"][0]
+
+
 def test_lists_are_deepened_to_k_documents_or_the_shortfall_is_reported(
     pages_env: PagesEnv,
 ) -> None:
