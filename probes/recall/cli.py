@@ -1,7 +1,9 @@
 """``ragmon baseline pin RUN_ID``: make a recall run the baseline its probe compares with.
 
 Without a pin, a recall probe compares with its first healthy run of the current golden set
-version; a pin replaces that (the newest pin wins) until a newer pin is made.
+version. A pin replaces that (the newest pin wins) for the golden set version of the pinned
+run; after an edit of the golden set, the first healthy run of the new version since the
+pin takes over (docs/recall.md, "Baseline and comparison").
 """
 
 from __future__ import annotations
