@@ -66,15 +66,29 @@ class Reference:
     item_ids: list[Any]
     pinned: bool
     details: dict[str, Any]
+    holdout: np.ndarray | None = None
+    """Rows of the same traffic held out of ``vectors`` to simulate its null (or None)."""
 
     @classmethod
     def from_row(cls, row: ReferenceSample) -> Reference:
         vectors = np.frombuffer(row.vectors, dtype=np.float32).reshape(row.n, row.dimension)
+        details, ids, holdout = dict(row.details), list(row.item_ids), None
+        n = int(details.get("reference_rows") or row.n)
+        if n < row.n:
+            holdout, vectors = vectors[n:], vectors[:n]
+            ids = ids[:n]
+            details["texts"] = list(details.get("texts") or [])[:n]
         return cls(
             id=row.id, probe=row.probe, source=row.source, created_at=row.created_at,
             embedder_fingerprint=row.embedder_fingerprint, vectors=vectors.copy(),
-            item_ids=list(row.item_ids), pinned=row.pinned, details=dict(row.details),
+            item_ids=ids, pinned=row.pinned, details=details,
+            holdout=None if holdout is None else holdout.copy(),
         )
+
+    @property
+    def pool_rows(self) -> int:
+        """Rows stored: the reference sample and its holdout."""
+        return len(self.vectors) + (0 if self.holdout is None else len(self.holdout))
 
 
 def save_reference(
@@ -113,6 +127,47 @@ def save_reference(
         return row.id
 
 
+def extend_reference(store: Store, ref_id: int, vectors: np.ndarray, item_ids: list[Any],
+                     texts: list[str | None], window_end: datetime | None) -> int:
+    """Append a window to a reference pool that is still filling; returns its rows."""
+    with store.session() as s:
+        row = s.get(ReferenceSample, ref_id, with_for_update=True)
+        if row is None:
+            raise LookupError(f"reference {ref_id} does not exist")
+        arr = np.ascontiguousarray(vectors, dtype=np.float32)
+        if arr.shape[1] != row.dimension:
+            raise ValueError(f"reference {ref_id} has dimension {row.dimension}, the window "
+                             f"{arr.shape[1]}")
+        details = dict(row.details)
+        old = list(details.get("texts") or [None] * row.n)
+        details["texts"] = jsonable(old + list(texts))
+        row.vectors = row.vectors + arr.tobytes()
+        row.item_ids = jsonable(list(row.item_ids) + list(item_ids))
+        row.n = row.n + int(arr.shape[0])
+        row.window_end = window_end or row.window_end
+        row.details = details
+        return row.n
+
+
+def arrange_reference(store: Store, ref_id: int, order: np.ndarray,
+                      details: dict[str, Any]) -> None:
+    """Reorder a pool's rows (the reference sample first) and merge ``details`` in."""
+    with store.session() as s:
+        row = s.get(ReferenceSample, ref_id, with_for_update=True)
+        if row is None:
+            raise LookupError(f"reference {ref_id} does not exist")
+        vectors = np.frombuffer(row.vectors, np.float32).reshape(row.n, row.dimension)
+        row.vectors = np.ascontiguousarray(vectors[order]).tobytes()
+        ids = list(row.item_ids)
+        row.item_ids = [ids[i] for i in order] if len(ids) == row.n else ids
+        merged = dict(row.details)
+        texts = list(merged.get("texts") or [])
+        if len(texts) == row.n:
+            merged["texts"] = [texts[i] for i in order]
+        merged.update(jsonable(details))
+        row.details = merged
+
+
 def latest_reference(store: Store, probe: str, source: str) -> Reference | None:
     """The pinned reference of a probe, else its newest one."""
     with store.session() as s:
@@ -145,5 +200,6 @@ class ReferenceRetention(RetentionPart):
 
 
 __all__ = [
-    "Reference", "ReferenceRetention", "ReferenceSample", "latest_reference", "save_reference",
+    "Reference", "ReferenceRetention", "ReferenceSample", "arrange_reference",
+    "extend_reference", "latest_reference", "save_reference",
 ]

@@ -38,7 +38,15 @@ class ReferenceConfig(Strict):
     period: Duration = 7 * 86400.0
     """For ``rolling``: how far back the reference windows reach (default 7 days)."""
     size: int = Field(default=2000, ge=10)
-    """Most reference rows used (a seeded subsample of a longer rolling history)."""
+    """Rows of the reference sample each window is compared with, drawn from the reference
+    pool; the pool also holds a disjoint holdout of at least 4 windows (4 x
+    ``window_size`` rows) from which the sample's own null is simulated (see docs/drift.md,
+    "Calibration conditional on the reference"). A pinned reference fills over the first
+    windows until it holds ``size`` + 4 x ``window_size`` rows; a rolling one needs that
+    many in its ``period``."""
+    null_draws: int = Field(default=2000, ge=100)
+    """Pseudo-windows drawn from the holdout to simulate the deciding method's null; its
+    calibrated p-values are multiples of 1/(null_draws + 1) (raised to 10/alpha)."""
 
 
 class AlarmConfig(Strict):
@@ -56,6 +64,10 @@ class AlarmConfig(Strict):
     """For ``k_of_n``: how many recent windows are considered."""
     cusum_drift: float = Field(default=0.5, gt=0.0)
     """For ``cusum``: the reference value subtracted from each standardised statistic."""
+    decided_by: str | None = None
+    """The method whose calibrated verdict is the probe's (DRIFT, ALARM): one budget per
+    probe, not per method. The others are run to explain the shift. Default: ``mmd`` when
+    it is in ``methods``, else the first method."""
 
     @model_validator(mode="after")
     def _k_le_n(self) -> AlarmConfig:
@@ -101,7 +113,8 @@ class DriftConfig(ProbeConfig):
     target: str | None = None
     """The vector index: required for ``index``; for ``queries`` it enables coverage."""
     methods: list[str] = Field(default_factory=lambda: list(DEFAULT_METHODS), min_length=1)
-    """Drift methods to run (registry names); the alarm follows each one."""
+    """Drift methods to run (registry names); ``alarm.decided_by`` decides, the others
+    explain."""
     method_params: MethodParams = MethodParams()  # type: ignore[valid-type]
     """Parameters per method, e.g. ``{mmd: {permutations: 1000}}``; each method's keys are
     checked (see docs/drift.md)."""
@@ -157,6 +170,13 @@ class DriftConfig(ProbeConfig):
             raise config_error(
                 "drift_embedder", "give an 'embedder' (or a 'target' that names one)", {}
             )
+        if self.alarm.decided_by is not None and self.alarm.decided_by not in self.methods:
+            raise config_error(
+                "drift_decided_by",
+                "alarm.decided_by '{decider}' is not one of the probe's methods ({methods}); "
+                "name one of them or add it to 'methods'",
+                {"decider": self.alarm.decided_by, "methods": ", ".join(self.methods)},
+            )
         given: Strict = self.method_params  # MethodParams is built at run time from Strict
         unknown = sorted(set(given.model_fields_set) - set(self.methods))
         if unknown:
@@ -165,6 +185,13 @@ class DriftConfig(ProbeConfig):
                 {"unknown": ", ".join(unknown)},
             )
         return self
+
+    @property
+    def decider(self) -> str:
+        """The method whose verdict is the probe's (``alarm.decided_by`` or its default)."""
+        if self.alarm.decided_by is not None:
+            return self.alarm.decided_by
+        return "mmd" if "mmd" in self.methods else self.methods[0]
 
     def params_of(self, method: str) -> dict[str, Any]:
         """The parameters the config sets for ``method`` (only those it sets)."""

@@ -3,8 +3,10 @@ compared with a stored reference window by the registered methods, with calibrat
 
 Phases of a run: take the current window; find the reference (pinned, or the rolling
 history), capturing one when there is none; refuse windows of different embedding
-pipelines; run each method at the calibrated per-window alpha; advance each method's
-persistence rule; coverage of the index for query traffic; store and export.
+pipelines; while the reference pool is filling, add the window to it; run each method;
+judge the deciding method against the reference's own simulated null at the calibrated
+per-window alpha and advance its persistence rule (the others explain); coverage of the
+index for query traffic; store and export.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from ragmon.monitor.common import jsonable
 from ragmon.monitor.errors import DriftError, FingerprintMismatch, InsufficientData
 from ragmon.monitor.probe import Deadline, MetricSpec, Probe, ProbeResult
-from ragmon.probes.drift import alarms, state
+from ragmon.probes.drift import alarms, pool, state
 from ragmon.probes.drift.config import DriftConfig
 from ragmon.probes.drift.ingest import check_dimensions, poll_jsonl
 from ragmon.probes.drift.methods import DRIFT_METHODS, MethodResult, coverage
@@ -63,7 +65,9 @@ class DriftProbe(Probe):
         "drift_window_drifted": MetricSpec(
             "1 when the latest window differs from the reference at the calibrated alpha.",
             LABELS),
-        "drift_alarm": MetricSpec("1 while the persistence rule holds the drift alarm.", LABELS),
+        "drift_alarm": MetricSpec(
+            "1 while the persistence rule holds the drift alarm (the deciding method only).",
+            LABELS),
         "drift_kernel_info": MetricSpec(
             "1 for the kernel that computed the latest statistic: exact, or rff (random "
             "Fourier features, above max_exact pooled rows).", (*LABELS, "kernel")),
@@ -106,30 +110,54 @@ class DriftProbe(Probe):
                 f"capture {self.name}` after an intended model change"
             )
         self.compare(reference, current, now, deadline, result)
+        if pool.filling(reference, cfg):  # judged against a fresh-reference null, said so
+            self.fill(reference, current, result)
         self.finish_window(current, now, saved=False)
         return result
 
+    def calibration(self) -> alarms.Calibration:
+        cfg: DriftConfig = self.config
+        return alarms.calibrate(cfg.alarm.false_alarms, cfg.alarm.per, cfg.interval,
+                                cfg.alarm.rule, cfg.alarm.k, cfg.alarm.n, cfg.alarm.cusum_drift)
+
+    def fill(self, reference: Reference, current: CurrentWindow, result: ProbeResult) -> None:
+        """The reference pool is not yet big enough to calibrate: this window joins it
+        (pinned), or the rolling history grows by it (stored after the run)."""
+        cfg: DriftConfig = self.config
+        status = {"have": reference.pool_rows, "need": pool.pool_need(cfg)}
+        if reference.pinned:
+            status = pool.fill(self.context.store, reference, current.vectors, current.ids,
+                               current.texts, cfg, self.calibration().alpha)
+        result.details["pool_filling"] = status
+
     def compare(self, reference: Reference, current: CurrentWindow, now: datetime,
                 deadline: Deadline, result: ProbeResult) -> None:
+        """Every method runs; the deciding one, judged against this reference's own null,
+        gives the probe's verdict and advances the alarm; the others explain."""
         cfg: DriftConfig = self.config
-        cal = alarms.calibrate(cfg.alarm.false_alarms, cfg.alarm.per, cfg.interval,
-                               cfg.alarm.rule, cfg.alarm.k, cfg.alarm.n, cfg.alarm.cusum_drift)
+        cal, decider = self.calibration(), cfg.decider
+        null = pool.reference_null(reference, cfg, len(current.vectors), cal.alpha)
         seed = window_seed(cfg.seed, self.name, current.start or current.end)
         rows: list[DriftStatistic] = []
         shifts: dict[int, list[DriftClusterShift]] = {}
         methods: dict[str, Any] = {}
         for name in cfg.methods:
             deadline.check(f"method {name}")
+            params = self.method_params(name, cal.alpha, seed, reference, current)
+            if name == decider and null is not None:
+                params.update(null.params)  # the kernel the null was simulated with
             try:
-                res = DRIFT_METHODS.build(name, reference.vectors, current.vectors,
-                                    **self.method_params(name, cal.alpha, seed, reference,
-                                                         current))
+                res = DRIFT_METHODS.build(name, reference.vectors, current.vectors, **params)
             except InsufficientData as exc:
                 methods[name] = {"verdict": "insufficient data", "message": str(exc)}
                 continue
-            alarm_state = self.advance_alarm(name, cal, res)
-            methods[name] = {**res.as_dict(), "alarm": alarm_state.alarm}
-            self.export(result, name, res, alarm_state.alarm)
+            alarm_state = alarms.AlarmState()
+            if name == decider:
+                res = res if null is None else pool.calibrated(res, null, cal.alpha)
+                alarm_state = self.advance_alarm(name, cal, res)
+            alarm = alarm_state.alarm if name == decider else None
+            methods[name] = {**res.as_dict(), "decides": name == decider, "alarm": alarm}
+            self.export(result, name, res, alarm)
             if name == "clusters":
                 shifts[len(rows)] = cluster_rows(res)
             rows.append(self.statistic_row(reference, current, res, alarm_state))
@@ -140,11 +168,16 @@ class DriftProbe(Probe):
             result.add("coverage_gap_ratio", res.statistic, source=cfg.source)
             rows.append(self.statistic_row(reference, current, res, alarms.AlarmState()))
         ids = state.save_statistics(self.context.store, rows, shifts)
+        conditional = None if null is None else {
+            "null_draws": int(null.statistics.size), "holdout_rows": null.holdout_rows,
+            "threshold": null.threshold(cal.alpha)}
         result.details.update(
             verdict="compared", reference_id=reference.id, n_reference=len(reference.vectors),
-            reference_pinned=reference.pinned, calibration=cal.as_dict(), methods=methods,
-            statistic_ids=ids, drifted=any(m.get("drifted") for m in methods.values()),
-            alarm=any(m.get("alarm") for m in methods.values()),
+            reference_pinned=reference.pinned, calibration={**cal.as_dict(),
+                                                            "conditional": conditional},
+            methods=methods, statistic_ids=ids, decided_by=decider,
+            drifted=bool(methods.get(decider, {}).get("drifted")),
+            alarm=bool(methods.get(decider, {}).get("alarm")),
         )
 
     def method_params(self, name: str, alpha: float, seed: int, reference: Reference,
@@ -175,13 +208,15 @@ class DriftProbe(Probe):
                                    bool(prev.get("alarm", False)))
         return alarms.update(before, cal, res.drifted, res.p_value)
 
-    def export(self, result: ProbeResult, method: str, res: MethodResult, alarm: bool) -> None:
+    def export(self, result: ProbeResult, method: str, res: MethodResult,
+               alarm: bool | None) -> None:
         labels = {"source": self.config.source, "method": method}
         result.add("drift_statistic", res.statistic, **labels)
         if res.p_value is not None:
             result.add("drift_p_value", res.p_value, **labels)
         result.add("drift_window_drifted", int(res.drifted), **labels)
-        result.add("drift_alarm", int(alarm), **labels)
+        if alarm is not None:  # only the deciding method pages: one budget per probe
+            result.add("drift_alarm", int(alarm), **labels)
         if "kernel" in res.details:
             result.add("drift_kernel_info", 1, kernel=res.details["kernel"], **labels)
 
@@ -269,11 +304,15 @@ class DriftProbe(Probe):
     def capture(self, current: CurrentWindow, pinned: bool) -> int:
         """Store ``current`` as a reference window (pinned: used until the next capture)."""
         window = (current.start, current.end) if current.start is not None else None
-        return save_reference(self.context.store,
+        ref_id = save_reference(self.context.store,
             self.name, self.config.source, current.fingerprint, current.vectors,
             [i for i in current.ids], pinned=pinned, window=window,
             details={"texts": [None if t is None else t[:300] for t in current.texts]},
         )
+        cfg: DriftConfig = self.config
+        if pinned and pool.calibrates(cfg) and len(current.vectors) >= pool.pool_need(cfg):
+            pool.finish(self.context.store, ref_id, cfg, self.calibration().alpha)
+        return ref_id
 
     def finish_window(self, current: CurrentWindow, now: datetime, saved: bool) -> None:
         cfg: DriftConfig = self.config

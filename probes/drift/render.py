@@ -27,7 +27,8 @@ def _method_table(methods: dict[str, Any]) -> list[str]:
             entries.append(f"  {method}  {m.get('message')}")
             continue
         entries.append((method, _fmt(m.get("statistic")), _fmt(m.get("p_value")),
-                        "yes" if m.get("drifted") else "no", "on" if m.get("alarm") else "off"))
+                        "yes" if m.get("drifted") else "no",
+                        "on" if m.get("alarm") else "off" if m.get("decides", True) else "-"))
     rows = [header, *(e for e in entries if isinstance(e, tuple))]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
 
@@ -56,6 +57,19 @@ def _kernel_line(mmd: dict[str, Any]) -> str | None:
     return f"  mmd kernel: exact ({pooled:,} pooled rows{bound})"
 
 
+def _decider_line(d: dict[str, Any]) -> str:
+    """Which method decides (one false-alarm budget per probe) and what it is judged by."""
+    null = (d.get("calibration") or {}).get("conditional")
+    filling = d.get("pool_filling")
+    judged = (f"against this reference's own null ({null['null_draws']} windows from a "
+              f"holdout of {null['holdout_rows']} rows)" if null else
+              "against a fresh-reference null: uncalibrated for this reference while its "
+              f"pool fills ({filling['have']} of {filling['need']} rows)" if filling else
+              "against a fresh-reference null")
+    return (f"  decided by {d.get('decided_by', '?')}, {judged}; the other methods explain "
+            "and never page")
+
+
 def render_result(name: str, result: ProbeResult) -> str:
     d = result.details
     head = f"drift {name} ({d.get('source', '?')}): {result.status}"
@@ -76,6 +90,7 @@ def render_result(name: str, result: ProbeResult) -> str:
         + (f" {cal.get('k')} of {cal.get('n')}" if cal.get("rule") == "k_of_n" else "")
         + f"); DRIFT: {'yes' if d.get('drifted') else 'no'}; "
         f"ALARM: {'on' if d.get('alarm') else 'off'}",
+        _decider_line(d),
     ]
     methods: dict[str, Any] = d.get("methods", {})
     lines += _method_table(methods)

@@ -233,9 +233,11 @@ def rolling_reference(
         for t in r.details.get("texts", [None] * r.n)
     ]
     total = vectors.shape[0]
-    if total > size:
-        keep = np.sort(np.random.default_rng(seed).choice(total, size, replace=False))
-        vectors = vectors[keep]
+    holdout = vectors[:0]
+    if total > size:  # the rest of the period is the holdout the reference's null comes from
+        order = np.random.default_rng(seed).permutation(total)
+        keep, rest = np.sort(order[:size]), np.sort(order[size:])
+        vectors, holdout = vectors[keep], vectors[rest]
         ids = [ids[i] for i in keep] if len(ids) == total else []
         texts = [texts[i] for i in keep] if len(texts) == total else []
     return Reference(
@@ -244,6 +246,7 @@ def rolling_reference(
         pinned=False,
         details={"texts": texts, "windows": len(rows),
                  "other_fingerprints": sorted(fingerprints - {newest.embedder_fingerprint})},
+        holdout=holdout,
     )
 
 
