@@ -8,8 +8,8 @@ In order (the first that applies wins):
 2. ``content``: a golden document is missing, or its stored vector changed (unless the index
    configuration changed and *every* golden vector moved: a rebuild with quantization).
 3. ``index``: ANN-vs-exact recall dropped (paired) or is below the floor, or live search
-   returned fewer than k (shortfall), or the index configuration changed and only live
-   labelled recall dropped.
+   returned fewer than k at any k (shortfall, its likely cause named), or the index
+   configuration changed and only live labelled recall dropped.
 4. ``inconclusive``: labelled recall dropped significantly and nothing above explains it.
 5. ``golden-set-changed``: the golden set is not the baseline's version, nothing else moved
    on the queries both share unchanged; the reasons list the edits.
@@ -46,7 +46,9 @@ class Evidence:
     fidelity_drop: bool = False
     fidelity_floor: float = 0.9
     fidelity_k: int = 10
-    shortfall_ratio: float = 0.0
+    shortfall_ratio: float = 0.0  # at shortfall_k, the largest k any query came back short at
+    shortfall_k: int | None = None
+    shortfall_cause: str = "filtering, dead tuples or a result-size cap"
     docs_total: int = 0
     docs_missing: int = 0
     docs_missing_ids: list[str] = field(default_factory=list)  # the first NAMED, sorted
@@ -173,8 +175,9 @@ def _index(ev: Evidence) -> list[str]:
         out.append(f"ANN-vs-exact recall is {ev.fidelity:.3f}, below the floor "
                    f"{ev.fidelity_floor:g} at k={ev.fidelity_k} ({FLOOR_NOTE})")
     if ev.shortfall_ratio > 0:
-        out.append(f"{ev.shortfall_ratio:.0%} of the queries got fewer results than asked "
-                   "(filtering, dead tuples or a result-size cap)")
+        asked = "asked" if ev.shortfall_k is None else f"k={ev.shortfall_k}"
+        out.append(f"{ev.shortfall_ratio:.0%} of the queries got fewer results than {asked} "
+                   f"({ev.shortfall_cause})")
     if not out and ev.index_config_changed and ev.live_drop and not ev.exact_drop:
         out.append("the index configuration changed and live recall dropped while exact "
                    "recall held")

@@ -28,6 +28,7 @@ from ragmon.probes.recall.compare import (
     paired_queries,
 )
 from ragmon.probes.recall.config import RecallConfig
+from ragmon.probes.recall.fidelity import shortfall
 from ragmon.probes.recall.golden import GoldenSet
 from ragmon.probes.recall.golden_diff import NAMED, GoldenDiff, diff_golden
 
@@ -88,7 +89,9 @@ def build_evidence(
     ev.fidelity = mean([f["recall"][str(kv)] for f in measured]) if measured else None
     ev.fidelity_measurable = ev.fidelity is not None
     ev.fidelity_k = kv
-    ev.shortfall_ratio = mean([float(f["shortfall"][str(kv)]) for f in measured])
+    short = shortfall(rows, cfg.k, desc)  # at any k: a cap below the largest k is the index's
+    if short is not None:
+        ev.shortfall_ratio, ev.shortfall_k, ev.shortfall_cause = short.ratio, short.k, short.cause
     ev.canary = causes.get("canary")
     ev.canary_changed = None if ev.canary is None else ev.canary["changed"]
     comparisons: dict[str, Comparison] = {}

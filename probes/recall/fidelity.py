@@ -15,16 +15,20 @@ the index compares by that inner product, and so does its exact search). Mixing 
 a decoded vector of small norm rank low yet count as a tie, which inflated fidelity on PQ.
 
 ``shortfall`` marks a query whose live search returned fewer results than the exact search
-did at k (filters, dead tuples, result-size caps).
+did at k (filters, dead tuples, result-size caps). :func:`shortfall` turns the rows into
+evidence for the index verdict, at the largest k that came back short and with its likely
+cause named from the index description (pgvector returns at most ``hnsw.ef_search`` rows).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+
+from ragmon.monitor.targets.abc import Description
 
 #: How a target ranks ``cosine`` (see the module docstring).
 CosineRanking = Literal["direction", "query"]
@@ -100,6 +104,49 @@ def query_fidelity(
         out.recall[k] = tie_tolerant_recall(live, exact, dist, k, epsilon)
         out.shortfall[k] = len(set(live[:k])) < min(k, len(set(exact)))
     return out
+
+
+@dataclass
+class Shortfall:
+    """Queries short at ``k`` (the largest k with any), as a share, and the likely cause."""
+
+    k: int
+    ratio: float
+    cause: str
+
+
+def shortfall(rows: Mapping[str, Mapping[str, Any]], ks: Sequence[int],
+              desc: Description) -> Shortfall | None:
+    """Shortfall evidence from the probe's rows (each with ``fidelity`` and the live chunk
+    ids), or None when no query came back short at any k."""
+    measured = [r for r in rows.values() if "fidelity" in r]
+    short_ks = [k for k in ks if any(r["fidelity"]["shortfall"][str(k)] for r in measured)]
+    if not short_ks:
+        return None
+    k = max(short_ks)
+    short = [r for r in measured if r["fidelity"]["shortfall"][str(k)]]
+    got = max(len(set(r.get("chunks", r)["live"]["ids"][:k])) for r in short)
+    return Shortfall(k, len(short) / len(measured), shortfall_cause(desc, k, got))
+
+
+def shortfall_cause(desc: Description, k: int, got: int) -> str:
+    """The likely reason live searches returned at most ``got`` < ``k`` results."""
+    params, engine = desc.params, desc.engine
+    ddl = " ".join(str(d) for d in params.get("indexes") or [])
+    ef, probes = params.get("ef_search"), params.get("probes")
+    if engine == "pgvector" and "USING hnsw" in ddl:
+        if ef is not None and got <= ef < k:
+            return (f"results capped at {got} by hnsw.ef_search, below k={k}; set ef_search "
+                    f"to at least {k}")
+        if desc.stats.get("n_dead_tup"):
+            return (f"{desc.stats['n_dead_tup']} dead tuples not yet vacuumed take places in "
+                    "the HNSW search; VACUUM the table")
+    if engine == "pgvector" and "USING ivfflat" in ddl:
+        return f"the {probes} probed ivfflat lists held fewer than k={k} rows; raise probes"
+    if engine == "faiss" and params.get("nprobe") is not None:
+        return (f"the {params['nprobe']} probed IVF lists (of {params.get('nlist')}) held "
+                f"fewer than k={k} vectors; raise nprobe")
+    return "filtering, dead tuples or a result-size cap"
 
 
 def latency_quantiles(latencies: Sequence[float]) -> dict[str, float]:

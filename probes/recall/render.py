@@ -63,6 +63,10 @@ def _table(result: ProbeResult, d: dict[str, Any]) -> list[str]:
     fidelity = d.get("fidelity", {})
     if fidelity.get("note"):
         lines.append(f"  fidelity: {fidelity['note']}")
+    ev = d.get("evidence") or {}
+    if ev.get("shortfall_k"):
+        lines.append(f"  shortfall at k={ev['shortfall_k']}: {ev['shortfall_ratio']:.0%} of the "
+                     f"queries ({ev['shortfall_cause']})")
     quantiles = [(q, _get(values, "search_latency_seconds", stat=q)) for q in
                  ("p50", "p95", "max")]
     if all(v is not None for _, v in quantiles):

@@ -169,3 +169,74 @@ def test_fidelity_on_an_ivfpq_index_equals_a_brute_force_oracle(
         if k >= 5:
             assert fidelity[k] == pytest.approx(overlap[k], abs=0.02), (k, fidelity, overlap)
     assert 0.2 < fidelity[10] < 0.95  # nprobe 1 misses part of the true top-k
+
+
+# -- short result lists -----------------------------------------------------------------------
+
+
+def _pg_docs(url: str, ids: list[str], vectors: np.ndarray) -> str:
+    """The corpus in a pgvector table ``docs`` with an HNSW cosine index."""
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    url = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        register_vector(conn)
+        conn.execute(f"CREATE TABLE docs (id text PRIMARY KEY, embedding "
+                     f"vector({vectors.shape[1]}))")
+        with conn.cursor() as cur, cur.copy("COPY docs (id, embedding) FROM STDIN "
+                                            "WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "vector"])
+            for doc, vec in zip(ids, vectors, strict=True):
+                copy.write_row((doc, vec))
+        conn.execute("CREATE INDEX ON docs USING hnsw (embedding vector_cosine_ops)")
+    return url
+
+
+def test_results_capped_by_ef_search_are_an_index_verdict_that_names_the_cap(
+    env: Any, postgres_url: str
+) -> None:
+    """pgvector returns at most hnsw.ef_search rows: with ef_search 10 every query is short
+    at k=20 (the verdict's k is 10), and the verdict and the report say why."""
+    from ragmon.probes.recall.render import render
+
+    url = _pg_docs(postgres_url, env.ids, env.vectors)
+    env.target = {"kind": "pgvector", "url": url, "table": "docs", "embedder": "minilm",
+                  "ef_search": 10}
+    env.reload()
+    result, _ = env.run()
+    assert result.status == "ok", result.error
+    short = {labels["k"]: v for name, labels, v in result.values
+             if name == "index_shortfall_ratio"}
+    assert short == {1: 0.0, 5: 0.0, 10: 0.0, 20: 1.0}
+    assert result.details["verdict"] == "index"
+    cause = "results capped at 10 by hnsw.ef_search, below k=20; set ef_search to at least 20"
+    assert any(cause in reason for reason in result.details["reasons"]), result.details
+    report = render("docs-recall", result)
+    assert f"  shortfall at k=20: 100% of the queries ({cause})" in report.splitlines(), report
+    env.target["ef_search"] = 20
+    env.reload()
+    result, _ = env.run()
+    assert result.details["verdict"] == "healthy", result.details["reasons"]
+    assert "shortfall" not in render("docs-recall", result)
+
+
+@pytest.mark.parametrize(("engine", "params", "stats", "cause"), [
+    ("pgvector", {"indexes": ["CREATE INDEX i ON t USING hnsw (e vector_l2_ops)"],
+                  "ef_search": 40}, {"n_dead_tup": 120},
+     "120 dead tuples not yet vacuumed take places in the HNSW search; VACUUM the table"),
+    ("pgvector", {"indexes": ["CREATE INDEX i ON t USING ivfflat (e vector_l2_ops)"],
+                  "probes": 1}, {},
+     "the 1 probed ivfflat lists held fewer than k=20 rows; raise probes"),
+    ("faiss", {"index": "IndexIVFPQ", "nlist": 64, "nprobe": 1}, {},
+     "the 1 probed IVF lists (of 64) held fewer than k=20 vectors; raise nprobe"),
+    ("qdrant", {}, {}, "filtering, dead tuples or a result-size cap"),
+])
+def test_the_likely_cause_of_a_shortfall(engine: str, params: dict[str, Any],
+                                         stats: dict[str, Any], cause: str) -> None:
+    from ragmon.monitor.targets.abc import Description
+    from ragmon.probes.recall.fidelity import shortfall_cause
+
+    desc = Description(engine, "1", 3, "l2", 100, "str", params, stats)
+    assert shortfall_cause(desc, 20, 12) == cause
