@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -31,12 +30,11 @@ from ragmon.monitor.targets._helpers import (
     int_ids,
     vectors_in_order,
 )
+from ragmon.monitor.targets._pgcatalog import read_table
 from ragmon.monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
 
 _OPERATORS: dict[str, str] = {"cosine": "<=>", "ip": "<#>", "l2": "<->"}
-_OPCLASSES = {"vector_cosine_ops": "cosine", "vector_ip_ops": "ip", "vector_l2_ops": "l2"}
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
-_INT_TYPES = {"smallint", "integer", "bigint"}
 
 
 class PgvectorConfig(TargetConfig):
@@ -152,53 +150,8 @@ class PgvectorTarget(VectorTarget):
         return self._meta
 
     def _read_metadata(self) -> dict[str, Any]:
-        cfg = self.config
         with self._session() as cur:
-            cur.execute("SELECT to_regclass(%s)::oid", (cfg.table,))
-            oid = cur.fetchone()[0]
-            if oid is None:
-                raise TargetError(self.name,
-                                  f"table {cfg.table!r} does not exist at {self.endpoint}")
-            cur.execute(
-                "SELECT attname, format_type(atttypid, atttypmod), atttypmod FROM pg_attribute "
-                "WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped", (oid,))
-            columns = {row[0]: (row[1], row[2]) for row in cur.fetchall()}
-            indexes = _vector_indexes(cur, oid, cfg.vector_column)
-            cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-            version = cur.fetchone()[0]
-        for column in (cfg.id_column, cfg.vector_column, *cfg.filter_columns):
-            if column not in columns:
-                raise TargetError(self.name, f"table {cfg.table!r} has no column {column!r}; "
-                                  f"columns: {', '.join(sorted(columns))}")
-        vector_type, dimension = columns[cfg.vector_column]
-        if not vector_type.startswith("vector"):
-            raise TargetError(self.name,
-                              f"column {cfg.vector_column!r} is {vector_type}, not vector")
-        self._check_knobs(sorted({ix.method for ix in indexes}))
-        return {"dimension": int(dimension), "indexes": [ix.ddl for ix in indexes],
-                "filenodes": [ix.filenode for ix in indexes],
-                "version": version, "columns": sorted(columns),
-                "id_type": "int" if columns[cfg.id_column][0] in _INT_TYPES else "str",
-                "metric": self._infer_metric([ix.opclass for ix in indexes])}
-
-    def _check_knobs(self, methods: list[str]) -> None:
-        """Refuse a knob no vector index of the column reads (the server would ignore it)."""
-        cfg = self.config
-        for knob, value, method in (("ef_search", cfg.ef_search, "hnsw"),
-                                    ("probes", cfg.probes, "ivfflat")):
-            if value is not None and method not in methods:
-                raise TargetError(
-                    self.name, f"{knob} applies to an {method} index, but the vector indexes "
-                    f"on {cfg.table}.{cfg.vector_column} are: {', '.join(methods) or 'none'}; "
-                    f"remove {knob} from the config")
-
-    def _infer_metric(self, opclasses: list[str]) -> Metric:
-        if self.config.metric is not None:
-            return self.config.metric
-        for opclass in opclasses:
-            return _OPCLASSES[opclass]  # type: ignore[return-value]
-        raise TargetError(self.name, f"table {self.config.table!r} has no vector index to read "
-                          "the metric from; set metric (cosine, ip or l2)")
+            return read_table(cur, self.name, self.config, self.endpoint)
 
     # -- searching -------------------------------------------------------------------------
 
@@ -321,28 +274,6 @@ class PgvectorTarget(VectorTarget):
         stats = {"n_dead_tup": int(dead[0]) if dead else 0}
         return Description("pgvector", meta["version"], meta["dimension"], meta["metric"],
                            self.count(), meta["id_type"], params, stats)
-
-
-@dataclass(frozen=True)
-class _Index:
-    ddl: str
-    opclass: str
-    method: str  # the access method: hnsw or ivfflat
-    filenode: int  # a new one on every rebuild (REINDEX, DROP and CREATE, VACUUM FULL)
-
-
-def _vector_indexes(cur: Any, table: int, column: str) -> list[_Index]:
-    """The pgvector indexes whose first column is ``column``, by operator class (not the DDL
-    text: pg_get_indexdef omits a default opclass)."""
-    cur.execute(
-        "SELECT pg_get_indexdef(i.indexrelid), opc.opcname, am.amname, "
-        "pg_relation_filenode(i.indexrelid) FROM pg_index i "
-        "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam "
-        "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
-        "JOIN pg_opclass opc ON opc.oid = i.indclass[0] "
-        "WHERE i.indrelid = %s AND a.attname = %s ORDER BY i.indexrelid", (table, column))
-    return [_Index(ddl, opclass, method, int(node or 0))
-            for ddl, opclass, method, node in cur.fetchall() if opclass in _OPCLASSES]
 
 
 def _array(value: Any) -> Any:

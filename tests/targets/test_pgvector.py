@@ -200,13 +200,20 @@ def test_knobs_of_each_index_apply_when_both_exist(build: Build, small: Any) -> 
         assert (params["ef_search"], params["probes"]) == (50, 2)
     finally:
         target.close()
+    target = build("pg", raw(url))  # unset: the server's defaults, as docs/adapters.md says
+    try:
+        params = target.describe().params
+        assert (params["ef_search"], params["probes"]) == (40, 1)
+    finally:
+        target.close()
 
 
 def test_a_rebuilt_index_gets_a_new_fingerprint_a_growing_one_does_not(
     build: Build, small: Any
 ) -> None:
-    """The same DDL rebuilt (REINDEX, or DROP and CREATE) is another graph: a new
-    fingerprint, seen by a running target; inserts, VACUUM and ANALYZE keep it."""
+    """The same DDL rebuilt (REINDEX, DROP and CREATE, VACUUM FULL, TRUNCATE) is another
+    graph: a new fingerprint, seen by a running target; inserts, deletes, VACUUM and
+    ANALYZE keep it."""
     url, vectors = small
     ddl = "CREATE INDEX items_vec ON items USING hnsw (vec vector_l2_ops)"
     with psycopg.connect(url, autocommit=True) as conn:
@@ -217,15 +224,17 @@ def test_a_rebuilt_index_gets_a_new_fingerprint_a_growing_one_does_not(
         with psycopg.connect(url, autocommit=True) as conn:
             register_vector(conn)
             conn.execute("INSERT INTO items VALUES ('new', %s, 'en')", (vectors[0],))
+            conn.execute("DELETE FROM items WHERE key = 'k1'")
             conn.execute("VACUUM ANALYZE items")
         assert target.describe().fingerprint() == seen[0]
-        for rebuild in ("REINDEX INDEX items_vec", f"DROP INDEX items_vec; {ddl}"):
+        for rebuild in ("REINDEX INDEX items_vec", f"DROP INDEX items_vec; {ddl}",
+                        "VACUUM FULL items", "TRUNCATE items"):
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute(rebuild)
             seen.append(target.describe().fingerprint())
             fresh = build("pg2", raw(url))
             assert fresh.describe().fingerprint() == seen[-1]
             fresh.close()
-        assert len(set(seen)) == 3, seen
+        assert len(set(seen)) == 5, seen
     finally:
         target.close()
