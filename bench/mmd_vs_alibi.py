@@ -63,8 +63,10 @@ def run(cmd: list[str]) -> dict[str, Any]:
     return out
 
 
-def measure(peers: str | None, sizes: list[int], repeats: int) -> list[dict[str, Any]]:
-    """One row per (n, drift): every repeat of both tools, and their medians."""
+def measure(peers: str | None, sizes: list[int], repeats: int,
+            save: Any = None) -> list[dict[str, Any]]:
+    """One row per (n, drift): every repeat of both tools, and their medians; ``save`` is
+    called with the rows so far after each one (a long run keeps what it measured)."""
     sys.path.insert(0, str(BENCH))
     from run import corpus_windows, make_pair  # the same windows as bench/run.py
 
@@ -93,6 +95,8 @@ def measure(peers: str | None, sizes: list[int], repeats: int) -> list[dict[str,
                         runs[tool].append(run(cmd))
                 rows.append(summarise(n, drift, runs))
                 print(json.dumps(rows[-1]["median"]), flush=True)
+                if save is not None:
+                    save(rows)
     return rows
 
 
@@ -142,12 +146,15 @@ def main() -> int:
         return 0
     started = time.time()
     load = os.getloadavg()
-    rows = measure(args.peers, args.sizes, args.repeats)
-    Path(args.out).write_text(json.dumps({
-        "started": started, "seconds": time.time() - started, "loadavg_at_start": load,
-        "loadavg_at_end": os.getloadavg(), "cpu_count": os.cpu_count(),
-        "permutations": PERMUTATIONS, "repeats": args.repeats, "rows": rows,
-    }, indent=1))
+
+    def save(rows: list[dict[str, Any]]) -> None:
+        Path(args.out).write_text(json.dumps({
+            "started": started, "seconds": time.time() - started, "loadavg_at_start": load,
+            "loadavg_now": os.getloadavg(), "cpu_count": os.cpu_count(),
+            "permutations": PERMUTATIONS, "repeats": args.repeats, "rows": rows,
+        }, indent=1))
+
+    rows = measure(args.peers, args.sizes, args.repeats, save)
     print(table(rows))
     return 0
 

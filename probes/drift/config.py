@@ -89,7 +89,7 @@ class QueriesConfig(Strict):
     """Bearer token the ingest endpoint requires (literal, ``env:VAR`` or ``file:PATH``)."""
     max_request_bytes: int = Field(default=16 << 20, ge=1024)
     """Larger ingest requests are refused with 413 before their body is read (16 MiB: about
-    2,000 384-d vectors as JSON numbers, 7,000 as base64 float32)."""
+    1,900 384-d vectors with their texts as JSON numbers, 7,500 as base64 float32)."""
     text_field: str = "query"
     """Field holding the query text in JSONL lines and ingest items."""
     vector_field: str = "vector"
