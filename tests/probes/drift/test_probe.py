@@ -147,9 +147,14 @@ def test_ingest_refuses_bad_requests_and_stores_nothing(drift_env, ingest) -> No
     assert status == 400 and "mixed dimensions [2, 3]" in body["error"]
     status, body = ingest.post({"queries": [{"id": "x"}]})
     assert status == 400 and "needs 'query'" in body["error"]
-    big = {"texts": ["x" * 1000] * 17_000}  # over the default 16 MiB
-    status, body = ingest.post(big)
-    assert status == 413 and "max_request_bytes" in body["error"]
+    drift_env.probe["queries"]["max_request_bytes"] = 1 << 20  # the probe's own limit
+    drift_env.reload()
+    limited = Ingest(drift_env)
+    try:
+        status, body = limited.post({"texts": ["x" * 1000] * 1100})
+    finally:
+        limited.close()
+    assert status == 413 and "max_request_bytes 1048576" in body["error"]
     assert state.peek_window(drift_env.store, PROBE).items == []
     assert ingest.post(good) == (200, {"accepted": 2})
     assert len(state.peek_window(drift_env.store, PROBE).items) == 2
