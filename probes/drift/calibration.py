@@ -37,6 +37,10 @@ MIN_HOLDOUT_WINDOWS = 4
 """The holdout must hold at least this many windows' worth of rows: the pseudo-windows
 share the holdout's own sampling noise, which shifts the simulated null by about
 ``sqrt(m / h)`` of its spread; at 4 windows that is half a standard deviation at worst."""
+CENTRE_Z = 1.645
+"""One-sided 95% bound on the centre of the simulated null (see :func:`_widen`): measured on
+MiniLM stdlib windows (10 references x 200 windows, m = 100, n = h = 400), the worst
+reference's false-positive rate at alpha 0.05 went from 0.115 (no bound) to 0.055."""
 HOLDOUT_CAP = 6000  # rows of the holdout used at most: K_HH stays under 150 MB of float32
 
 
@@ -106,8 +110,9 @@ def _draws(rng: np.random.Generator, h: int, m: int, draws: int) -> np.ndarray:
 
 
 def mmd_null(reference: np.ndarray, holdout: np.ndarray, window: int, draws: int,
-             gamma: float, seed: int = 0, chunk: int = 256) -> np.ndarray:
-    """Unbiased MMD² of ``draws`` pseudo-windows of the holdout against ``reference``."""
+             gamma: float, seed: int = 0, chunk: int = 256, widen: bool = True) -> np.ndarray:
+    """Unbiased MMD² of ``draws`` pseudo-windows of the holdout against ``reference``,
+    corrected for the holdout's own sampling (:func:`_widen`) unless ``widen`` is false."""
     ref = np.ascontiguousarray(reference, np.float32)
     hold = np.ascontiguousarray(holdout, np.float32)
     n, h, m = ref.shape[0], hold.shape[0], window
@@ -116,6 +121,7 @@ def mmd_null(reference: np.ndarray, holdout: np.ndarray, window: int, draws: int
     c = _kernel(hold, ref, gamma).sum(1, dtype=np.float64)
     rng = np.random.default_rng(seed)
     out = np.empty(draws)
+    row_means = (k_hh.sum(1, dtype=np.float64) - 1.0) / (h - 1)
     for start in range(0, draws, chunk):
         rows = _draws(rng, h, m, min(chunk, draws - start))
         a = np.zeros((rows.shape[0], h), np.float32)
@@ -124,7 +130,27 @@ def mmd_null(reference: np.ndarray, holdout: np.ndarray, window: int, draws: int
         sxy = a.astype(np.float64) @ c
         out[start:start + rows.shape[0]] = (sxx / (n * (n - 1)) + syy / (m * (m - 1))
                                             - 2.0 * sxy / (n * m))
-    return out
+    return _widen(out, c / n - row_means, m, h) if widen else out
+
+
+def _widen(null: np.ndarray, witness: np.ndarray, m: int, h: int) -> np.ndarray:
+    """Correct a holdout-simulated MMD² null for the holdout being a sample itself.
+
+    Spread: pseudo-windows drawn without replacement from ``h`` rows vary less than fresh
+    windows by the finite-population factor ``1 - (m-1)/(h-1)``; the deviations from the
+    null's mean are scaled back up by its inverse square root. Centre: the null is centred
+    on ``R`` against the holdout's mean embedding instead of the traffic's; that error is
+    ``-2 <mu_R - mu_P, mu_H - mu_P>`` with standard error ``2 sd(f) / sqrt(h)``, where
+    ``f(x)`` is the reference's witness at holdout row ``x`` (its mean kernel against
+    ``R`` minus its mean kernel against the rest of the holdout). The null is shifted up
+    by :data:`CENTRE_Z` of those standard errors: an upper confidence bound on the
+    reference's own null, conservative where the reference is far from its traffic.
+    """
+    mean = float(null.mean())
+    spread = 1.0 / np.sqrt(max(1.0 - (m - 1) / (h - 1), 1e-6))
+    centre = 2.0 * float(witness.std()) / np.sqrt(h)
+    widened: np.ndarray = mean + (null - mean) * spread + CENTRE_Z * centre
+    return widened
 
 
 def method_null(build: Callable[..., Any], reference: np.ndarray, holdout: np.ndarray,

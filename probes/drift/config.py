@@ -37,9 +37,10 @@ class ReferenceConfig(Strict):
     there is none, the first window). ``rolling``: the windows of the last ``period``."""
     period: Duration = 7 * 86400.0
     """For ``rolling``: how far back the reference windows reach (default 7 days)."""
-    size: int = Field(default=2000, ge=10)
-    """Rows of the reference sample each window is compared with, drawn from the reference
-    pool; the pool also holds a disjoint holdout of at least 4 windows (4 x
+    size: int = Field(default=4000, ge=10)
+    """Rows of the reference sample each window is compared with (default 4 windows of the
+    default ``window_size``; keep it at 4 windows or more, see docs/drift.md), drawn from
+    the reference pool; the pool also holds a disjoint holdout of at least 4 windows (4 x
     ``window_size`` rows) from which the sample's own null is simulated (see docs/drift.md,
     "Calibration conditional on the reference"). A pinned reference fills over the first
     windows until it holds ``size`` + 4 x ``window_size`` rows; a rolling one needs that

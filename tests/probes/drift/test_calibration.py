@@ -68,25 +68,47 @@ def null_run(env: DriftEnv, windows: Any, rng: np.random.Generator, count: int,
     return [feed(env, rng.choice(others, WINDOW, replace=False)) for _ in range(count)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a holdout of 4 windows leaves the simulated null shifted by the holdout's own noise: "
-    "measured per-reference alarms [10, 2, 5, 1, 3] of 60 against a bound of 7"))
+def iid_window(env: DriftEnv, rng: np.random.Generator, size: int, tag: str) -> dict[str, Any]:
+    """One window of ``size`` rows drawn with replacement from the pool: independent draws
+    from one fixed distribution (the corpus), as live traffic is; disjoint rows would make
+    the windows share the remainder's own deviation from it."""
+    rows = rng.choice(env.windows.pool, size)
+    items = [Item(None, env.windows.vectors[r], f"{tag}-{i}") for i, r in enumerate(rows)]
+    state.add_items(env.store, PROBE, items, size)
+    result, _ = env.run_probe()
+    assert result.status == "ok", result.error
+    return dict(result.details)
+
+
 def test_every_pinned_reference_keeps_the_budget(tmp_path, minilm, windows) -> None:
-    """5 independently captured references x 60 no-drift windows: every reference's alarm
-    count is within the budget's upper 95% bound (family-wise over the references), and
-    the pooled rate is not far below it (the calibration is not just silent)."""
-    refs, count = 5, 60
+    """8 independently captured references (400 rows, holdout of 4 windows) x 150 no-drift
+    windows of 100: every reference's alarm count is within the budget's upper 95% bound
+    (family-wise over the references). Without the correction of the holdout null for the
+    holdout's own sampling (``mmd_null(widen=False)``), one reference raised 25 alarms
+    against a bound of 15. The
+    correction is conservative on purpose (an upper bound on the null's centre): the
+    pooled rate is held above alpha / 3, not at alpha."""
+    refs, count, window = 8, 150, 100
     rng = np.random.default_rng(2024)
     per_reference = []
     for r in range(refs):
-        env = pinned_env(tmp_path / f"ref{r}", minilm, windows, ["mmd"])
+        (tmp_path / f"ref{r}").mkdir()
+        env = DriftEnv(tmp_path / f"ref{r}", minilm, windows, window_size=window,
+                       methods=["mmd"], alarm=BUDGET,
+                       reference={"mode": "pinned", "size": 4 * window, "null_draws": 1000},
+                       queries={"jsonl": None})
         try:
-            runs = null_run(env, windows, rng, count)
+            for w in range(12):
+                details = iid_window(env, rng, window, f"c{w}")
+                if (details.get("calibration") or {}).get("conditional"):
+                    break
+            assert (details.get("calibration") or {}).get("conditional"), details
+            runs = [iid_window(env, rng, window, f"w{w}") for w in range(count)]
         finally:
             env.close()
         per_reference.append(sum(bool(d["alarm"]) for d in runs))
     upper = stats.binom.ppf(1 - 0.05 / refs, count, ALPHA)
-    lower = stats.binom.ppf(0.005, refs * count, ALPHA)
+    lower = stats.binom.ppf(0.005, refs * count, ALPHA / 3)
     assert max(per_reference) <= upper, (per_reference, upper)
     assert sum(per_reference) >= lower, (per_reference, lower)
 
@@ -139,7 +161,7 @@ def test_null_simulation_reproduces_the_mmd_statistic(windows) -> None:
     rows = rng.permutation(windows.pool)[:700]
     reference, holdout = windows.vectors[rows[:100]], windows.vectors[rows[100:]]
     gamma = median_gamma(reference)
-    null = mmd_null(reference, holdout, 120, 3, gamma, seed=5)
+    null = mmd_null(reference, holdout, 120, 3, gamma, seed=5, widen=False)
     draw_rng = np.random.default_rng(5)
     picked = np.argsort(draw_rng.random((3, holdout.shape[0])), axis=1)[:, :120]
     for value, pick in zip(null, picked, strict=True):
