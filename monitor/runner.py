@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from ragmon.monitor.common import Redactor
+from ragmon.monitor.config import secret_values
 from ragmon.monitor.context import ProbeContext
 from ragmon.monitor.errors import ProbeInterrupted, ProbeTimeout, RagmonError, StoreError
 from ragmon.monitor.kinds import Registry
@@ -37,6 +39,7 @@ class Runner:
             name: probe_kinds.build(cfg.kind, name, cfg, context)
             for name, cfg in context.config.probes.items()
         }
+        self._redact = Redactor(secret_values(context.config))
         self._stopping = threading.Event()
         self._stop_deadline = float("inf")
         self._abandoned: dict[str, threading.Thread] = {}
@@ -94,6 +97,8 @@ class Runner:
         result = self._execute(probe)
         if result is None:  # shutting down and the run did not finish within the grace time
             return ProbeResult.failed("interrupted by shutdown"), None
+        if result.error:  # stored, logged and notified: never with a configured secret in it
+            result.error = self._redact(result.error)
         finished = datetime.now(UTC)
         record = RunRecord(
             probe=name, kind=probe.kind, target=result.target or probe.target_name,

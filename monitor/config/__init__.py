@@ -30,11 +30,12 @@ from ragmon.monitor.config._types import (
     base_dir,
     config_error,
     parse_duration,
+    secret_values,
 )
 
 __all__ = [
     "ConfigPath", "Duration", "EmbedderConfig", "ExistingPath", "GoldenSetConfig",
     "KindConfig", "OptionalDelay", "ProbeConfig", "RootConfig", "Secret", "ServerConfig",
     "StoreConfig", "Strict", "TargetConfig", "base_dir", "config_error", "load_config",
-    "parse_duration", "parse_yaml", "root_model", "validate_raw",
+    "parse_duration", "parse_yaml", "root_model", "secret_values", "validate_raw",
 ]

@@ -153,3 +153,39 @@ class KindConfig(Strict):
 
     kind: str
     """Which implementation this entry uses."""
+
+
+def secret_values(model: Any) -> list[str]:
+    """Every secret value in a loaded config (each ``SecretStr``, and the password inside a
+    secret URL), for redacting the errors that runs store, log and notify."""
+    from urllib.parse import urlsplit
+
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, SecretStr):
+            text = value.get_secret_value()
+            if "://" not in text:
+                found.append(text)
+                return
+            try:  # a URL: its password is the secret; the rest helps the reader
+                password = urlsplit(text).password
+            except ValueError:
+                password, text = None, ""
+            found.extend(p for p in (password,) if p)
+            if not text:
+                found.append(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name, None))
+            for extra in (value.model_extra or {}).values():
+                walk(extra)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    walk(model)
+    return [s for s in found if s]

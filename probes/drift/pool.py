@@ -40,10 +40,17 @@ def filling(reference: Reference, cfg: DriftConfig) -> bool:
     """True while the reference pool cannot yet be calibrated (no verdict is given)."""
     if not calibrates(cfg):
         return False
-    if reference.pinned:
-        return "reference_rows" not in reference.details
+    if reference.pinned:  # a pin captured before pools existed is never filled: see legacy()
+        return "reference_rows" not in reference.details and not legacy(reference)
     have = 0 if reference.holdout is None else len(reference.holdout)
     return have < holdout_needed(cfg.window_size)
+
+
+def legacy(reference: Reference) -> bool:
+    """A pinned reference captured before reference pools existed: it is left as the user
+    pinned it (later traffic never joins it) and judged uncalibrated until re-captured."""
+    return (reference.pinned and "reference_rows" not in reference.details
+            and not reference.details.get("pool"))
 
 
 def draws(cfg: DriftConfig, alpha: float) -> int:

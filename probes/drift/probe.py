@@ -112,6 +112,8 @@ class DriftProbe(Probe):
         self.compare(reference, current, now, deadline, result)
         if pool.filling(reference, cfg):  # judged against a fresh-reference null, said so
             self.fill(reference, current, result)
+        elif pool.calibrates(cfg) and pool.legacy(reference):
+            result.details["legacy_reference"] = reference.id
         self.finish_window(current, now, saved=False)
         return result
 
@@ -307,7 +309,8 @@ class DriftProbe(Probe):
         ref_id = save_reference(self.context.store,
             self.name, self.config.source, current.fingerprint, current.vectors,
             [i for i in current.ids], pinned=pinned, window=window,
-            details={"texts": [None if t is None else t[:300] for t in current.texts]},
+            details={"texts": [None if t is None else t[:300] for t in current.texts],
+                     "pool": True},
         )
         cfg: DriftConfig = self.config
         if pinned and pool.calibrates(cfg) and len(current.vectors) >= pool.pool_need(cfg):

@@ -65,6 +65,9 @@ def _decider_line(d: dict[str, Any]) -> str:
               f"holdout of {null['holdout_rows']} rows)" if null else
               "against a fresh-reference null: uncalibrated for this reference while its "
               f"pool fills ({filling['have']} of {filling['need']} rows)" if filling else
+              f"against a fresh-reference null: reference {d['legacy_reference']} was pinned "
+              "before per-reference calibration; capture a new one with `ragmon baseline "
+              "capture`" if d.get("legacy_reference") else
               "against a fresh-reference null")
     return (f"  decided by {d.get('decided_by', '?')}, {judged}; the other methods explain "
             "and never page")

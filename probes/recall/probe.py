@@ -159,6 +159,8 @@ class RecallProbe(Probe):
         target = self.context.target(cfg.target)
         desc = target.describe()
         docs = DocumentMap(cfg.documents) if cfg.documents is not None else None
+        if docs is not None:  # judged chunks map to their documents before any search
+            docs.resolve(target, {i for q in golden.queries for i in q.relevant})
         chunks = golden if docs is None else _judged_chunks(golden, docs)
         check_id_type(chunks, desc.id_type, cfg.target)
         vectors, emb_fp = self._embed(golden, desc, target, deadline)

@@ -35,6 +35,7 @@ class SleepConfig(ProbeConfig):
     kind: Literal["test-sleep"]
     seconds: float = 0.0
     fail: bool = False
+    message: str = "the index said no"
 
 
 class SleepProbe(Probe):
@@ -49,7 +50,7 @@ class SleepProbe(Probe):
         SleepProbe.started.set()
         time.sleep(self.config.seconds)
         if self.config.fail:
-            raise RuntimeError("the index said no")
+            raise RuntimeError(self.config.message)
         result = ProbeResult()
         result.add("test_slept_seconds", self.config.seconds)
         return result
@@ -181,6 +182,21 @@ def test_crashing_probe_is_a_failed_run_not_a_dead_daemon(
                     20, "two failed runs")
     assert {(r.status, r.error) for r in runs} == {("failed", "RuntimeError: the index said no")}
     assert daemon.healthz() == (True, "ok")
+
+
+def test_a_failed_run_never_stores_a_configured_secret(
+    tmp_path: Path, sleep_kind: Plugins, daemon_factory: Any
+) -> None:
+    """An error that quotes a configured secret (here the password of a target's URL, as a
+    driver's parse error can) is stored, exported and notified with the secret masked."""
+    url = "postgresql://ragmon:s3cr3t-pw@127.0.0.1:1/rag"
+    path = write_config(tmp_path, {
+        "leaky": {"kind": "test-sleep", "fail": True, "every": "1s", "jitter": "0s",
+                  "message": f"cannot parse {url}"},
+    }, targets={"db": {"kind": "pgvector", "url": url, "table": "chunks"}})
+    daemon = daemon_factory(path)
+    runs = wait_for(lambda: runs_of(daemon, "leaky"), 20, "a failed run")
+    assert runs[0].error == "RuntimeError: cannot parse postgresql://ragmon:***@127.0.0.1:1/rag"
 
 
 # --- health -----------------------------------------------------------------------------------

@@ -69,6 +69,24 @@ def test_pgvector_reads_the_document_column(build: Build, pages: Any) -> None:
     assert ranked == expected
 
 
+def test_judged_chunks_count_for_their_page_whether_retrieved_or_not(build: Build,
+                                                                     pages: Any) -> None:
+    """A golden set judging two chunks of page-1 and the page page-2 by name: resolved up
+    front, the judgments are two pages, so retrieving c1 alone scores page-1 as found
+    (before, the unretrieved c21 stayed a document of its own that nothing could return)."""
+    url, _ = pages
+    target = pg(build, url)
+    try:
+        docs = DocumentMap(DocumentsConfig(field="page"))
+        docs.resolve(target, {"c1", "c21", "page-2"})
+        assert docs.lift({"c1": 1.0, "c21": 2.0, "page-2": 1.0}) == {"page-1": 2.0,
+                                                                    "page-2": 1.0}
+        assert docs.judged_chunks({"c1": 1.0, "c21": 2.0, "page-2": 1.0}) == {
+            "c1": 1.0, "c21": 2.0}
+    finally:
+        target.close()
+
+
 def test_a_store_without_metadata_says_which_mapping_to_use(build: Build,
                                                             tmp_path: Path) -> None:
     import faiss

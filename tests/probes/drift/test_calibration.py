@@ -177,3 +177,30 @@ def test_a_holdout_under_four_windows_is_refused(windows) -> None:
             r"mmd calibration holdout \(at least 4 windows of 200 rows\) has 700 samples, "
             r"800 needed")):
         simulate("mmd", v[:200], v[200:900], 200, 100)
+
+
+def test_a_reference_pinned_before_pools_is_never_rewritten(tmp_path, minilm, windows) -> None:
+    """A pinned row written before reference pools existed (details without ``pool``) stays
+    exactly as the user pinned it: later windows do not join it, and the summary says it is
+    judged uncalibrated until re-captured."""
+    from ragmon.probes.references import ReferenceSample
+
+    rng = np.random.default_rng(5)
+    env = pinned_env(tmp_path / "legacy", minilm, windows, ["mmd"])
+    try:
+        iid_window(env, rng, WINDOW, "first")  # captures the pinned reference
+        with env.store.session() as s:
+            row = s.query(ReferenceSample).one()
+            row.details = {"texts": row.details["texts"]}  # as the previous version wrote it
+            s.commit()
+            before = (row.id, row.n, bytes(row.vectors))
+        runs = [iid_window(env, rng, WINDOW, f"w{w}") for w in range(3)]
+        text = env.runner.probes[PROBE].render(ProbeResult(details=runs[-1]))
+        with env.store.session() as s:
+            row = s.query(ReferenceSample).one()
+            after = (row.id, row.n, bytes(row.vectors))
+    finally:
+        env.close()
+    assert after == before
+    assert all(d.get("legacy_reference") == before[0] for d in runs)
+    assert f"reference {before[0]} was pinned before per-reference calibration" in text
