@@ -84,18 +84,11 @@ def measure(env: Any) -> list[str]:
 
 
 def main() -> None:
-    from ragmon.monitor.demo.corpus import stdlib_corpus
-    from ragmon.monitor.demo.embeddings import cached_encode
-    from ragmon.monitor.embedders.sentence_transformers import (
-        SentenceTransformerEmbedder,
-        SentenceTransformersConfig,
-    )
+    from _stdlib import stdlib_embeddings
+
     from tests.probes.recall.test_documents import PagesEnv
 
-    cfg = SentenceTransformersConfig(kind="sentence-transformers", model="all-MiniLM-L6-v2")
-    minilm = SentenceTransformerEmbedder("minilm", cfg)
-    corpus = stdlib_corpus()
-    vectors = cached_encode(minilm, [c.text for c in corpus])
+    minilm, corpus, vectors = stdlib_embeddings()
     with tempfile.TemporaryDirectory() as tmp:
         env = PagesEnv(Path(tmp), minilm, corpus, vectors)
         try:

@@ -44,17 +44,9 @@ ALPHAS = (0.05, 0.0215)
 
 
 def load() -> tuple[np.ndarray, list[str], np.ndarray]:
-    from ragmon.monitor.demo.corpus import stdlib_corpus
-    from ragmon.monitor.demo.embeddings import cached_encode
-    from ragmon.monitor.embedders.sentence_transformers import (
-        SentenceTransformerEmbedder,
-        SentenceTransformersConfig,
-    )
+    from _stdlib import stdlib_embeddings
 
-    corpus = stdlib_corpus()
-    embedder = SentenceTransformerEmbedder("minilm", SentenceTransformersConfig(
-        kind="sentence-transformers", model="all-MiniLM-L6-v2"))
-    vectors = np.asarray(cached_encode(embedder, [c.text for c in corpus]), np.float32)
+    _, corpus, vectors = stdlib_embeddings()
     return vectors, [c.text for c in corpus], np.array([c.topic for c in corpus])
 
 

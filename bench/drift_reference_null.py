@@ -21,20 +21,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main() -> None:
-    from ragmon.monitor.demo.corpus import stdlib_corpus
-    from ragmon.monitor.demo.embeddings import cached_encode
-    from ragmon.monitor.embedders.sentence_transformers import (
-        SentenceTransformerEmbedder,
-        SentenceTransformersConfig,
-    )
+    from _stdlib import stdlib_embeddings
+
     from ragmon.probes.drift.calibration import _kernel, mmd_null
     from ragmon.probes.drift.methods.mmd import median_gamma
 
     args = [a for a in sys.argv[1:] if a != "--raw"]
     m, n, h, refs, wins = (int(a) for a in (args or ["100", "400", "400", "10", "200"]))
-    cfg = SentenceTransformersConfig(kind="sentence-transformers", model="all-MiniLM-L6-v2")
-    x = cached_encode(SentenceTransformerEmbedder("minilm", cfg),
-                      [c.text for c in stdlib_corpus()]).astype(np.float32)
+    _, _, x = stdlib_embeddings()
 
     def stat(r: np.ndarray, w: np.ndarray, g: float) -> float:
         a, b = len(r), len(w)

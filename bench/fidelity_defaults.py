@@ -35,16 +35,11 @@ HELD_OUT = 500
 def _data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(indexed vectors, golden query vectors, held-out chunk vectors)."""
     os.environ.setdefault("RAGMON_CACHE_DIR", str(REPO / ".cache"))
-    from ragmon.monitor.demo.corpus import stdlib_corpus
-    from ragmon.monitor.demo.embeddings import cached_encode
-    from ragmon.monitor.embedders.sentence_transformers import (
-        SentenceTransformerEmbedder,
-        SentenceTransformersConfig,
-    )
+    from _stdlib import stdlib_embeddings
 
-    cfg = SentenceTransformersConfig(kind="sentence-transformers", model="all-MiniLM-L6-v2")
-    minilm = SentenceTransformerEmbedder("minilm", cfg)
-    vectors = cached_encode(minilm, [c.text for c in stdlib_corpus()])
+    from ragmon.monitor.demo.embeddings import cached_encode
+
+    minilm, _, vectors = stdlib_embeddings()
     questions = [json.loads(line)["query"] for line in GOLDEN.read_text().splitlines()]
     golden = cached_encode(minilm, questions)
     rng = np.random.default_rng(0)

@@ -117,17 +117,9 @@ SCENARIOS: dict[str, tuple[str, Callable[[Env], list[str]]]] = {
 
 
 def main() -> None:
-    from ragmon.monitor.demo.corpus import stdlib_corpus
-    from ragmon.monitor.demo.embeddings import cached_encode
-    from ragmon.monitor.embedders.sentence_transformers import (
-        SentenceTransformerEmbedder,
-        SentenceTransformersConfig,
-    )
+    from _stdlib import stdlib_embeddings
 
-    cfg = SentenceTransformersConfig(kind="sentence-transformers", model="all-MiniLM-L6-v2")
-    minilm = SentenceTransformerEmbedder("minilm", cfg)
-    corpus = stdlib_corpus()
-    vectors = cached_encode(minilm, [c.text for c in corpus])
+    minilm, corpus, vectors = stdlib_embeddings()
     print("| scenario | expected | verdicts of the runs after the change |")
     print("|---|---|---|")
     for name, (expected, scenario) in SCENARIOS.items():

@@ -37,17 +37,9 @@ os.environ.setdefault("RAGMON_CACHE_DIR", str(REPO / ".cache"))
 
 
 def corpus_windows() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from ragmon.monitor.demo.corpus import stdlib_corpus
-    from ragmon.monitor.demo.embeddings import cached_encode
-    from ragmon.monitor.embedders.sentence_transformers import (
-        SentenceTransformerEmbedder,
-        SentenceTransformersConfig,
-    )
+    from _stdlib import stdlib_embeddings
 
-    corpus = stdlib_corpus()
-    embedder = SentenceTransformerEmbedder("minilm", SentenceTransformersConfig(
-        kind="sentence-transformers", model="all-MiniLM-L6-v2"))
-    vectors = np.asarray(cached_encode(embedder, [c.text for c in corpus]), np.float32)
+    _, corpus, vectors = stdlib_embeddings()
     topics = np.array([c.topic for c in corpus])
     return vectors, np.flatnonzero(topics != "asyncio"), np.flatnonzero(topics == "asyncio")
 
