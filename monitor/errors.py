@@ -9,7 +9,8 @@
     ├── TargetError            a vector index cannot answer (names the target and endpoint)
     │   ├── TargetUnavailable      down, unreachable, timed out
     │   ├── DimensionMismatch      query vectors and index disagree on dimension
-    │   └── TargetResponseError    the engine answered something ragmon cannot read
+    │   ├── TargetResponseError    the engine answered something ragmon cannot read
+    │   └── GroundTruthBudgetExceeded  exact search could not finish within its time budget
     ├── GoldenSetError         a golden set file is malformed (names file and line)
     ├── DriftError             drift statistics cannot be computed
     │   ├── InsufficientData       fewer samples than the method needs
@@ -102,6 +103,26 @@ class DimensionMismatch(TargetError):
 
 class TargetResponseError(TargetError):
     """The engine answered with something ragmon cannot interpret."""
+
+
+class GroundTruthBudgetExceeded(TargetError):
+    """Exact search stopped (or was not started) because it could not finish within its
+    time budget. ``scanned`` of ``total`` vectors were covered for ``queries`` queries in
+    ``elapsed`` seconds, so a caller can derive a rate and size a smaller query subset."""
+
+    def __init__(self, target: str, *, budget: float, elapsed: float, scanned: int,
+                 total: int, queries: int):
+        self.budget = budget
+        self.elapsed = elapsed
+        self.scanned = scanned
+        self.total = total
+        self.queries = queries
+        super().__init__(
+            target,
+            f"exact search of {queries} queries over {total} vectors cannot finish within "
+            f"its budget of {budget:g}s ({scanned} vectors scanned in {elapsed:.3g}s); "
+            "raise exact_budget or measure fewer queries",
+        )
 
 
 class GoldenSetError(RagmonError):

@@ -23,6 +23,12 @@ import numpy as np
 from ragmon.monitor.errors import DimensionMismatch, TargetError
 
 Metric = Literal["cosine", "ip", "l2"]
+#: How an exact top-k was computed: the engine's exact mode, or one streaming pass.
+ExactMode = Literal["engine", "stream"]
+#: What exact search compares against: the vectors as stored (flat storage), the vectors
+#: decoded from a quantised index's codes (PQ, SQ: search error only, not quantisation
+#: error), or the original vectors from a configured reference source.
+GroundTruthOf = Literal["stored", "decoded", "reference"]
 
 
 @dataclass
@@ -30,15 +36,18 @@ class SearchResult:
     """Top-k answers for a batch of queries, in query order.
 
     ``ids[i]`` may hold fewer than k ids (a shortfall); ``scores[i]`` matches it.
-    ``ground_truth_sample`` is set when an exact search could only run over a sample of the
-    index (its size); ``None`` means the whole index was searched.
+    An exact result always covers every vector in the index (or in the filtered subset):
+    ``exact_mode`` says how it was computed, ``"engine"`` (the engine's own exact mode, one
+    scan per query) or ``"stream"`` (one pass over the stored vectors for all queries);
+    ``scanned`` is how many vectors that pass covered. Both are ``None`` for live results.
     """
 
     ids: list[list[str]]
     scores: list[list[float]]
     latencies: list[float]
     exact: bool
-    ground_truth_sample: int | None = None
+    exact_mode: ExactMode | None = None
+    scanned: int | None = None
 
 
 @dataclass
@@ -63,13 +72,16 @@ class Description:
     params: dict[str, Any] = field(default_factory=dict)
     #: Live statistics that change without the index changing (dead tuples, segments).
     stats: dict[str, Any] = field(default_factory=dict)
+    #: What exact search measures against (see ``GroundTruthOf``).
+    ground_truth_of: GroundTruthOf = "stored"
 
     def fingerprint(self) -> str:
-        """Hash of everything but the count and stats: a rebuilt or re-tuned index gets a new
-        one, a growing one does not."""
+        """Hash of everything but the count, stats and ground-truth source: a rebuilt or
+        re-tuned index gets a new one, a growing one does not."""
         data = asdict(self)
         data.pop("count")
         data.pop("stats")
+        data.pop("ground_truth_of")
         text = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -89,6 +101,9 @@ class VectorTarget(ABC):
     #: norms); "query", the inner product of the unit query with the stored vector as stored
     #: (FAISS: quantized vectors decode off the unit sphere). Fidelity breaks ties by it.
     cosine_ranking: Literal["direction", "query"] = "direction"
+    #: True when live search is itself a brute-force scan (Qdrant local mode): fidelity is
+    #: then not measurable, live and exact are the same computation.
+    always_exact: bool = False
 
     def __init__(self, name: str, config: Any):
         self.name = name
@@ -117,8 +132,15 @@ class VectorTarget(ABC):
         filter: dict[str, Any] | None = None,
         *,
         texts: Sequence[str] | None = None,
+        budget: float | None = None,
     ) -> SearchResult:
-        """The true top-k (ground truth) on the same index."""
+        """The true top-k (ground truth) over every vector of the same index.
+
+        Call it once with all the queries that need ground truth: a streaming
+        implementation reads the index once for all of them. ``budget`` (seconds) bounds
+        the work: when it cannot finish within it (projected after the first block, checked
+        after each), ``GroundTruthBudgetExceeded`` is raised with how far it got.
+        """
 
     @abstractmethod
     def fetch(self, ids: list[str]) -> Vectors:

@@ -171,7 +171,8 @@ class ChromaTarget(VectorTarget):
         return SearchResult(ids, scores, latencies, exact=False)
 
     def exact_search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None, *,
-                     texts: Sequence[str] | None = None) -> SearchResult:
+                     texts: Sequence[str] | None = None,
+                     budget: float | None = None) -> SearchResult:
         """Client-side flat search over the vectors read back (a sample above exact_memory)."""
         import time
 
@@ -190,7 +191,7 @@ class ChromaTarget(VectorTarget):
             scores = [[1.0 - s for s in row] for row in scores]
         per_query = (time.perf_counter() - start) / max(len(queries), 1)
         return SearchResult(ids, scores, [per_query] * len(queries), exact=True,
-                            ground_truth_sample=sample)
+                            exact_mode="stream", scanned=total)
 
     def _pages(self, where: dict[str, Any] | None) -> Iterator[tuple[list[str], np.ndarray]]:
         col, size, offset = self._col(), self.config.page_size, 0

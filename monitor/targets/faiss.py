@@ -242,6 +242,7 @@ class FaissTarget(VectorTarget):
         filter: dict[str, Any] | None = None,
         *,
         texts: Sequence[str] | None = None,
+        budget: float | None = None,
     ) -> SearchResult:
         """Flat search over the stored vectors (a sample when they exceed exact_memory)."""
         no_filter(self.name, "faiss", filter)
@@ -260,9 +261,8 @@ class FaissTarget(VectorTarget):
             top.add(ids_of, stored)
             ids, scores = top.result()
         per_query = (time.perf_counter() - start) / max(len(queries), 1)
-        sample = len(positions) if len(positions) < loaded.index.ntotal else None
         return SearchResult(ids, scores, [per_query] * len(queries), exact=True,
-                            ground_truth_sample=sample)
+                            exact_mode="stream", scanned=len(positions))
 
     def _exact_vectors(self, loaded: _Loaded) -> tuple[np.ndarray, np.ndarray]:
         """(positions, vectors) to search exactly, cached per file version."""

@@ -113,7 +113,8 @@ class HttpTarget(VectorTarget):
         return self._run(self.config.url, vectors, k, filter, texts, exact=False)
 
     def exact_search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None, *,
-                     texts: Sequence[str] | None = None) -> SearchResult:
+                     texts: Sequence[str] | None = None,
+                     budget: float | None = None) -> SearchResult:
         """POST to ``exact_url``; without one there is no ground truth to be had."""
         if self.config.exact_url is None:
             raise TargetError(self.name, "has no exact search: set exact_url to an endpoint "
@@ -133,7 +134,8 @@ class HttpTarget(VectorTarget):
             return self._post(url, endpoint, self._body(query, k, filter))
 
         ids, scores, latencies = timed_per_query(inputs, one)
-        return SearchResult(ids, scores, latencies, exact=exact)
+        return SearchResult(ids, scores, latencies, exact=exact,
+                            exact_mode="engine" if exact else None)
 
     def _inputs(self, vectors: np.ndarray, texts: Sequence[str] | None) -> Any:
         if self.config.send == "text":

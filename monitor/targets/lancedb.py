@@ -137,7 +137,8 @@ class LanceDBTarget(VectorTarget):
         return self._run(vectors, k, filter, exact=False)
 
     def exact_search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None, *,
-                     texts: Sequence[str] | None = None) -> SearchResult:
+                     texts: Sequence[str] | None = None,
+                     budget: float | None = None) -> SearchResult:
         """The same query with ``.bypass_vector_index()``: a flat scan, the true top-k."""
         return self._run(vectors, k, filter, exact=True)
 
@@ -166,7 +167,8 @@ class LanceDBTarget(VectorTarget):
                 latencies.append(time.perf_counter() - start)
                 ids.append([str(i) for i in rows[self.config.id_column].to_pylist()])
                 scores.append([float(d) for d in rows["_distance"].to_pylist()])
-        return SearchResult(ids, scores, latencies, exact=exact)
+        return SearchResult(ids, scores, latencies, exact=exact,
+                            exact_mode="engine" if exact else None)
 
     def fetch(self, ids: list[str]) -> Vectors:
         cfg = self.config

@@ -166,7 +166,8 @@ class PgvectorTarget(VectorTarget):
         return self._run(vectors, k, filter, knobs, exact=False)
 
     def exact_search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None, *,
-                     texts: Sequence[str] | None = None) -> SearchResult:
+                     texts: Sequence[str] | None = None,
+                     budget: float | None = None) -> SearchResult:
         """True top-k: a sequential scan forced with ``SET LOCAL enable_indexscan = off``."""
         return self._run(vectors, k, filter, ["SET LOCAL enable_indexscan = off"], exact=True)
 
@@ -188,7 +189,8 @@ class PgvectorTarget(VectorTarget):
             latencies.append(time.perf_counter() - start)
             ids.append([str(r[0]) for r in rows])
             scores.append([float(r[1]) for r in rows])
-        return SearchResult(ids, scores, latencies, exact=exact)
+        return SearchResult(ids, scores, latencies, exact=exact,
+                            exact_mode="engine" if exact else None)
 
     def _query_sql(self, metric: Metric, where: dict[str, Any]) -> tuple[str, list[Any]]:
         cfg = self.config

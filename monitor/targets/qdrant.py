@@ -72,6 +72,8 @@ class QdrantTarget(VectorTarget):
     def __init__(self, name: str, config: QdrantConfig):
         super().__init__(name, config)
         self.local = config.path is not None
+        #: local mode is a brute-force scan inside the client: live search is exact
+        self.always_exact = self.local
         self.endpoint = (f"Qdrant local directory {str(config.path)!r}" if self.local
                          else f"Qdrant at {config.url}")
         self._secrets = [config.api_key.get_secret_value()] if config.api_key else []
@@ -151,7 +153,8 @@ class QdrantTarget(VectorTarget):
         return self._run(vectors, k, filter, exact=False)
 
     def exact_search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None, *,
-                     texts: Sequence[str] | None = None) -> SearchResult:
+                     texts: Sequence[str] | None = None,
+                     budget: float | None = None) -> SearchResult:
         """``SearchParams(exact=True)``, quantization ignored: a full scan of the originals."""
         return self._run(vectors, k, filter, exact=True)
 
@@ -179,7 +182,8 @@ class QdrantTarget(VectorTarget):
                 latencies.append(time.perf_counter() - start)
                 ids.append([str(p.id) for p in got.points])
                 scores.append([float(p.score) for p in got.points])
-        return SearchResult(ids, scores, latencies, exact=exact or self.local)
+        return SearchResult(ids, scores, latencies, exact=exact or self.local,
+                            exact_mode="engine" if exact or self.local else None)
 
     def fetch(self, ids: list[str]) -> Vectors:
         _, params = self._vector_params()

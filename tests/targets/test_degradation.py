@@ -19,7 +19,7 @@ def agreement(target: VectorTarget, queries: np.ndarray) -> float:
     """Mean overlap of the live top-k with the exact top-k."""
     live = target.search(queries, K)
     exact = target.exact_search(queries, K)
-    assert exact.exact and exact.ground_truth_sample is None
+    assert exact.exact and exact.exact_mode is not None
     return float(np.mean([len(set(a) & set(b)) / K
                           for a, b in zip(live.ids, exact.ids, strict=True)]))
 
