@@ -1,0 +1,104 @@
+"""Rendering of the report: the sections become the plain-text part, the email HTML (charts
+as ``cid:`` references) and the self-contained HTML file (charts as data URIs).
+
+HTML comes from Jinja2 templates with autoescape on (query and example texts are user
+data) and inline CSS only, which mail clients keep: no external CSS, scripts or fonts.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from functools import cache
+from typing import TYPE_CHECKING
+
+from ragmon.alerts.report.blocks import Para, Section, Table
+from ragmon.alerts.report.build import ReportData, build
+from ragmon.alerts.report.model import Image, Period, Rendered
+from ragmon.monitor.common import iso
+
+if TYPE_CHECKING:
+    import jinja2
+
+    from ragmon.monitor.config import RootConfig
+    from ragmon.monitor.store import Store
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("ragmon.alerts.report", "templates"),
+        # query and example texts are user data: escaped everywhere but in the text part
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",),
+                                            disabled_extensions=("txt.j2",), default=True),
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        keep_trailing_newline=True)
+    env.filters["text_table"] = text_table
+    return env
+
+
+def text_table(table: Table) -> str:
+    """A table as aligned plain-text columns."""
+    rows = [table.headers, *table.rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(table.headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def render_report(store: Store, config: RootConfig, period: Period, *,
+                  now: datetime | None = None) -> Rendered:
+    """The report of ``period`` from the stored history, ready to send or to write."""
+    data = build(store, config, period, now or datetime.now(UTC))
+    status, headline, sections = compose(data)
+    images = [b.image for s in sections for b in s.blocks
+              if b.kind == "chart" and b.image is not None]  # type: ignore[union-attr]
+    subject = f"ragmon weekly report {period_label(period)}: {status} - {headline}"
+    context = {"period": period_label(period), "generated": iso(data.generated_at),
+               "status": status, "headline": headline, "sections": sections}
+    env = _environment()
+    text = env.get_template("report.txt.j2").render(**context)
+    html_email = env.get_template("report.html.j2").render(**context, src=_cid_src)
+    html_file = env.get_template("report.html.j2").render(**context, src=_data_src)
+    return Rendered(subject=_one_line(subject), text=text, html_email=html_email,
+                    html_file=html_file, images=images, status=status)
+
+
+def compose(data: ReportData) -> tuple[str, str, list[Section]]:
+    """The status, the headline sentence and the sections of a report."""
+    if data.total_runs == 0:
+        return ("no data", "no probe ran in this period.",
+                [Section("Probe runs", slug="housekeeping").add(
+                    Para("No probe run was stored between "
+                         f"{iso(data.period.since)} and {iso(data.period.until)}."))])
+    if data.failed_runs == data.total_runs:
+        return ("failing", f"every one of the {data.total_runs} probe runs failed.",
+                [Section("Probe runs", slug="housekeeping").add(
+                    Para(f"All {data.total_runs} runs failed.", "bad"))])
+    section = Section("Probe runs", slug="housekeeping")
+    for p in data.probes:
+        section.add(Para(f"{p.name} ({p.kind}): {len(p.ok)} of {len(p.runs)} runs succeeded."))
+    return "healthy", "probes ran as usual.", [section]
+
+
+def period_label(period: Period) -> str:
+    fmt = "%Y-%m-%d %H:%M"
+    return f"{period.since.strftime(fmt)} to {period.until.strftime(fmt)} UTC"
+
+
+def _cid_src(image: Image) -> str:
+    return f"cid:{image.cid}"
+
+
+def _data_src(image: Image) -> str:
+    return "data:image/png;base64," + base64.b64encode(image.png).decode("ascii")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+__all__ = ["compose", "period_label", "render_report"]
