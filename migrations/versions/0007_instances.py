@@ -1,0 +1,96 @@
+"""instances: runs and per-probe state kept per (probe, instance)
+
+Sidecars sharing one store each probe their own pod's index under their own name
+(``deployment.instance``). Every run, recall baseline pin, reference sample, drift
+statistic, drift reservoir and alert state names its instance; existing rows get the
+empty instance of a standalone daemon, so they keep working unchanged. The lookups'
+indexes and the keys of the reservoir and of the alert state take the instance after
+the probe (rule).
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+TABLES = ("probe_runs", "recall_baselines", "reference_samples", "drift_statistics",
+          "drift_reservoir", "drift_reservoir_state", "alert_states")
+
+#: (name, table, columns before, columns after)
+INDEXES = (
+    ("ix_probe_runs_probe_started", "probe_runs", ["probe", "started_at"],
+     ["probe", "instance", "started_at"]),
+    ("ix_probe_runs_probe_id", "probe_runs", ["probe", "id"], ["probe", "instance", "id"]),
+    ("ix_probe_runs_probe_status_id", "probe_runs", ["probe", "status", "id"],
+     ["probe", "instance", "status", "id"]),
+    ("ix_probe_runs_probe_golden", "probe_runs", ["probe", "golden_version", "status", "id"],
+     ["probe", "instance", "golden_version", "status", "id"]),
+    ("ix_recall_baselines_probe", "recall_baselines", ["probe", "pinned_at"],
+     ["probe", "instance", "pinned_at"]),
+    ("ix_reference_samples_probe", "reference_samples", ["probe", "source", "created_at"],
+     ["probe", "instance", "source", "created_at"]),
+    ("ix_drift_statistics_probe", "drift_statistics", ["probe", "method", "window_end"],
+     ["probe", "instance", "method", "window_end"]),
+    ("ix_drift_statistics_probe_method_id", "drift_statistics", ["probe", "method", "id"],
+     ["probe", "instance", "method", "id"]),
+)
+
+#: Tables whose primary key takes the instance: (table, key before, key after).
+KEYS = (
+    ("drift_reservoir", ["probe", "slot"], ["probe", "instance", "slot"]),
+    ("drift_reservoir_state", ["probe"], ["probe", "instance"]),
+)
+
+
+def _instance() -> sa.Column[str]:
+    return sa.Column("instance", sa.String(200), nullable=False, server_default="")
+
+
+def upgrade() -> None:
+    for table in TABLES:
+        with op.batch_alter_table(table) as batch:
+            batch.add_column(_instance())
+    _indexes(after=True)
+    _keys(after=True)
+    with op.batch_alter_table("alert_states") as batch:
+        batch.drop_constraint("uq_alert_states_rule_fp", type_="unique")
+        batch.create_unique_constraint("uq_alert_states_rule_fp",
+                                       ["rule", "instance", "fingerprint"])
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("alert_states") as batch:
+        batch.drop_constraint("uq_alert_states_rule_fp", type_="unique")
+        batch.create_unique_constraint("uq_alert_states_rule_fp", ["rule", "fingerprint"])
+    _keys(after=False)
+    _indexes(after=False)
+    for table in reversed(TABLES):
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("instance")
+
+
+def _indexes(after: bool) -> None:
+    for name, table, before, later in INDEXES:
+        op.drop_index(name, table_name=table)
+        op.create_index(name, table, later if after else before)
+
+
+def _keys(after: bool) -> None:
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    for table, before, later in KEYS:
+        columns = later if after else before
+        if sqlite:  # the table is copied with the new key (SQLite cannot alter a key)
+            with op.batch_alter_table(table, recreate="always") as batch:
+                batch.create_primary_key(f"{table}_pkey", columns)
+        else:
+            op.drop_constraint(f"{table}_pkey", table, type_="primary")
+            op.create_primary_key(f"{table}_pkey", table, columns)
