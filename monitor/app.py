@@ -26,6 +26,7 @@ from ragmon.alerts import cli as alerts_cli
 from ragmon.alerts import runtime as alerts_runtime
 from ragmon.alerts import tables as alerts_tables
 from ragmon.alerts.config import AlertsConfig, reference_issues
+from ragmon.alerts.report import tables as report_tables
 from ragmon.alerts.sinks import SINK_KINDS
 from ragmon.monitor import cli
 from ragmon.monitor.config import RootConfig
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
 
 #: Modules whose SQLAlchemy tables make up the schema, beside the foundation's own
 #: (``ragmon.monitor.store.models``). Alembic's env and the model-vs-DDL test use them.
-TABLE_MODULES = (references, recall_tables, drift_tables, alerts_tables)
+TABLE_MODULES = (references, recall_tables, drift_tables, alerts_tables, report_tables)
 
 
 @cache

@@ -57,6 +57,8 @@ class ProbeRun(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     probe: Mapped[str] = mapped_column(String(200))
+    #: The sidecar that ran it ("" for standalone replicas); migration 0007.
+    instance: Mapped[str] = mapped_column(String(200), default="", server_default="")
     kind: Mapped[str] = mapped_column(String(64))
     target: Mapped[str | None] = mapped_column(String(200))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -69,13 +71,14 @@ class ProbeRun(Base):
     target_fingerprint: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
-        Index("ix_probe_runs_probe_started", "probe", "started_at"),
+        Index("ix_probe_runs_probe_started", "probe", "instance", "started_at"),
         # Migration 0005: the newest run and the newest successful run of a probe (scrapes,
         # recall baselines) and retention's time-ordered batches, each found by an index
-        # instead of a scan of the history.
-        Index("ix_probe_runs_probe_id", "probe", "id"),
-        Index("ix_probe_runs_probe_status_id", "probe", "status", "id"),
-        Index("ix_probe_runs_probe_golden", "probe", "golden_version", "status", "id"),
+        # instead of a scan of the history; per instance since migration 0007.
+        Index("ix_probe_runs_probe_id", "probe", "instance", "id"),
+        Index("ix_probe_runs_probe_status_id", "probe", "instance", "status", "id"),
+        Index("ix_probe_runs_probe_golden", "probe", "instance", "golden_version", "status",
+              "id"),
         Index("ix_probe_runs_finished", "finished_at", "id"),
     )
 
@@ -105,16 +108,3 @@ class QueryResult(Base):
     status: Mapped[str] = mapped_column(String(16))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
-
-class ReportRun(Base):
-    """One weekly report; the unique period makes sending it a claim only one replica wins."""
-
-    __tablename__ = "report_runs"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    period: Mapped[str] = mapped_column(String(32), unique=True)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    status: Mapped[str] = mapped_column(String(16))
-    error: Mapped[str | None] = mapped_column(Text)
-    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
