@@ -20,6 +20,8 @@ class AlertState(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     rule: Mapped[str] = mapped_column(String(200))
+    #: The sidecar whose runs this state follows ("" for standalone replicas; 0007).
+    instance: Mapped[str] = mapped_column(String(200), default="", server_default="")
     fingerprint: Mapped[str] = mapped_column(String(64))
     labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     state: Mapped[str] = mapped_column(String(16))
@@ -30,7 +32,8 @@ class AlertState(Base):
     last_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
-    __table_args__ = (UniqueConstraint("rule", "fingerprint", name="uq_alert_states_rule_fp"),)
+    __table_args__ = (UniqueConstraint("rule", "instance", "fingerprint",
+                                       name="uq_alert_states_rule_fp"),)
 
 
 class AlertNotification(Base):

@@ -34,6 +34,7 @@ class ReferenceSample(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     probe: Mapped[str] = mapped_column(String(200))
+    instance: Mapped[str] = mapped_column(String(200), default="", server_default="")
     source: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     embedder_fingerprint: Mapped[str] = mapped_column(String(64))
@@ -47,7 +48,7 @@ class ReferenceSample(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     __table_args__ = (
-        Index("ix_reference_samples_probe", "probe", "source", "created_at"),
+        Index("ix_reference_samples_probe", "probe", "instance", "source", "created_at"),
         # Migration 0005: retention's time-ordered batches.
         Index("ix_reference_samples_created", "created_at", "id"),
     )

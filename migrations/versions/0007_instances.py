@@ -88,9 +88,33 @@ def _keys(after: bool) -> None:
     sqlite = op.get_bind().dialect.name == "sqlite"
     for table, before, later in KEYS:
         columns = later if after else before
-        if sqlite:  # the table is copied with the new key (SQLite cannot alter a key)
-            with op.batch_alter_table(table, recreate="always") as batch:
-                batch.create_primary_key(f"{table}_pkey", columns)
+        if sqlite:  # SQLite cannot alter a key: the table is copied into one with the new key
+            with op.batch_alter_table(table, recreate="always",
+                                      copy_from=_keyed(table, columns)):
+                pass
         else:
             op.drop_constraint(f"{table}_pkey", table, type_="primary")
             op.create_primary_key(f"{table}_pkey", table, columns)
+
+
+def _keyed(table: str, key: list[str]) -> sa.Table:
+    """The reservoir table ``table`` (its 0003 columns and the instance) keyed on ``key``."""
+    from ragmon.monitor.store.models import UTCDateTime
+
+    columns = {
+        "drift_reservoir": [
+            sa.Column("probe", sa.String(200)), sa.Column("slot", sa.Integer()),
+            sa.Column("received_at", UTCDateTime(), nullable=False),
+            sa.Column("item_id", sa.String(400)), sa.Column("text", sa.Text()),
+            sa.Column("vector", sa.LargeBinary())],
+        "drift_reservoir_state": [
+            sa.Column("probe", sa.String(200)),
+            sa.Column("window_start", UTCDateTime(), nullable=False),
+            sa.Column("seen", sa.BigInteger(), nullable=False),
+            sa.Column("fingerprint", sa.String(64)), sa.Column("tail", sa.JSON(), nullable=False)],
+    }[table]
+    columns.append(_instance())
+    for column in columns:
+        column.primary_key = column.name in key
+        column.nullable = column.nullable and not column.primary_key
+    return sa.Table(table, sa.MetaData(), *columns)

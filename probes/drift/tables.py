@@ -41,6 +41,7 @@ class DriftStatistic(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     probe: Mapped[str] = mapped_column(String(200))
+    instance: Mapped[str] = mapped_column(String(200), default="", server_default="")
     source: Mapped[str] = mapped_column(String(32))
     method: Mapped[str] = mapped_column(String(64))
     window_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -56,9 +57,9 @@ class DriftStatistic(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     __table_args__ = (
-        Index("ix_drift_statistics_probe", "probe", "method", "window_end"),
+        Index("ix_drift_statistics_probe", "probe", "instance", "method", "window_end"),
         # Migration 0005: the alarm state (newest row of a probe and method) and retention.
-        Index("ix_drift_statistics_probe_method_id", "probe", "method", "id"),
+        Index("ix_drift_statistics_probe_method_id", "probe", "instance", "method", "id"),
         Index("ix_drift_statistics_window_end", "window_end", "id"),
     )
 
@@ -87,6 +88,8 @@ class DriftReservoirItem(Base):
     __tablename__ = "drift_reservoir"
 
     probe: Mapped[str] = mapped_column(String(200), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(200), primary_key=True, default="",
+                                          server_default="")
     slot: Mapped[int] = mapped_column(Integer, primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     item_id: Mapped[str | None] = mapped_column(String(400))
@@ -100,6 +103,8 @@ class DriftReservoirState(Base):
     __tablename__ = "drift_reservoir_state"
 
     probe: Mapped[str] = mapped_column(String(200), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(200), primary_key=True, default="",
+                                          server_default="")
     window_start: Mapped[datetime] = mapped_column(UTCDateTime())
     seen: Mapped[int] = mapped_column(BigInteger)
     fingerprint: Mapped[str | None] = mapped_column(String(64))

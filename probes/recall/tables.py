@@ -27,11 +27,12 @@ class RecallBaseline(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     probe: Mapped[str] = mapped_column(String(200))
+    instance: Mapped[str] = mapped_column(String(200), default="", server_default="")
     run_id: Mapped[int] = mapped_column(BigId, ForeignKey("probe_runs.id", ondelete="CASCADE"))
     pinned_at: Mapped[datetime] = mapped_column(UTCDateTime())
     note: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_recall_baselines_probe", "probe", "pinned_at"),)
+    __table_args__ = (Index("ix_recall_baselines_probe", "probe", "instance", "pinned_at"),)
 
 
 class GoldenSetVersion(Base):
