@@ -1,19 +1,16 @@
-"""Email over SMTP: STARTTLS (default), implicit TLS or plain, with optional AUTH."""
+"""Email over SMTP: STARTTLS (default), implicit TLS or plain, with optional AUTH (the
+session itself is ``ragmon.alerts.smtp``, shared with the weekly report)."""
 
 from __future__ import annotations
 
-import smtplib
-import socket
-import ssl
-import time
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from html import escape
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from ragmon.alerts.sinks.base import Notification, Sink, deadline_file, time_left
+from ragmon.alerts.sinks.base import Notification, Sink
 from ragmon.monitor.config import Duration, ExistingPath, KindConfig, Secret
 
 
@@ -71,84 +68,16 @@ class EmailSink(Sink):
 
     def send(self, notification: Notification, deadline: float | None = None) -> None:
         cfg: EmailConfig = self.config
-        context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
-        by = self.deadline(deadline)
-        client: smtplib.SMTP = (
-            _DeadlineSMTPSSL(by, timeout=self.timeout, context=context)
-            if cfg.security == "tls" else _DeadlineSMTP(by, timeout=self.timeout)
-        )
+        # Imported here: ragmon.alerts.smtp imports this package's base module.
+        from ragmon.alerts.smtp import SmtpSendError, send_message
+
         try:
-            client.connect(cfg.host, cfg.port)
-            if cfg.security == "starttls":
-                client.starttls(context=context)
-            if cfg.username and cfg.password is not None:
-                client.login(cfg.username, cfg.password.get_secret_value())
-            client.send_message(email_message(notification, cfg))
-            try:  # the server took the message: a failed goodbye does not undo that
-                client.quit()
-            except (smtplib.SMTPException, OSError):
-                pass
-        except smtplib.SMTPAuthenticationError as exc:
-            raise self.error(
-                f"{cfg.host}:{cfg.port} refused the login of {cfg.username!r} "
-                f"({exc.smtp_code}); check username and password"
-            ) from None
-        except smtplib.SMTPException as exc:
-            raise self.error(
-                f"{cfg.host}:{cfg.port}: {type(exc).__name__}: {_smtp_text(exc)}"
-            ) from None
-        except (ssl.SSLError, OSError) as exc:
-            reason = "timed out" if isinstance(exc, TimeoutError) else (
-                getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
+            send_message(
+                email_message(notification, cfg), host=cfg.host, port=cfg.port,
+                security=cfg.security, deadline=self.deadline(deadline),
+                username=cfg.username,
+                password=cfg.password.get_secret_value() if cfg.password is not None else None,
+                ca_file=cfg.ca_file,
             )
-            raise self.error(f"cannot talk to {cfg.host}:{cfg.port}: {reason}") from None
-        finally:
-            client.close()
-
-
-class _DeadlineSMTP(smtplib.SMTP):
-    """An SMTP session that ends by ``deadline`` (``time.monotonic()``): it connects in the
-    time left, and sets the socket timeout to the time left before every command and before
-    every read of a reply, so a server that answers one byte at a time cannot stretch it.
-    The TLS handshake of STARTTLS inherits the time left at the last read."""
-
-    def __init__(self, deadline: float, **kwargs: Any):
-        self.deadline = deadline
-        super().__init__(**kwargs)  # no host: connect() is called by the sink
-
-    def connect(self, host: str = "localhost", port: int = 0,
-                source_address: Any = None) -> tuple[int, bytes]:
-        self._host = host  # the name TLS checks the certificate against
-        return super().connect(host, port, source_address)
-
-    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        connect = super()._get_socket  # type: ignore[misc] # private, absent from the stubs
-        sock: socket.socket = connect(host, port, time_left(self.deadline))
-        return sock
-
-    def send(self, s: Any) -> None:
-        if self.sock is not None:
-            self.sock.settimeout(time_left(self.deadline))
-        super().send(s)
-
-    def getreply(self) -> tuple[int, bytes]:
-        if self.file is None and self.sock is not None:
-            self.file = deadline_file(self.sock, self.deadline)
-        try:
-            return super().getreply()
-        except smtplib.SMTPServerDisconnected:
-            if time.monotonic() >= self.deadline:  # smtplib words a timeout as a disconnect
-                raise TimeoutError("timed out") from None
-            raise
-
-
-class _DeadlineSMTPSSL(_DeadlineSMTP, smtplib.SMTP_SSL):
-    """Implicit TLS: the handshake is bounded by the time left when connecting."""
-
-
-def _smtp_text(exc: smtplib.SMTPException) -> str:
-    code = getattr(exc, "smtp_code", None)
-    text = getattr(exc, "smtp_error", b"")
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    return f"{code} {text}".strip() if code else str(exc.args[0] if exc.args else "")
+        except SmtpSendError as exc:
+            raise self.error(str(exc)) from None
