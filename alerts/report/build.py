@@ -16,9 +16,17 @@ from typing import Any
 from sqlalchemy import select
 
 from ragmon.alerts.report.model import Period
+from ragmon.alerts.report.sources import (
+    DriftPoint,
+    Episode,
+    GoldenVersion,
+    alert_episodes,
+    drift_points,
+    golden_versions,
+)
 from ragmon.monitor.common import utc
 from ragmon.monitor.config import RootConfig
-from ragmon.monitor.store import Store, parse_labels
+from ragmon.monitor.store import Store
 from ragmon.monitor.store.models import ProbeRun, RunValue
 
 
@@ -36,6 +44,7 @@ class Run:
     error: str | None
     details: dict[str, Any]
     golden_version: str | None
+    embedder_fingerprint: str | None
     values: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def value(self, name: str, **labels: Any) -> float | None:
@@ -62,7 +71,8 @@ def runs_in(store: Store, period: Period, probes: Iterable[str] | None = None) -
             for v in s.scalars(select(RunValue).where(RunValue.run_id.in_(ids[start:start + 500]))):
                 values.setdefault(v.run_id, {})[(v.name, v.labels)] = v.value
     return [Run(r.id, r.probe, r.kind, r.target, utc(r.started_at), r.status, r.error,
-                r.details or {}, r.golden_version, values.get(r.id, {})) for r in rows]
+                r.details or {}, r.golden_version, r.embedder_fingerprint,
+                values.get(r.id, {})) for r in rows]
 
 
 @dataclass
@@ -91,6 +101,10 @@ class ReportData:
     period: Period
     generated_at: datetime
     probes: list[ProbeHistory]
+    drift: list[DriftPoint] = field(default_factory=list)
+    drift_before: list[DriftPoint] = field(default_factory=list)
+    alerts: list[Episode] = field(default_factory=list)
+    golden: list[GoldenVersion] = field(default_factory=list)
 
     @property
     def total_runs(self) -> int:
@@ -118,7 +132,16 @@ def build(store: Store, config: RootConfig, period: Period, now: datetime) -> Re
         target = getattr(cfg, "target", None) if cfg is not None else \
             next((r.target for r in mine), None)
         probes.append(ProbeHistory(name, kind, target, mine, before))
-    return ReportData(period, now, probes)
+    data = ReportData(period, now, probes)
+    if not current:
+        return data  # nothing ran: the report says only that
+    data.drift = drift_points(store, period)
+    data.drift_before = drift_points(store, period.previous())
+    data.alerts = alert_episodes(store, period)
+    names = {str(r.details["golden"]["name"]) for r in current
+             if isinstance(r.details.get("golden"), dict) and r.details["golden"].get("name")}
+    data.golden = golden_versions(store, names)
+    return data
 
 
-__all__ = ["ProbeHistory", "ReportData", "Run", "build", "parse_labels", "runs_in"]
+__all__ = ["ProbeHistory", "ReportData", "Run", "build", "runs_in"]

@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING
 
 from ragmon.alerts.report.blocks import Para, Section, Table
 from ragmon.alerts.report.build import ReportData, build
+from ragmon.alerts.report.drift import drift_section
+from ragmon.alerts.report.findings import Finding, headline
 from ragmon.alerts.report.model import Image, Period, Rendered
+from ragmon.alerts.report.ops import (
+    alerts_section,
+    canary_section,
+    failing_only,
+    housekeeping_section,
+)
+from ragmon.alerts.report.recall import recall_section
 from ragmon.monitor.common import iso
 
 if TYPE_CHECKING:
@@ -53,12 +62,12 @@ def render_report(store: Store, config: RootConfig, period: Period, *,
                   now: datetime | None = None) -> Rendered:
     """The report of ``period`` from the stored history, ready to send or to write."""
     data = build(store, config, period, now or datetime.now(UTC))
-    status, headline, sections = compose(data)
+    status, sentence, sections = compose(store, data)
     images = [b.image for s in sections for b in s.blocks
               if b.kind == "chart" and b.image is not None]  # type: ignore[union-attr]
-    subject = f"ragmon weekly report {period_label(period)}: {status} - {headline}"
+    subject = f"ragmon weekly report {period_label(period)}: {status} - {sentence}"
     context = {"period": period_label(period), "generated": iso(data.generated_at),
-               "status": status, "headline": headline, "sections": sections}
+               "status": status, "headline": sentence, "sections": sections}
     env = _environment()
     text = env.get_template("report.txt.j2").render(**context)
     html_email = env.get_template("report.html.j2").render(**context, src=_cid_src)
@@ -67,21 +76,45 @@ def render_report(store: Store, config: RootConfig, period: Period, *,
                     html_file=html_file, images=images, status=status)
 
 
-def compose(data: ReportData) -> tuple[str, str, list[Section]]:
+def compose(store: Store, data: ReportData) -> tuple[str, str, list[Section]]:
     """The status, the headline sentence and the sections of a report."""
     if data.total_runs == 0:
-        return ("no data", "no probe ran in this period.",
-                [Section("Probe runs", slug="housekeeping").add(
-                    Para("No probe run was stored between "
-                         f"{iso(data.period.since)} and {iso(data.period.until)}."))])
+        return "no data", "no probe ran in this period.", [_empty(data)]
     if data.failed_runs == data.total_runs:
-        return ("failing", f"every one of the {data.total_runs} probe runs failed.",
-                [Section("Probe runs", slug="housekeeping").add(
-                    Para(f"All {data.total_runs} runs failed.", "bad"))])
-    section = Section("Probe runs", slug="housekeeping")
+        section, _ = housekeeping_section(data, data.golden)
+        section.blocks.insert(0, Para(f"All {data.total_runs} probe runs of this period "
+                                      "failed: there are no measurements to report. The "
+                                      "errors are below.", "bad"))
+        finding = failing_only(data)
+        return "failing", finding.sentence, [section]
+    sections: list[Section] = []
+    findings: list[Finding] = []
+    texts = {v.version: v.texts for v in data.golden}
     for p in data.probes:
-        section.add(Para(f"{p.name} ({p.kind}): {len(p.ok)} of {len(p.runs)} runs succeeded."))
-    return "healthy", "probes ran as usual.", [section]
+        if p.kind == "recall" and p.runs:
+            part = recall_section(store, p, texts)
+        elif p.kind == "drift" and p.runs:
+            part = drift_section(p, [d for d in data.drift if d.probe == p.name],
+                                 [d for d in data.drift_before if d.probe == p.name])
+        else:
+            continue
+        sections.append(part[0])
+        findings.extend(part[1])
+    for section, found in (canary_section(data), alerts_section(data.alerts, data.period),
+                           housekeeping_section(data, data.golden)):
+        sections.append(section)
+        findings.extend(found)
+    status, sentence = headline(findings)
+    return status, sentence, sections
+
+
+def _empty(data: ReportData) -> Section:
+    names = ", ".join(p.name for p in data.probes) or "none are configured"
+    return Section("Probe runs", slug="housekeeping").add(Para(
+        f"No probe run was stored between {iso(data.period.since)} and "
+        f"{iso(data.period.until)}, so there is nothing to compare. Probes: {names}. If the "
+        "daemon should have run, check that it is up and that it writes to this store.",
+        "muted"))
 
 
 def period_label(period: Period) -> str:

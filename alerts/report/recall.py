@@ -1,0 +1,221 @@
+"""The recall part of the report: trends of recall@k, nDCG and MRR (live and exact), index
+fidelity and latency against the previous period, the queries that regressed most, and the
+period's attribution verdicts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from ragmon.alerts.report.blocks import Para, Section, Table
+from ragmon.alerts.report.build import ProbeHistory, Run
+from ragmon.alerts.report.charts import Series, trend
+from ragmon.alerts.report.findings import (
+    RECALL_DROP,
+    RECALL_VERDICT,
+    STEADY,
+    Finding,
+    delta,
+    fmt,
+    mean,
+    when,
+)
+from ragmon.monitor.store import Store
+
+#: Verdicts that say nothing is wrong (a golden set edit is news, not a fault).
+FINE = ("healthy", "golden-set-changed")
+#: A period mean this much below the previous period's is worth the headline.
+NOTABLE_DROP = 0.02
+TOP_QUERIES = 5
+CAUSES = {"index": "the index (ANN vs exact recall fell)",
+          "embedding": "the embedding model or query pipeline",
+          "content": "content (golden documents deleted or re-ingested)",
+          "inconclusive": "no single cause (inconclusive)"}
+
+
+def verdict_k(p: ProbeHistory) -> int | None:
+    for run in reversed(p.ok):
+        k = run.details.get("verdict_k")
+        if k is not None:
+            return int(k)
+    return None
+
+
+def points(runs: list[Run], name: str, **labels: Any) -> list[tuple[Any, float]]:
+    return [(r.started_at, v) for r in runs if (v := r.value(name, **labels)) is not None]
+
+
+def period_mean(runs: list[Run], name: str, **labels: Any) -> float | None:
+    return mean([v for _, v in points(runs, name, **labels)])
+
+
+def recall_section(store: Store, p: ProbeHistory,
+                   texts: dict[str, dict[str, str]]) -> tuple[Section, list[Finding]]:
+    """One recall probe's section and findings (``texts``: golden version -> id -> text)."""
+    section = Section(f"Recall: {p.name}", slug=f"recall-{p.name}")
+    k = verdict_k(p)
+    if k is None:
+        section.add(Para(f"No successful run of {p.name} in this period to read recall from.",
+                         "bad" if p.runs else "muted"))
+        return section, []
+    level = p.ok[-1].details.get("level", "chunk")
+    section.add(Para(f"Target {p.target}; {len(p.ok)} successful runs; metrics at {level} "
+                     f"level, decided at k={k}. Numbers: this period's mean (previous period's "
+                     "mean, change).", "muted"))
+    findings: list[Finding] = []
+    section.add(*metric_charts(p, k))
+    section.add(metric_table(p, k))
+    drop = _drop(p, k)
+    if drop is not None:
+        findings.append(drop)
+    regress = regressions(store, p, k, texts)
+    section.add(*regress)
+    blocks, verdict = verdicts(p)
+    section.add(*blocks)
+    if verdict is not None:
+        findings.append(verdict)
+    if not findings:
+        now = period_mean(p.ok, "recall_ratio", k=k, mode="live")
+        findings.append(Finding(STEADY, f"live recall@{k} of {p.name} held at {fmt(now)}."))
+    return section, findings
+
+
+def metric_charts(p: ProbeHistory, k: int) -> list[Any]:
+    charts = []
+    for title, name, labelled in (
+            (f"recall@{k}", "recall_ratio", True), (f"nDCG@{k}", "ndcg_ratio", True),
+            ("MRR", "mrr_ratio", False)):
+        extra = {"k": k} if labelled else {}
+        series = [Series(mode, points(p.ok, name, mode=mode, **extra), dashed=mode == "exact")
+                  for mode in ("live", "exact")]
+        parts = [f"{s.label} {delta(mean([v for _, v in s.points]), period_mean(p.previous, name, mode=s.label, **extra))}"  # noqa: E501
+                 for s in series if s.points]
+        low = min(((t, v) for t, v in series[0].points), key=lambda x: x[1], default=None)
+        if low is not None and len(series[0].points) > 1:
+            parts.append(f"live low {low[1]:.3f} on {when(low[0])}")
+        summary = f"{title} of {p.name}: " + "; ".join(parts) + "."
+        charts.append(trend(f"{title} - {p.name}", series, summary, unit_range=True))
+    fid = points(p.ok, "index_fidelity_ratio", k=k)
+    if fid:
+        summary = (f"index fidelity@{k} (ANN vs exact) of {p.name}: "
+                   f"{delta(mean([v for _, v in fid]), period_mean(p.previous, 'index_fidelity_ratio', k=k))}; "  # noqa: E501
+                   f"lowest {min(v for _, v in fid):.3f}.")
+        charts.append(trend(f"index fidelity@{k} - {p.name}", [Series("fidelity", fid)],
+                            summary, unit_range=True))
+    return charts
+
+
+def metric_table(p: ProbeHistory, k: int) -> Table:
+    rows = []
+    specs: list[tuple[str, str, dict[str, Any]]] = [
+        (f"recall@{k} live", "recall_ratio", {"k": k, "mode": "live"}),
+        (f"recall@{k} exact", "recall_ratio", {"k": k, "mode": "exact"}),
+        (f"nDCG@{k} live", "ndcg_ratio", {"k": k, "mode": "live"}),
+        ("MRR live", "mrr_ratio", {"mode": "live"}),
+        (f"index fidelity@{k}", "index_fidelity_ratio", {"k": k}),
+        (f"shortfall@{k}", "index_shortfall_ratio", {"k": k}),
+    ]
+    if p.ok[-1].details.get("level") == "document":
+        specs += [(f"chunk recall@{k} live", "chunk_recall_ratio", {"k": k, "mode": "live"}),
+                  (f"document shortfall@{k}", "document_shortfall_ratio", {"k": k})]
+    for label, name, labels in specs:
+        now = period_mean(p.ok, name, **labels)
+        if now is None:
+            continue
+        rows.append([label, delta(now, period_mean(p.previous, name, **labels)),
+                     fmt(p.ok[-1].value(name, **labels))])
+    p95 = [v * 1000 for _, v in points(p.ok, "search_latency_seconds", stat="p95")]
+    if p95:
+        before = [v * 1000 for _, v in points(p.previous, "search_latency_seconds", stat="p95")]
+        rows.append(["latency p95 (ms)", delta(mean(p95), mean(before), 1),
+                     f"{p95[-1]:.1f}"])
+    return Table(["metric", "mean (previous, change)", "last run"], rows)
+
+
+def _drop(p: ProbeHistory, k: int) -> Finding | None:
+    now = period_mean(p.ok, "recall_ratio", k=k, mode="live")
+    before = period_mean(p.previous, "recall_ratio", k=k, mode="live")
+    if now is None or before is None or before - now < NOTABLE_DROP:
+        return None
+    return Finding(RECALL_DROP, f"live recall@{k} of {p.name} fell from {before:.3f} to "
+                   f"{now:.3f} on average against the previous period.", problem=True)
+
+
+def regressions(store: Store, p: ProbeHistory, k: int,
+                texts: dict[str, dict[str, str]]) -> list[Any]:
+    """The queries whose live recall@k fell most between the last successful run before
+    the period (else the period's first) and the period's last run."""
+    before_run = next(iter(reversed([r for r in p.previous if r.status == "ok"])), None)
+    before_run = before_run or p.ok[0]
+    after_run = p.ok[-1]
+    if before_run.id == after_run.id:
+        return [Para("Regressions: one run only, nothing to compare.", "muted")]
+    before = {q.query_id: q.data for q in store.query_results(before_run.id)}
+    after = {q.query_id: q.data for q in store.query_results(after_run.id)}
+    key = str(k)
+    moved = []
+    for qid, data in after.items():
+        old = before.get(qid)
+        if old is None:
+            continue
+        r0 = (old.get("live") or {}).get("recall", {}).get(key, 0.0)
+        r1 = (data.get("live") or {}).get("recall", {}).get(key, 0.0)
+        if r1 < r0:
+            moved.append((r1 - r0, qid, old, data))
+    moved.sort(key=lambda m: (m[0], m[1]))
+    head = (f"Regressions: live recall@{k} per query, run {before_run.id} "
+            f"({when(before_run.started_at)}) against run {after_run.id} "
+            f"({when(after_run.started_at)}): {len(moved)} of {len(after)} queries fell.")
+    if not moved:
+        return [Para(head, "good")]
+    names = texts.get(after_run.golden_version or "", {})
+    rows = [[f"{qid} {_quote(names.get(qid))}".strip(),
+             f"{(old.get('live') or {}).get('recall', {}).get(key, 0.0):.2f} -> "
+             f"{(new.get('live') or {}).get('recall', {}).get(key, 0.0):.2f}",
+             ranks(old) + " -> " + ranks(new)]
+            for _, qid, old, new in moved[:TOP_QUERIES]]
+    return [Para(head), Table(["query", f"recall@{k}", "relevant ranks before -> after"], rows)]
+
+
+def ranks(data: dict[str, Any]) -> str:
+    found = (data.get("live") or {}).get("relevant_ranks") or {}
+    if not found:
+        return "none in top k"
+    return ", ".join(f"{doc}@{rank}" for doc, rank in
+                     sorted(found.items(), key=lambda x: x[1])[:3])
+
+
+def _quote(text: str | None, width: int = 70) -> str:
+    if not text:
+        return ""
+    one = " ".join(text.split())
+    return '"' + (one if len(one) <= width else one[: width - 3] + "...") + '"'
+
+
+def verdicts(p: ProbeHistory) -> tuple[list[Any], Finding | None]:
+    """The period's attribution verdicts, counted, with the reasons of each fault."""
+    counts = Counter(str(r.details.get("verdict")) for r in p.ok if r.details.get("verdict"))
+    if not counts:
+        return [], None
+    text = ", ".join(f"{v} x{n}" for v, n in counts.most_common())
+    blocks: list[Any] = [Para(f"Verdicts this period: {text}.")]
+    finding = None
+    for verdict in counts:
+        if verdict in FINE:
+            continue
+        runs = [r for r in p.ok if r.details.get("verdict") == verdict]
+        first, last = runs[0], runs[-1]
+        reasons = "; ".join(str(x) for x in (last.details.get("reasons") or [])[:3])
+        blocks.append(Para(f"{verdict}: first on {when(first.started_at)}, last on "
+                           f"{when(last.started_at)}" + (f" - {reasons}" if reasons else ""),
+                           "bad"))
+    latest = str(p.ok[-1].details.get("verdict"))
+    if latest not in FINE and latest != "None":
+        first = next(r for r in p.ok if r.details.get("verdict") == latest)
+        cause = CAUSES.get(latest, latest)
+        finding = Finding(RECALL_VERDICT, f"{p.name}: recall is degraded, attributed to "
+                          f"{cause}, since {when(first.started_at)}.", problem=True)
+    return blocks, finding
+
+
+__all__ = ["recall_section"]
