@@ -92,9 +92,15 @@ listener binds every interface, because kubelet probes and Prometheus reach the 
 {{- define "ragmon.config" -}}
 {{- $config := deepCopy (.Values.config | default dict) }}
 {{- $server := deepCopy (get $config "server" | default dict) }}
+{{- if hasKey $server "listen" }}
+{{- fail "config.server.listen is set by the chart (all interfaces on service.port, where the kubelet probes and Prometheus connect): remove it and set service.port instead" }}
+{{- end }}
 {{- $_ := set $server "listen" (printf "0.0.0.0:%d" (int .Values.service.port)) }}
 {{- $_ = set $config "server" $server }}
 {{- $store := deepCopy (get $config "store" | default dict) }}
+{{- if hasKey $store "url" }}
+{{- fail "config.store.url is set by the chart: remove it and set database.type (sqlite on the volume, or postgresql with the URL in the Secret key database.urlSecretKey)" }}
+{{- end }}
 {{- if include "ragmon.sqlite" . }}
 {{- $_ = set $store "url" "sqlite:////var/lib/ragmon/ragmon.db" }}
 {{- else }}
@@ -121,10 +127,10 @@ docs/kubernetes.md):
 With sidecar.native, it is an init container with restartPolicy: Always (Kubernetes 1.29+).
 */}}
 {{- define "ragmon.sidecar" -}}
+{{- include "ragmon.container" . }}
 {{- if .Values.sidecar.native }}
 restartPolicy: Always
-{{ end }}
-{{- include "ragmon.container" . }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -211,7 +217,8 @@ The pod volumes the ragmon container mounts (a host chart adds them to its pod i
 - name: ragmon-secrets
   secret:
     secretName: {{ . }}
-    defaultMode: 0440
+    # readable by the container's user whatever the pod's fsGroup (sidecar mode)
+    defaultMode: 0444
 {{- end }}
 {{- if and (include "ragmon.sqlite" .) .Values.persistence.enabled }}
 - name: ragmon-data

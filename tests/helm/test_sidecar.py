@@ -1,0 +1,89 @@
+"""Sidecar mode: a RAG app's chart that depends on ragmon renders the ragmon container in its
+own pods from the ragmon.sidecar template (in containers, or as a native sidecar in
+initContainers), and the snippet docs/kubernetes.md gives for charts with an extraContainers
+value is that same container."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.helm.chart_support import (
+    CHART,
+    REPO,
+    by_kind,
+    host_chart,
+    load_values,
+    manifests,
+    one,
+    render,
+    validate,
+)
+
+SIDECAR_VALUES = CHART / "ci" / "sidecar-values.yaml"
+IN_CONTAINERS = ("      containers:\n        - name: api\n          image: rag-api:1\n"
+                 "        - {{- include \"ragmon.sidecar\" .Subcharts.ragmon | nindent 10 }}\n")
+IN_INIT_CONTAINERS = (
+    "      initContainers:\n"
+    "        - {{- include \"ragmon.sidecar\" .Subcharts.ragmon | nindent 10 }}\n"
+    "      containers:\n        - name: api\n          image: rag-api:1\n")
+
+
+def host_pod(tmp_path: Path, containers: str, ragmon_values: dict[str, Any]) -> dict[str, Any]:
+    objects = manifests(render({"ragmon": ragmon_values}, chart=host_chart(tmp_path, containers)))
+    for obj in objects:
+        validate(obj)
+    [app] = [d for d in by_kind(objects, "Deployment") if d["metadata"]["name"] == "rag-api"]
+    assert len(by_kind(objects, "Deployment")) == 1, "deployment.enabled=false renders none"
+    return app["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+
+
+def mounts_resolve(pod: dict[str, Any], container: dict[str, Any]) -> None:
+    volumes = {v["name"] for v in pod["volumes"]}
+    assert {m["name"] for m in container["volumeMounts"]} <= volumes
+
+
+def test_a_native_sidecar_is_an_init_container_that_keeps_running(tmp_path: Path) -> None:
+    pod = host_pod(tmp_path, IN_INIT_CONTAINERS, load_values(SIDECAR_VALUES))
+    [ragmon] = pod["initContainers"]
+    assert ragmon["name"] == "ragmon" and ragmon["restartPolicy"] == "Always"
+    assert ragmon["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    mounts_resolve(pod, ragmon)
+
+
+def test_a_plain_sidecar_is_a_second_container(tmp_path: Path) -> None:
+    values = {**load_values(SIDECAR_VALUES), "sidecar": {"native": False}}
+    pod = host_pod(tmp_path, IN_CONTAINERS, values)
+    [ragmon] = [c for c in pod["containers"] if c["name"] == "ragmon"]
+    assert "restartPolicy" not in ragmon
+    mounts_resolve(pod, ragmon)
+
+
+def test_the_sidecar_service_selects_the_app_pods() -> None:
+    objects = manifests(render(load_values(SIDECAR_VALUES)))
+    assert not by_kind(objects, "Deployment")
+    assert one(objects, "Service")["spec"]["selector"] == {"app.kubernetes.io/name": "rag-api"}
+
+
+def documented(kind: str) -> Any:
+    """The YAML block of docs/kubernetes.md that follows the marker <!-- sidecar:KIND -->."""
+    text = (REPO / "docs" / "kubernetes.md").read_text()
+    found = re.search(rf"<!-- sidecar:{kind} -->\s*```yaml\n(.*?)```", text, re.S)
+    assert found, f"docs/kubernetes.md has no <!-- sidecar:{kind} --> block"
+    return yaml.safe_load(found.group(1))
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["extraContainers", "initContainers"])
+def test_the_documented_snippet_is_the_rendered_sidecar(tmp_path: Path, native: bool) -> None:
+    containers = IN_INIT_CONTAINERS if native else IN_CONTAINERS
+    values = {**load_values(SIDECAR_VALUES), "sidecar": {"native": native}}
+    pod = host_pod(tmp_path, containers, values)
+    rendered = [c for c in pod["initContainers" if native else "containers"]
+                if c["name"] == "ragmon"]
+    key = "initContainers" if native else "extraContainers"
+    assert documented(key) == {key: rendered}
+    assert documented("volumes") == {"extraVolumes": pod["volumes"]}
