@@ -51,9 +51,8 @@ class Conditional:
 
 
 def _report_configured(config: RootConfig) -> bool:
-    # The report section has no settings until the report feature fills it in; from then
-    # on a config with a report exports its last-success timestamp.
-    return bool(type(config.report).model_fields)
+    report = getattr(config, "report", None)
+    return bool(getattr(report, "enabled", False))
 
 
 def _query_drift_configured(config: RootConfig) -> bool:
@@ -64,7 +63,8 @@ def _query_drift_configured(config: RootConfig) -> bool:
 #: Metrics the rules read that only a configured feature exports.
 CONDITIONAL: dict[str, Conditional] = {
     "ragmon_report_last_success_timestamp_seconds": Conditional(
-        "the weekly report (its feature is not in this install yet)", _report_configured),
+        "the weekly report (report.enabled: a daemon that sends it exports when it last "
+        "did)", _report_configured),
     "ragmon_coverage_gap_ratio": Conditional(
         "a drift probe of query traffic with a target (source: queries)",
         _query_drift_configured),

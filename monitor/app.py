@@ -26,7 +26,9 @@ from ragmon.alerts import cli as alerts_cli
 from ragmon.alerts import runtime as alerts_runtime
 from ragmon.alerts import tables as alerts_tables
 from ragmon.alerts.config import AlertsConfig, reference_issues
+from ragmon.alerts.report import runtime as report_runtime
 from ragmon.alerts.report import tables as report_tables
+from ragmon.alerts.report.config import ReportConfig
 from ragmon.alerts.sinks import SINK_KINDS
 from ragmon.monitor import cli
 from ragmon.monitor.config import RootConfig
@@ -69,11 +71,12 @@ def default_plugins() -> Plugins:
         ]),
         targets=TARGET_KINDS,
         embedders=EMBEDDER_KINDS,
-        sections={"alerts": Section(AlertsConfig, "in-daemon alert rules and sinks")},
+        sections={"alerts": Section(AlertsConfig, "in-daemon alert rules and sinks"),
+                  "report": Section(ReportConfig, "the weekly report by email")},
         config_checks=(reference_issues,),
         file_checks=(recall_file_checks.file_issues,),
         commands=(alerts_cli.add_commands, recall_cli.add_commands, drift_cli.add_commands),
-        extensions=(alerts_runtime.install, drift_ingest.install),
+        extensions=(alerts_runtime.install, drift_ingest.install, report_runtime.install),
         retention=retention_parts,
         other_kinds={"sink": SINK_KINDS, "drift method": DRIFT_METHODS},
     )

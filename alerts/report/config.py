@@ -120,15 +120,19 @@ class ReportConfig(Strict):
     """Cron expression in UTC: when a period ends and its report is sent (Monday 08:00)."""
     period: Duration = 7 * 86400.0
     """Length of the period a report covers, ending at the scheduled time."""
-    subject_prefix: str = "[ragmon]"
-    """Put before the subject."""
+    subject_prefix: str = ""
+    """Put before the subject (`[search-team]`); the subject itself names ragmon, the
+    period and the headline."""
     sender: EmailAddress | None = Field(default=None, alias="from")
     """The From address (written `from`): `ragmon@example.org` or `Name <addr>`."""
     to: list[EmailAddress] = Field(default_factory=list)
     """Recipients."""
     smtp: SmtpConfig | None = None
+    """The mail server (required when `enabled`)."""
     retry: RetryConfig = RetryConfig()
+    """Retries of a failed send within its period."""
     endpoint: EndpointConfig = EndpointConfig()
+    """The daemon's `/report` page (off by default)."""
 
     @model_validator(mode="after")
     def _complete(self) -> ReportConfig:

@@ -4,6 +4,7 @@ touches this file, and features add their own sections the same way."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -59,6 +60,20 @@ class StoreConfig(Strict):
     migrate_on_start: bool = True
     """Upgrade the schema at start (under an advisory lock on PostgreSQL); when false, refuse to
     start unless the schema is at head."""
+    pool_size: int = Field(default=5, ge=1, le=100)
+    """PostgreSQL: connections each daemon keeps open. With `max_overflow`, the most one
+    daemon opens: R replicas need R x (pool_size + max_overflow) within the server's
+    `max_connections` (default 100, some kept for superusers): 10 replicas at the defaults
+    use at most 100. SQLite ignores it."""
+    max_overflow: int = Field(default=5, ge=0, le=100)
+    """PostgreSQL: connections opened beyond `pool_size` under load, closed when returned."""
+    pool_timeout: Duration = 30.0
+    """How long a request waits for a free connection before it fails (a failed run or
+    scrape, logged; the daemon keeps running)."""
+    statement_timeout: Duration | None = 60.0
+    """PostgreSQL: any statement running longer is cancelled by the server (its run or
+    scrape fails, the daemon keeps running), so a lock held by a stuck replica or an
+    overloaded server cannot hang every replica. `null` for none; migrations are exempt."""
 
     @field_validator("url", mode="after")
     @classmethod
@@ -160,6 +175,13 @@ class SchedulerConfig(Strict):
     heartbeat: Duration = 5.0
     """Scheduler heartbeat period; /healthz fails when the heartbeat is older than 3 periods + 5s.
     """
+    replica: str | None = None
+    """This daemon's name in the shared schedule, stored on every run it makes (`replica` on
+    the run row). Default: `HOST:PID:` and a random suffix, new at every start."""
+    claim_grace: Duration = 30.0
+    """Replicas sharing a PostgreSQL store claim each slot of a probe's schedule before
+    running it; a claim lasts the probe's `jitter` + `timeout` + this. When its replica dies,
+    another replica runs the slot after that (at its next fire of the probe)."""
 
 
 class GoldenSetConfig(Strict):
@@ -254,8 +276,67 @@ class EmbedderConfig(KindConfig):
     """Texts encoded per batch."""
 
 
-class ReportConfig(Strict):
-    """The weekly drift report email (filled in by the report feature)."""
+class DeploymentConfig(Strict):
+    """How this daemon is deployed: one of several `standalone` replicas probing shared
+    indexes, or a `sidecar` probing its own pod's index under its own `instance` name
+    (docs/architecture.md, "Deployment shapes")."""
+
+    mode: Literal["standalone", "sidecar"] = "standalone"
+    """`standalone`: every replica probes the same indexes and shares one history (a shared
+    vector service such as pgvector or Qdrant). `sidecar`: the index lives in this pod (a FAISS
+    file, a local Chroma); runs, baselines, references, drift windows and alert state are
+    kept per `instance`."""
+    instance: str | None = None
+    """This daemon's name among sidecars: stored on every run and exported as the
+    `ragmon_instance` label. Default in `sidecar` mode: `$POD_NAME`, else `$HOSTNAME`;
+    in `standalone` mode: empty (no label). Letters, digits, `.`, `_`, `-`, `:`; at most 200."""
+
+    @field_validator("instance")
+    @classmethod
+    def _instance_name(cls, value: str | None) -> str | None:
+        if value is not None and value != "" and not _INSTANCE.fullmatch(value):
+            raise config_error(
+                "instance", "{value} is not an instance name: use letters, digits, '.', '_', "
+                "'-' or ':' (at most 200), like a pod name", {"value": repr(value)})
+        return value
+
+    @model_validator(mode="after")
+    def _sidecar_name(self) -> DeploymentConfig:
+        if self.mode == "sidecar" and not self.instance:
+            raise config_error(
+                "instance_missing", "mode 'sidecar' needs a name for this pod: set "
+                "deployment.instance, or $POD_NAME (the Kubernetes downward API) or $HOSTNAME",
+                {})
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _instance_from_env(cls, data: Any) -> Any:
+        import os
+
+        if isinstance(data, dict) and data.get("mode") == "sidecar" and not data.get("instance"):
+            name = os.environ.get("POD_NAME") or os.environ.get("HOSTNAME")
+            if name:
+                return {**data, "instance": name}
+        return data
+
+    @property
+    def name(self) -> str:
+        """The instance stored on runs and state rows ("" for standalone replicas)."""
+        return self.instance or ""
+
+
+_INSTANCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}")
+
+
+class ReloadConfig(Strict):
+    """Config reload without a restart (docs/reload.md): on SIGHUP, and when the config file or
+    a golden set file it names changes (a Kubernetes ConfigMap update included)."""
+
+    watch: bool = True
+    """Watch the config file and its golden set files for changes; `false`: SIGHUP only."""
+    poll: Duration = 5.0
+    """How often the watched files are checked (path target, mtime, size, content hash)."""
 
 
 class RootConfig(Strict):
@@ -272,7 +353,8 @@ class RootConfig(Strict):
     targets: dict[str, TargetConfig] = {}
     golden_sets: dict[str, GoldenSetConfig] = {}
     probes: dict[str, ProbeConfig] = {}
-    report: ReportConfig = ReportConfig()
+    reload: ReloadConfig = ReloadConfig()
+    deployment: DeploymentConfig = DeploymentConfig()
 
     _source: str = PrivateAttr(default="")
     _plugins: Any = PrivateAttr(default=None)
@@ -319,7 +401,7 @@ def root_model(plugins: Plugins) -> type[RootConfig]:
 
 
 __all__ = [
-    "ConfigPath", "EmbedderConfig", "GoldenSetConfig", "LoggingConfig",
-    "ProbeConfig", "ReportConfig", "SchedulerConfig", "ServerConfig", "StoreConfig",
+    "ConfigPath", "DeploymentConfig", "EmbedderConfig", "GoldenSetConfig", "LoggingConfig",
+    "ProbeConfig", "ReloadConfig", "SchedulerConfig", "ServerConfig", "StoreConfig",
     "RootConfig", "TargetConfig", "root_model",
 ]
