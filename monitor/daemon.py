@@ -23,17 +23,20 @@ from types import FrameType
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
 
-from ragmon.monitor.config import ProbeConfig, RootConfig
+from ragmon.monitor.config import RootConfig
 from ragmon.monitor.context import ProbeContext
 from ragmon.monitor.http import App, HttpServer
 from ragmon.monitor.metrics import StoreCollector, process_metrics
 from ragmon.monitor.plugins import Closeable, DaemonExtension
+from ragmon.monitor.reload import ConfigReloader
+from ragmon.monitor.reload_apply import install_extension
 from ragmon.monitor.runner import Runner
+from ragmon.monitor.slots import ANCHOR, SharedSchedule, probe_trigger
 from ragmon.monitor.store import Store
+from ragmon.monitor.store.claims import Claims
 
 log = logging.getLogger("ragmon.daemon")
 
@@ -44,16 +47,6 @@ def _exit_now() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
-
-
-def probe_trigger(cfg: ProbeConfig) -> IntervalTrigger | CronTrigger:
-    """The probe's schedule, with its jitter, in UTC."""
-    jitter = int(cfg.jitter) or None
-    if cfg.cron is not None:
-        trigger = CronTrigger.from_crontab(cfg.cron, timezone="UTC")
-        trigger.jitter = jitter
-        return trigger
-    return IntervalTrigger(seconds=cfg.interval, jitter=jitter, timezone="UTC")
 
 
 class Daemon:
@@ -74,8 +67,13 @@ class Daemon:
         self.http: HttpServer | None = None
         self._gauges = process_metrics(self.registry)
         self._heartbeat = 0.0
+        self._stopping = threading.Event()  # set at shutdown: claims and jitter waits stop
         #: What the extensions returned; closed at shutdown, before the store.
         self.installed: list[Closeable] = []
+        #: Per extension (by index): what it returned and the jobs it added (for reloads).
+        self.extension_parts: dict[int, tuple[Closeable | None, set[str]]] = {}
+        self.reloader: ConfigReloader | None = None
+        self._reload_requested = False
 
     # --- health ----------------------------------------------------------------------------
     def healthz(self) -> tuple[bool, str]:
@@ -100,7 +98,10 @@ class Daemon:
         # Bound first: a taken port fails the start (one line, exit 1) before anything runs.
         app = App(self.registry, self.healthz, self.readyz)
         self.http = HttpServer(app, cfg.server.host, cfg.server.port, cfg.server)
-        self.store = Store(cfg.store.url.get_secret_value())
+        self.store = Store(cfg.store.url.get_secret_value(), instance=cfg.deployment.name,
+                           pool_size=cfg.store.pool_size, max_overflow=cfg.store.max_overflow,
+                           pool_timeout=float(cfg.store.pool_timeout),
+                           statement_timeout=cfg.store.statement_timeout)
         if cfg.store.migrate_on_start:
             self.store.migrate()
         else:
@@ -109,20 +110,27 @@ class Daemon:
             self.store.add_retention(*self.plugins.retention(cfg))
         self.context = self._given_context or ProbeContext(cfg, self.store, self.plugins)
         app.routes = self.context.http_routes
-        self.runner = Runner(self.context, self.registry, self.plugins.probes)
-        self.registry.register(StoreCollector(self.store, cfg, self.plugins.metric_specs()))
+        # Replicas sharing the store run each schedule slot once between them.
+        self.claims = Claims(self.store, cfg.scheduler.replica, cfg.deployment.name)
+        self.runner = Runner(self.context, self.registry, self.plugins.probes, self.claims)
+        self.schedule = SharedSchedule(lambda: self.config, self.runner, self.claims,
+                                       self.registry, self._stopping)
+        self.collector = StoreCollector(self.store, cfg, self.plugins.metric_specs())
+        self.registry.register(self.collector)
         self._gauges["start_time"].set(time.time())
         for name in cfg.embedders:
             self._gauges["embedder_loaded"].labels(name).set_function(
                 functools.partial(self._embedder_loaded, name)
             )
         self.scheduler = self._build_scheduler()
-        for extension in self.extensions:
-            installed = extension(self)
-            if installed is not None:
-                self.installed.append(installed)
+        for index, extension in enumerate(self.extensions):
+            install_extension(self, index, extension)
+        self.reloader = ConfigReloader(self)
         self._beat()
         self.scheduler.start()
+        self.reloader.start()
+        if self._reload_requested:  # SIGHUP while starting
+            self.reloader.request()
         self.http.start()
         log.info("ragmon started: %d probes, store %s, listening on %s:%d",
                  len(cfg.probes), self.store.safe_url, cfg.server.host, self.http.port)
@@ -136,21 +144,30 @@ class Daemon:
                           "misfire_grace_time": int(cfg.scheduler.misfire_grace)},
         )
         now = datetime.now(UTC)
-        for i, (name, pcfg) in enumerate(sorted(cfg.probes.items())):
-            scheduler.add_job(
-                self.runner.run, probe_trigger(pcfg), args=[name], id=f"probe:{name}",
-                name=name, replace_existing=True,
-                misfire_grace_time=int(pcfg.misfire_grace or cfg.scheduler.misfire_grace),
-                next_run_time=now + timedelta(seconds=1 + i),  # first run right after start
-            )
+        for i, name in enumerate(sorted(cfg.probes)):  # first runs right after start
+            self.schedule_probe(scheduler, name, now + timedelta(seconds=1 + i))
         scheduler.add_job(self._beat, IntervalTrigger(seconds=cfg.scheduler.heartbeat),
                           id="heartbeat", name="heartbeat")
         store = cfg.store
         scheduler.add_job(
-            self._prune, IntervalTrigger(seconds=store.retention_interval), id="retention",
+            self._claimed_prune, IntervalTrigger(seconds=store.retention_interval,
+                                                 start_date=ANCHOR), id="retention",
             name="retention", next_run_time=now + timedelta(
                 seconds=5 if store.retention_at_start else store.retention_interval))
         return scheduler
+
+    def schedule_probe(self, scheduler: BackgroundScheduler, name: str,
+                       first_run: datetime | None = None) -> None:
+        """Add (or replace) probe ``name``'s job; without ``first_run`` it runs one interval
+        from now."""
+        pcfg = self.config.probes[name]
+        first = {} if first_run is None else {"next_run_time": first_run}
+        scheduler.add_job(
+            self.schedule.fire, probe_trigger(pcfg), args=[name], id=f"probe:{name}",
+            name=name, replace_existing=True,
+            misfire_grace_time=int(pcfg.misfire_grace or self.config.scheduler.misfire_grace),
+            **first,
+        )
 
     def _embedder_loaded(self, name: str) -> float:
         return float(name in self.context.loaded_embedders())
@@ -158,6 +175,11 @@ class Daemon:
     def _beat(self) -> None:
         self._heartbeat = time.time()
         self._gauges["heartbeat"].set(self._heartbeat)
+
+    def _claimed_prune(self) -> None:
+        """Retention runs once per period across replicas: the one that claims it."""
+        self.schedule.run_job("retention", float(self.config.store.retention_interval),
+                              self._prune)
 
     def _prune(self) -> None:
         """The retention job: the store's history and the features' (the composition root
@@ -189,8 +211,14 @@ class Daemon:
             log.info("received %s, shutting down", signal.Signals(signum).name)
             self.stop_event.set()
 
+        def on_hangup(_signum: int, _frame: FrameType | None) -> None:
+            self._reload_requested = True
+            if self.reloader is not None:
+                self.reloader.request()
+
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGHUP, on_hangup)
         self.start()
         while not self.stop_event.wait(1.0):
             pass
@@ -205,6 +233,9 @@ class Daemon:
 
     def shutdown(self) -> None:
         grace = float(self.config.server.shutdown_grace)
+        self._stopping.set()
+        if self.reloader is not None:
+            self.reloader.close()
         if hasattr(self, "runner"):
             self.runner.stop(grace)
         if self.scheduler is not None and self.scheduler.running:

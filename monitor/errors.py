@@ -4,7 +4,8 @@
     ├── ConfigError            the config file or environment is wrong; carries every issue found
     ├── StoreError             the SQL store cannot be used
     │   ├── StoreUnavailable       cannot connect / the file cannot be opened
-    │   └── SchemaError            the schema is not the one this ragmon knows
+    │   ├── SchemaError            the schema is not the one this ragmon knows
+    │   └── ClaimLost              a slot claim ran out before its run was stored
     ├── EmbedderError          an embedding model cannot be loaded or run
     ├── TargetError            a vector index cannot answer (names the target and endpoint)
     │   ├── TargetUnavailable      down, unreachable, timed out
@@ -70,6 +71,11 @@ class StoreUnavailable(StoreError):
 
 class SchemaError(StoreError):
     """The database schema is not at a revision this ragmon can run against."""
+
+
+class ClaimLost(StoreError):
+    """A replica's claim on a schedule slot ran out (another replica took the slot over)
+    before its run was stored; the run is not stored."""
 
 
 class EmbedderError(RagmonError):

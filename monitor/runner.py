@@ -21,7 +21,8 @@ from ragmon.monitor.context import ProbeContext
 from ragmon.monitor.errors import ProbeInterrupted, ProbeTimeout, RagmonError, StoreError
 from ragmon.monitor.kinds import Registry
 from ragmon.monitor.probe import Deadline, Probe, ProbeResult
-from ragmon.monitor.store import RunRecord
+from ragmon.monitor.store import FinishClaim, RunRecord
+from ragmon.monitor.store.claims import Claims, SlotClaim
 
 log = logging.getLogger("ragmon.runner")
 STATUSES = ("ok", "failed", "timeout")
@@ -33,8 +34,11 @@ class _Interrupted(ProbeResult):
 
 class Runner:
     def __init__(self, context: ProbeContext, registry: CollectorRegistry,
-                 probe_kinds: Registry[Probe]):
+                 probe_kinds: Registry[Probe], claims: Claims | None = None):
         self.context = context
+        #: The shared schedule's claims; a run given a slot claim is stored only while the
+        #: claim holds, and every run names this replica.
+        self.claims = claims
         self.probes: dict[str, Probe] = {
             name: probe_kinds.build(cfg.kind, name, cfg, context)
             for name, cfg in context.config.probes.items()
@@ -65,6 +69,20 @@ class Runner:
             for status in STATUSES:
                 self.runs_total.labels(name, status)
 
+    def replace(self, context: ProbeContext, probes: dict[str, Probe]) -> None:
+        """Runs started from now on use ``probes`` and ``context`` (a config reload); runs in
+        flight finish with the probe they started with."""
+        self.context = context
+        self.probes = probes
+        self._redact = Redactor(secret_values(context.config))
+        for name in probes:
+            for status in STATUSES:
+                self.runs_total.labels(name, status)
+
+    def live_threads(self) -> set[threading.Thread]:
+        """The probe threads running now."""
+        return {t for t in list(self._threads) if t.is_alive()}
+
     def stop(self, grace: float) -> None:
         """Refuse new runs; runs still going after ``grace`` seconds are not stored."""
         self._stop_deadline = time.monotonic() + grace
@@ -80,19 +98,22 @@ class Runner:
         with self._idle:
             return self._idle.wait_for(lambda: self._inflight == 0, timeout)
 
-    def run(self, name: str) -> tuple[ProbeResult, int | None]:
-        """Run probe ``name`` now, store the result, call the after-run hooks."""
+    def run(self, name: str, claim: SlotClaim | None = None) -> tuple[ProbeResult, int | None]:
+        """Run probe ``name`` now (for the schedule slot ``claim``, if given), store the
+        result, call the after-run hooks."""
         with self._idle:
             self._inflight += 1
         try:
-            return self._run(name)
+            return self._run(name, claim)
         finally:
             with self._idle:
                 self._inflight -= 1
                 self._idle.notify_all()
 
-    def _run(self, name: str) -> tuple[ProbeResult, int | None]:
-        probe = self.probes[name]
+    def _run(self, name: str, claim: SlotClaim | None) -> tuple[ProbeResult, int | None]:
+        probe = self.probes.get(name)
+        if probe is None:  # removed by a config reload after this run was queued
+            return ProbeResult.failed(f"probe {name!r} is no longer configured"), None
         started = datetime.now(UTC)
         result = self._execute(probe)
         if result is None:  # shutting down and the run did not finish within the grace time
@@ -107,7 +128,13 @@ class Runner:
             golden_version=result.golden_version,
             embedder_fingerprint=result.embedder_fingerprint,
             target_fingerprint=result.target_fingerprint,
+            replica=self.claims.replica if self.claims is not None else None,
+            slot=claim.slot if claim is not None else None,
         )
+        finish: FinishClaim | None = None
+        if claim is not None and self.claims is not None:
+            claims, held = self.claims, claim
+            finish = lambda s, run_id: claims.finish(s, held, run_id)  # noqa: E731
         self.runs_total.labels(name, result.status).inc()
         extra = {"probe": name, "kind": probe.kind, "target": record.target or "",
                  "status": result.status,
@@ -117,7 +144,7 @@ class Runner:
         else:
             log.warning("probe run %s: %s", result.status, result.error, extra=extra)
         try:
-            run_id: int | None = self.context.store.record_run(record)
+            run_id: int | None = self.context.store.record_run(record, finish)
         except StoreError as exc:
             self.store_errors.inc()
             log.error("could not store the run: %s", exc, extra=extra)

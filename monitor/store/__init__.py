@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,7 +35,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ragmon.monitor.common import jsonable, redact, utc
-from ragmon.monitor.errors import SchemaError, StoreError, StoreUnavailable
+from ragmon.monitor.errors import ClaimLost, SchemaError, StoreError, StoreUnavailable
 from ragmon.monitor.store import migrate, retention
 from ragmon.monitor.store.models import ProbeRun, QueryResult, RunValue
 from ragmon.monitor.store.retention import RetentionPart, RetentionReport
@@ -89,6 +89,14 @@ class RunRecord:
     golden_version: str | None = None
     embedder_fingerprint: str | None = None
     target_fingerprint: str | None = None
+    #: The replica that ran it, and the schedule slot it ran (None outside the schedule).
+    replica: str | None = None
+    slot: datetime | None = None
+
+
+#: Within a transaction that stores a run: marks the run's slot claim finished (given the
+#: new run's id); False when the claim no longer holds, and the run is not stored.
+FinishClaim = Callable[[Session, int], bool]
 
 
 @dataclass(frozen=True)
@@ -105,7 +113,16 @@ class StoreSize:
 class Store:
     """Access to the ragmon database. Thread-safe; one per process."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, instance: str = "", *, pool_size: int = 5,
+                 max_overflow: int = 5, pool_timeout: float = 30.0,
+                 statement_timeout: float | None = None):
+        """``pool_size`` + ``max_overflow`` connections at most (PostgreSQL), waiting up to
+        ``pool_timeout`` seconds for a free one; ``statement_timeout`` (seconds, PostgreSQL)
+        ends any statement that runs longer. Connections are checked before use, so a
+        database restart costs the requests in flight, not the process."""
+        #: Whose runs and per-probe state this handle reads and writes: the sidecar's
+        #: ``deployment.instance``, "" for standalone replicas (which share one history).
+        self.instance = instance
         try:
             parsed = make_url(url)
         except ArgumentError:
@@ -122,6 +139,11 @@ class Store:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         elif self.dialect == "postgresql":
             kwargs["connect_args"] = {"connect_timeout": 10}
+            kwargs.update(pool_size=pool_size, max_overflow=max_overflow,
+                          pool_timeout=pool_timeout)
+            if statement_timeout:
+                kwargs["connect_args"]["options"] = (
+                    f"-c statement_timeout={int(statement_timeout * 1000)}")
         try:
             self.engine: Engine = create_engine(parsed, **kwargs)
         except (ImportError, SQLAlchemyError) as exc:
@@ -212,11 +234,14 @@ class Store:
         self.engine.dispose()
 
     # --- probe runs ----------------------------------------------------------------------
-    def record_run(self, record: RunRecord) -> int:
-        """Write a run with its values and per-query rows in one transaction."""
+    def record_run(self, record: RunRecord, finish: FinishClaim | None = None) -> int:
+        """Write a run with its values and per-query rows in one transaction; with
+        ``finish``, its slot claim is marked run in that transaction, and a claim that no
+        longer holds stores nothing (raises ClaimLost)."""
         with self.session() as s:
             run = ProbeRun(
                 probe=record.probe,
+                instance=self.instance,
                 kind=record.kind,
                 target=record.target,
                 started_at=record.started_at,
@@ -227,9 +252,15 @@ class Store:
                 golden_version=record.golden_version,
                 embedder_fingerprint=record.embedder_fingerprint,
                 target_fingerprint=record.target_fingerprint,
+                replica=record.replica,
+                slot=record.slot,
             )
             s.add(run)
             s.flush()
+            if finish is not None and not finish(s, run.id):
+                raise ClaimLost(f"probe {record.probe!r}: the claim on slot "
+                                f"{record.slot.isoformat() if record.slot else '-'} ran out "
+                                "before the run was stored; another replica holds it")
             s.add_all(
                 RunValue(run_id=run.id, name=name, labels=canonical_labels(labels), value=float(v))
                 for name, labels, v in record.values
@@ -243,21 +274,26 @@ class Store:
     def latest_runs(
         self, probes: Iterable[str] | None = None
     ) -> list[tuple[ProbeRun, list[RunValue]]]:
-        """The newest run of each of ``probes`` (default: of every probe in the history),
-        with its values. With ``probes``, each is one lookup in the (probe, id) index, so a
-        scrape costs the same at any history size; without, the whole history is grouped."""
+        """The newest run of each of ``probes`` (default: of every probe in the history) of
+        this instance, with its values. With ``probes``, each is one lookup in the (probe,
+        instance, id) index, so a scrape costs the same at any history size; without, the
+        whole history is grouped."""
         with self.session() as s:
             if probes is None:
                 newest = (
                     select(ProbeRun.probe, func.max(ProbeRun.id).label("id"))
+                    .where(ProbeRun.instance == self.instance)
                     .group_by(ProbeRun.probe)
                     .subquery()
                 )
                 runs = s.scalars(select(ProbeRun).join(newest, ProbeRun.id == newest.c.id)).all()
             else:
-                # One entry of the (probe, id) index each (see index_prefix).
-                ids = [select(ProbeRun.id).where(index_prefix([ProbeRun.probe], [p], ProbeRun.id))
-                       .order_by(ProbeRun.probe.desc(), ProbeRun.id.desc()).limit(1)
+                # One entry of the (probe, instance, id) index each (see index_prefix).
+                key = [ProbeRun.probe, ProbeRun.instance]
+                ids = [select(ProbeRun.id).where(index_prefix(key, [p, self.instance],
+                                                              ProbeRun.id))
+                       .order_by(ProbeRun.probe.desc(), ProbeRun.instance.desc(),
+                                 ProbeRun.id.desc()).limit(1)
                        .scalar_subquery() for p in sorted(set(probes))]
                 runs = s.scalars(select(ProbeRun).where(ProbeRun.id.in_(ids))).all() if ids else []
             values = s.scalars(
@@ -269,20 +305,23 @@ class Store:
         return [(r, by_run.get(r.id, [])) for r in runs]
 
     def last_success(self, probes: Iterable[str] | None = None) -> dict[str, datetime]:
-        """Finish time of the newest successful run, per probe (of ``probes``: one lookup
-        each in the (probe, status, id) index; else of every probe, grouping the history)."""
+        """Finish time of the newest successful run of this instance, per probe (of
+        ``probes``: one lookup each in the (probe, instance, status, id) index; else of every
+        probe, grouping the history)."""
         with self.session() as s:
             if probes is None:
                 rows = s.execute(
                     select(ProbeRun.probe, func.max(ProbeRun.finished_at))
-                    .where(ProbeRun.status == "ok")
+                    .where(ProbeRun.status == "ok", ProbeRun.instance == self.instance)
                     .group_by(ProbeRun.probe)
                 ).all()
             else:
                 ids = [select(ProbeRun.id).where(index_prefix(
-                           [ProbeRun.probe, ProbeRun.status], [p, "ok"], ProbeRun.id))
-                       .order_by(ProbeRun.probe.desc(), ProbeRun.status.desc(),
-                                 ProbeRun.id.desc()).limit(1).scalar_subquery()
+                           [ProbeRun.probe, ProbeRun.instance, ProbeRun.status],
+                           [p, self.instance, "ok"], ProbeRun.id))
+                       .order_by(ProbeRun.probe.desc(), ProbeRun.instance.desc(),
+                                 ProbeRun.status.desc(), ProbeRun.id.desc())
+                       .limit(1).scalar_subquery()
                        for p in sorted(set(probes))]
                 rows = s.execute(select(ProbeRun.probe, ProbeRun.finished_at)
                                  .where(ProbeRun.id.in_(ids))).all() if ids else []
@@ -290,7 +329,8 @@ class Store:
 
     def runs(self, probe: str, limit: int = 20, status: str | None = None) -> list[ProbeRun]:
         with self.session() as s:
-            q = select(ProbeRun).where(ProbeRun.probe == probe)
+            q = select(ProbeRun).where(ProbeRun.probe == probe,
+                                       ProbeRun.instance == self.instance)
             if status:
                 q = q.where(ProbeRun.status == status)
             return list(s.scalars(q.order_by(ProbeRun.id.desc()).limit(limit)).all())
@@ -436,6 +476,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 __all__ = [
-    "RetentionPart", "RetentionReport", "RunRecord", "Store", "StoreSize", "canonical_labels",
+    "FinishClaim", "RetentionPart", "RetentionReport", "RunRecord", "Store", "StoreSize",
+    "canonical_labels",
     "index_prefix", "insert_ignore", "parse_labels",
 ]

@@ -67,6 +67,10 @@ def _known(script: ScriptDirectory, revision: str) -> bool:
 def upgrade(engine: Engine, safe_url: str, revision: str = "head") -> None:
     check_known(engine, safe_url)
     with _ALEMBIC_LOCK, engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Waiting for another replica's upgrade (the advisory lock) and the upgrade
+            # itself may take longer than store.statement_timeout.
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
         command.upgrade(alembic_config(conn), revision)
 
 

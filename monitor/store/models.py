@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -69,6 +70,10 @@ class ProbeRun(Base):
     golden_version: Mapped[str | None] = mapped_column(String(64))
     embedder_fingerprint: Mapped[str | None] = mapped_column(String(64))
     target_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    #: Migration 0006: the replica that ran it and the schedule slot it ran (None for a run
+    #: started by hand, outside the schedule).
+    replica: Mapped[str | None] = mapped_column(String(200))
+    slot: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         Index("ix_probe_runs_probe_started", "probe", "instance", "started_at"),
@@ -108,3 +113,40 @@ class QueryResult(Base):
     status: Mapped[str] = mapped_column(String(16))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
+
+class ProbeSlot(Base):
+    """A claimed slot of the shared schedule: one scheduled fire time of one probe (of one
+    instance). The unique key makes claiming it one INSERT that only one replica wins; the
+    lease lets another replica take it over when its claimer dies (migration 0006)."""
+
+    __tablename__ = "probe_slots"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    probe: Mapped[str] = mapped_column(String(200))
+    instance: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    slot: Mapped[datetime] = mapped_column(UTCDateTime())
+    claimed_by: Mapped[str] = mapped_column(String(200))
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lease_until: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    run_id: Mapped[int | None] = mapped_column(BigId)
+
+    __table_args__ = (
+        UniqueConstraint("probe", "instance", "slot", name="uq_probe_slots_key"),
+        Index("ix_probe_slots_slot", "slot", "id"),
+    )
+
+
+class Lease(Base):
+    """A job that one replica at a time may run (tailing one JSONL file): held by
+    ``holder`` until ``lease_until``, renewed while it runs (migration 0006)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(400), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lease_until: Mapped[datetime] = mapped_column(UTCDateTime())
+    position: Mapped[int | None] = mapped_column(BigInteger)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
