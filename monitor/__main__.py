@@ -22,6 +22,8 @@ def main() -> int:
     if sys.argv[1:2] == ["run"]:
         signal.signal(signal.SIGTERM, _stop_during_start_up)
         signal.signal(signal.SIGINT, _stop_during_start_up)
+        # SIGHUP (reload) would end the process by default; the config is read after this.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from ragmon.monitor.app import main as run_cli
 
     return run_cli()

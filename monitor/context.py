@@ -62,6 +62,26 @@ class ProbeContext:
             raise ValueError("neither the probe nor its target names an embedder")
         return name, self.embedder(name)
 
+    def successor(self, config: RootConfig) -> tuple[ProbeContext, list[VectorTarget]]:
+        """The context of a reloaded ``config``: the same store, HTTP routes and after-run
+        hooks, and every embedder and target whose entry did not change (a loaded model
+        stays loaded). Also returns the targets it does not keep: close them once the runs
+        that use this context have ended."""
+        new = ProbeContext(config, self.store, self.plugins)
+        new.http_routes = self.http_routes
+        new.after_run = self.after_run
+        retired = []
+        with self._lock:
+            for name, embedder in self._embedders.items():
+                if config.embedders.get(name) == self.config.embedders[name]:
+                    new._embedders[name] = embedder
+            for name, target in self._targets.items():
+                if config.targets.get(name) == self.config.targets[name]:
+                    new._targets[name] = target
+                else:
+                    retired.append(target)
+        return new, retired
+
     def loaded_embedders(self) -> list[str]:
         return [n for n, e in self._embedders.items() if getattr(e, "loaded", True)]
 

@@ -17,8 +17,8 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ragmon.monitor import __version__
@@ -30,6 +30,9 @@ from ragmon.monitor.store.models import ProbeRun, RunValue
 
 log = logging.getLogger("ragmon.metrics")
 BASE_LABELS = ["probe", "kind", "target"]
+#: The label naming a sidecar's instance (``deployment.instance``): not ``instance``, which
+#: Prometheus sets to the scrape target's address (the two would collide).
+INSTANCE_LABEL = "ragmon_instance"
 
 
 class StoreCollector(Collector):
@@ -43,6 +46,10 @@ class StoreCollector(Collector):
         self.store = store
         self.config = config
         self.metric_specs = metric_specs
+        # A sidecar's series carry its instance; standalone replicas (instance "") export
+        # no such label, so their series and the rules on them stay as they were.
+        self._instance = [store.instance] if store.instance else []
+        self.base_labels = BASE_LABELS + [INSTANCE_LABEL] * bool(store.instance)
 
     def describe(self) -> list[Metric]:
         return []  # values depend on what is stored; skip registry-time collection
@@ -90,13 +97,15 @@ class StoreCollector(Collector):
 
     def _schedule_families(self) -> Iterator[Metric]:
         interval = GaugeMetricFamily(
-            "ragmon_probe_interval_seconds", "Configured time between runs.", labels=BASE_LABELS
+            "ragmon_probe_interval_seconds", "Configured time between runs.",
+            labels=self.base_labels,
         )
         timeout = GaugeMetricFamily(
-            "ragmon_probe_timeout_seconds", "Configured time limit of a run.", labels=BASE_LABELS
+            "ragmon_probe_timeout_seconds", "Configured time limit of a run.",
+            labels=self.base_labels,
         )
         for name, cfg in self.config.probes.items():
-            labels = [name, cfg.kind, getattr(cfg, "target", None) or ""]
+            labels = [name, cfg.kind, getattr(cfg, "target", None) or "", *self._instance]
             interval.add_metric(labels, cfg.interval)
             timeout.add_metric(labels, cfg.timeout)
         yield interval
@@ -106,25 +115,25 @@ class StoreCollector(Collector):
         self, latest: list[tuple[ProbeRun, list[RunValue]]], last_ok: dict[str, Any]
     ) -> Iterator[Metric]:
         success = GaugeMetricFamily(
-            "ragmon_probe_success", "1 when the newest run succeeded.", labels=BASE_LABELS
+            "ragmon_probe_success", "1 when the newest run succeeded.", labels=self.base_labels
         )
         duration = GaugeMetricFamily(
-            "ragmon_probe_duration_seconds", "Duration of the newest run.", labels=BASE_LABELS
+            "ragmon_probe_duration_seconds", "Duration of the newest run.", labels=self.base_labels
         )
         last_run = GaugeMetricFamily(
             "ragmon_probe_last_run_timestamp_seconds", "End of the newest run.",
-            labels=BASE_LABELS,
+            labels=self.base_labels,
         )
         last_success = GaugeMetricFamily(
             "ragmon_probe_last_success_timestamp_seconds", "End of the newest successful run.",
-            labels=BASE_LABELS,
+            labels=self.base_labels,
         )
-        families: dict[str, GaugeMetricFamily] = {}
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
         for run, values in latest:
             cfg = self.config.probes.get(run.probe)
             if cfg is None or cfg.kind != run.kind:
                 continue  # history of a probe no longer configured: not a live signal
-            base = [run.probe, run.kind, run.target or ""]
+            base = [run.probe, run.kind, run.target or "", *self._instance]
             success.add_metric(base, 1.0 if run.status == "ok" else 0.0)
             duration.add_metric(base, (run.finished_at - run.started_at).total_seconds())
             last_run.add_metric(base, run.finished_at.timestamp())
@@ -137,13 +146,38 @@ class StoreCollector(Collector):
                     continue
                 family = families.get(value.name)
                 if family is None:
-                    family = families[value.name] = GaugeMetricFamily(
-                        f"ragmon_{value.name}", spec.help, labels=BASE_LABELS + list(spec.labels)
+                    # a stored ``*_total`` is a count the probe carries from run to run
+                    make = CounterMetricFamily if value.name.endswith("_total") \
+                        else GaugeMetricFamily
+                    family = families[value.name] = make(
+                        f"ragmon_{value.name}", spec.help,
+                        labels=self.base_labels + list(spec.labels),
                     )
                 labels = parse_labels(value.labels)
                 family.add_metric(base + [str(labels.get(k, "")) for k in spec.labels], value.value)
         yield from (success, duration, last_run, last_success)
         yield from families.values()
+
+
+def reload_metrics(registry: CollectorRegistry) -> dict[str, Any]:
+    """Config reloads (like Prometheus' own ``prometheus_config_*``): attempts, refusals,
+    whether the last one applied and when one last did, and a hash of the files in force."""
+    return {
+        "reloads": Counter("ragmon_config_reload", "Config reloads attempted (SIGHUP or a "
+                           "changed config or golden set file).", registry=registry),
+        "failures": Counter("ragmon_config_reload_failures", "Config reloads refused (the "
+                            "new config had errors; the running one stayed).",
+                            registry=registry),
+        "successful": Gauge("ragmon_config_last_reload_successful", "1 when the last reload "
+                            "attempt applied (or none happened since start), else 0.",
+                            registry=registry),
+        "last_success": Gauge("ragmon_config_last_reload_success_timestamp_seconds", "When "
+                              "the running config was applied (start or reload).",
+                              registry=registry),
+        "info": Gauge("ragmon_config_info", "1, labelled with a hash of the config and "
+                      "golden set files in force (compare replicas).", ["hash"],
+                      registry=registry),
+    }
 
 
 def process_metrics(registry: CollectorRegistry) -> dict[str, Gauge]:

@@ -315,6 +315,10 @@ def load_config(
             f"at offset {exc.start}); save it as UTF-8")]) from None
     raw = parse_yaml(text, source)
     origins = apply_env_overrides(raw, os.environ if environ is None else environ)
-    config = validate_raw(raw, source, file.resolve().parent, plugins, origins)
-    config._source = str(file.resolve())
+    # Lexically absolute, links not followed: a Kubernetes ConfigMap volume links each key
+    # through a ``..data`` folder that kubelet replaces on update, so a resolved path would
+    # point into a folder that is deleted at the next update.
+    absolute = Path(os.path.abspath(file))
+    config = validate_raw(raw, source, absolute.parent, plugins, origins)
+    config._source = str(absolute)
     return config

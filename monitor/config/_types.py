@@ -89,7 +89,8 @@ def base_dir(info: ValidationInfo) -> Path:
 
 def _resolve(value: Path, info: ValidationInfo) -> Path:
     path = Path(os.path.expanduser(str(value)))
-    return path if path.is_absolute() else (base_dir(info) / path).resolve()
+    # Not resolve(): a link's own path stays valid when its target is replaced (ConfigMap).
+    return path if path.is_absolute() else Path(os.path.abspath(base_dir(info) / path))
 
 
 def _must_exist(path: Path) -> Path:

@@ -1,0 +1,278 @@
+"""Config reload on a running daemon: SIGHUP and changed files (a ConfigMap's symlink swap
+made the way kubelet makes it), refusal of a bad config, runs in flight left to finish.
+
+In-process daemons use the test-only sleeper kind of test_daemon.py (deterministic run
+lengths); the subprocess test runs `ragmon run` and sends it real signals.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from ragmon.monitor.app import default_plugins, load_config
+from ragmon.monitor.daemon import Daemon
+from ragmon.monitor.http import free_port
+from ragmon.monitor.http import http_get as get
+from ragmon.monitor.plugins import Plugins, probe_spec
+from tests.monitor.test_daemon import SleepProbe, ragmon_cmd, wait_for
+
+GOLDEN = '{"id": "q1", "query": "how do I sort a list", "relevant": ["doc-1"]}\n'
+
+
+@pytest.fixture
+def plugins() -> Plugins:
+    SleepProbe.started.clear()
+    return default_plugins().with_probe_kind(probe_spec(SleepProbe))
+
+
+def config_dict(tmp_path: Path, port: int, probes: dict[str, Any], **sections: Any) -> dict:
+    return {
+        "store": {"url": f"sqlite:///{tmp_path / 'ragmon.db'}"},
+        "server": {"listen": f"127.0.0.1:{port}", "shutdown_grace": "5s"},
+        "scheduler": {"heartbeat": "1s"},
+        "reload": {"poll": "200ms"},
+        "probes": probes,
+        **sections,
+    }
+
+
+@pytest.fixture
+def started(plugins: Plugins) -> Iterator[Any]:
+    daemons: list[Daemon] = []
+
+    def start(path: Path) -> Daemon:
+        daemon = Daemon(load_config(path, environ={}, plugins=plugins), CollectorRegistry())
+        daemon.start()
+        daemons.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in daemons:
+        daemon.shutdown()
+
+
+def runs(daemon: Daemon, probe: str) -> list[Any]:
+    assert daemon.store is not None
+    return daemon.store.runs(probe=probe, limit=200)
+
+
+def sample(daemon: Daemon, name: str, **labels: str) -> float | None:
+    return daemon.registry.get_sample_value(name, labels)
+
+
+def sleeper(every: str, **extra: Any) -> dict[str, Any]:
+    return {"kind": "test-sleep", "every": every, "jitter": "0s", **extra}
+
+
+def test_a_requested_reload_applies_a_new_interval_an_added_and_a_removed_probe(
+    tmp_path: Path, started: Any,
+) -> None:
+    """What SIGHUP does (the handler calls ``reloader.request()``)."""
+    port = free_port()
+    path = tmp_path / "ragmon.yaml"
+    path.write_text(yaml.safe_dump(config_dict(
+        tmp_path, port, {"a": sleeper("1h"), "gone": sleeper("1h")}, reload={"watch": False})))
+    daemon = started(path)
+    wait_for(lambda: runs(daemon, "a") and runs(daemon, "gone"), 20, "the first runs")
+    assert daemon.reloader is not None
+    path.write_text(yaml.safe_dump(config_dict(
+        tmp_path, port, {"a": sleeper("1s"), "b": sleeper("1s")}, reload={"watch": False})))
+    time.sleep(0.6)  # watching is off: nothing happens until asked
+    assert sample(daemon, "ragmon_config_reload_total") == 0
+    daemon.reloader.request()
+    wait_for(lambda: len(runs(daemon, "a")) >= 3, 20, "runs of 'a' at its new 1s interval")
+    wait_for(lambda: runs(daemon, "b"), 20, "a run of the added probe")
+    assert daemon.scheduler is not None
+    jobs = {job.id for job in daemon.scheduler.get_jobs()}
+    assert "probe:b" in jobs and "probe:gone" not in jobs
+    assert len(runs(daemon, "gone")) == 1
+    labels = {"probe": "a", "kind": "test-sleep", "target": ""}
+    assert sample(daemon, "ragmon_probe_interval_seconds", **labels) == 1.0
+    assert sample(daemon, "ragmon_probe_interval_seconds", probe="gone", kind="test-sleep",
+                  target="") is None
+    assert sample(daemon, "ragmon_config_reload_total") == 1
+    assert sample(daemon, "ragmon_config_reload_failures_total") == 0
+    assert sample(daemon, "ragmon_config_last_reload_successful") == 1
+
+
+def kubelet_write(volume: Path, files: dict[str, str], stamp: str) -> None:
+    """Update a ConfigMap volume the way kubelet's AtomicWriter does: the files go into a new
+    timestamped folder, a ``..data_tmp`` link to it is renamed over ``..data`` (atomic), each
+    key is a link ``KEY -> ..data/KEY``, and the previous folder is removed."""
+    folder = volume / f"..{stamp}"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    old = os.readlink(volume / "..data") if (volume / "..data").is_symlink() else None
+    os.symlink(folder.name, volume / "..data_tmp")
+    os.rename(volume / "..data_tmp", volume / "..data")
+    for name in files:
+        if not (volume / name).is_symlink():
+            os.symlink(f"..data/{name}", volume / name)
+    if old is not None:
+        shutil.rmtree(volume / old)
+
+
+def test_a_configmap_symlink_swap_is_seen_and_a_bad_one_refused(
+    tmp_path: Path, started: Any, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The config and its golden set in one ConfigMap volume, with relative paths. A bad
+    update is refused and the running config, whose folder kubelet has deleted by then,
+    still finds its golden set at the path the config names."""
+    port = free_port()
+    volume = tmp_path / "config"
+    volume.mkdir()
+
+    def files(probes: dict[str, Any], golden: str = GOLDEN, **extra: Any) -> dict[str, str]:
+        cfg = config_dict(tmp_path, port, probes,
+                          golden_sets={"docs": {"path": "golden.jsonl"}}, **extra)
+        return {"ragmon.yaml": yaml.safe_dump(cfg), "golden.jsonl": golden}
+
+    kubelet_write(volume, files({"a": sleeper("1h")}), "2026_12_01_10_00_00.1")
+    daemon = started(volume / "ragmon.yaml")
+    assert daemon.config.golden_sets["docs"].path == volume / "golden.jsonl"
+    kubelet_write(volume, files({"a": sleeper("1h"), "b": sleeper("1h")}),
+                  "2026_12_01_10_01_00.2")
+    wait_for(lambda: "b" in daemon.config.probes, 10, "the swapped config")
+    wait_for(lambda: runs(daemon, "b"), 20, "a run of the probe the swap added")
+    assert sample(daemon, "ragmon_config_reload_total") == 1
+
+    caplog.set_level(logging.ERROR, logger="ragmon.reload")
+    kubelet_write(volume, files({"a": sleeper("soon"), "b": sleeper("1h", seconds="x")}),
+                  "2026_12_01_10_02_00.3")
+    wait_for(lambda: sample(daemon, "ragmon_config_reload_failures_total") == 1, 10,
+             "the refusal")
+    errors = [r.getMessage() for r in caplog.records]
+    assert any("probes.a.every" in m and "'soon'" in m for m in errors), errors
+    assert any("probes.b.seconds" in m for m in errors), errors
+    assert all("\n" not in m for m in errors)
+    assert set(daemon.config.probes) == {"a", "b"}
+    assert daemon.config.golden_sets["docs"].path.read_text() == GOLDEN
+    assert not list(volume.glob("..2026_12_01_10_01_00.2"))  # kubelet removed it
+    assert sample(daemon, "ragmon_config_last_reload_successful") == 0
+    assert sample(daemon, "ragmon_config_reload_total") == 2
+    time.sleep(1)  # no retry of the same refused files at every poll
+    assert sample(daemon, "ragmon_config_reload_total") == 2
+
+    # A golden set that no longer parses is refused too (check-config's file checks).
+    kubelet_write(volume, files({"a": sleeper("1h")}, golden="{not json\n"),
+                  "2026_12_01_10_03_00.4")
+    wait_for(lambda: sample(daemon, "ragmon_config_reload_failures_total") == 2, 10,
+             "the refusal of the broken golden set")
+    assert any("golden.jsonl" in r.getMessage() for r in caplog.records)
+    kubelet_write(volume, files({"a": sleeper("1h")}), "2026_12_01_10_04_00.5")
+    wait_for(lambda: set(daemon.config.probes) == {"a"}, 10, "the fixed config")
+    assert sample(daemon, "ragmon_config_last_reload_successful") == 1
+
+
+def test_the_old_probes_keep_running_while_a_broken_config_is_refused(
+    tmp_path: Path, started: Any,
+) -> None:
+    port = free_port()
+    path = tmp_path / "ragmon.yaml"
+    path.write_text(yaml.safe_dump(config_dict(tmp_path, port, {"a": sleeper("1s")})))
+    daemon = started(path)
+    path.write_text("probes: [this is not\n")
+    wait_for(lambda: sample(daemon, "ragmon_config_reload_failures_total") == 1, 10,
+             "the refusal")
+    before = len(runs(daemon, "a"))
+    wait_for(lambda: len(runs(daemon, "a")) >= before + 2, 20, "runs on the old config")
+    assert {r.status for r in runs(daemon, "a")} == {"ok"}
+    assert daemon.healthz() == (True, "ok")
+
+
+def test_a_reload_during_a_run_lets_the_run_finish_on_its_config(
+    tmp_path: Path, started: Any,
+) -> None:
+    port = free_port()
+    path = tmp_path / "ragmon.yaml"
+    path.write_text(yaml.safe_dump(config_dict(
+        tmp_path, port, {"slow": sleeper("1h", seconds=2.0)})))
+    daemon = started(path)
+    assert SleepProbe.started.wait(10)
+    path.write_text(yaml.safe_dump(config_dict(
+        tmp_path, port, {"slow": sleeper("1s", seconds=0.0)})))
+    assert daemon.reloader is not None and daemon.reloader.reload("test")
+    wait_for(lambda: len(runs(daemon, "slow")) >= 2, 20, "the run in flight and a new one")
+    assert daemon.store is not None
+    first, *later = sorted(runs(daemon, "slow"), key=lambda r: r.started_at)
+    assert first.status == "ok"
+    assert [v.value for v in daemon.store.run_values(first.id)] == [2.0]
+    assert [v.value for v in daemon.store.run_values(later[0].id)] == [0.0]
+
+
+def test_restart_only_settings_keep_their_value_and_a_model_stays_loaded(
+    tmp_path: Path, started: Any, caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = free_port()
+    path = tmp_path / "ragmon.yaml"
+    embedders = {"minilm": {"kind": "sentence-transformers", "model": "all-MiniLM-L6-v2"},
+                 "other": {"kind": "sentence-transformers", "model": "all-MiniLM-L6-v2"}}
+    path.write_text(yaml.safe_dump(config_dict(
+        tmp_path, port, {"a": sleeper("1h")}, embedders=embedders)))
+    daemon = started(path)
+    kept, replaced = daemon.context.embedder("minilm"), daemon.context.embedder("other")
+    changed = config_dict(tmp_path, free_port(), {"a": sleeper("1h")}, embedders={
+        **embedders, "other": {**embedders["other"], "batch_size": 8}})
+    changed["store"]["url"] = "postgresql://ragmon:hunter2-secret@127.0.0.1:1/rag"
+    changed["logging"] = {"level": "debug"}
+    path.write_text(yaml.safe_dump(changed))
+    caplog.set_level(logging.WARNING, logger="ragmon.reload")
+    assert daemon.reloader is not None and daemon.reloader.reload("test")
+    assert daemon.config.server.listen == f"127.0.0.1:{port}"
+    assert "ragmon.db" in daemon.config.store.url.get_secret_value()
+    assert logging.getLogger().level == logging.DEBUG
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "server changed; it needs a restart" in text
+    assert "store changed; it needs a restart" in text
+    assert "hunter2-secret" not in text
+    assert daemon.context.embedder("minilm") is kept
+    assert daemon.context.embedder("other") is not replaced
+    assert daemon.context.embedder("other").config.batch_size == 8  # type: ignore[attr-defined]
+    assert get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+
+
+def test_sighup_reloads_a_running_process_and_sigterm_during_a_reload_exits_0(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    path = tmp_path / "ragmon.yaml"
+    path.write_text(yaml.safe_dump(config_dict(tmp_path, port, {}, reload={"watch": False})))
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(ragmon_cmd("run", "-c", str(path)), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: get(base + "/healthz")[0] == 200, 60, "/healthz")
+        # A probe that runs without a model: its index file is not there, a failed run.
+        drift = {"kind": "drift", "source": "index", "target": "idx", "every": "1h"}
+        path.write_text(yaml.safe_dump(config_dict(
+            tmp_path, port, {"drift": drift}, reload={"watch": False},
+            targets={"idx": {"kind": "faiss", "path": str(tmp_path / "missing.faiss")}})))
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: 'ragmon_probe_interval_seconds{kind="drift",probe="drift",'
+                 'target="idx"} 3600.0' in get(base + "/metrics")[1], 20, "the added probe")
+        wait_for(lambda: 'ragmon_probe_success{kind="drift",probe="drift",target="idx"} 0.0'
+                 in get(base + "/metrics")[1], 20, "its first run")
+        assert "ragmon_config_reload_total 1.0" in get(base + "/metrics")[1]
+        proc.send_signal(signal.SIGHUP)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        output = proc.communicate(timeout=20)[0]
+    assert "config reloaded: 1 probes" in output
+    assert "Traceback" not in output
