@@ -26,6 +26,7 @@ from ragmon.alerts import cli as alerts_cli
 from ragmon.alerts import runtime as alerts_runtime
 from ragmon.alerts import tables as alerts_tables
 from ragmon.alerts.config import AlertsConfig, reference_issues
+from ragmon.alerts.report import cli as report_cli
 from ragmon.alerts.report import runtime as report_runtime
 from ragmon.alerts.report import tables as report_tables
 from ragmon.alerts.report.config import ReportConfig
@@ -75,7 +76,8 @@ def default_plugins() -> Plugins:
                   "report": Section(ReportConfig, "the weekly report by email")},
         config_checks=(reference_issues,),
         file_checks=(recall_file_checks.file_issues,),
-        commands=(alerts_cli.add_commands, recall_cli.add_commands, drift_cli.add_commands),
+        commands=(alerts_cli.add_commands, recall_cli.add_commands, drift_cli.add_commands,
+                  report_cli.add_commands),
         extensions=(alerts_runtime.install, drift_ingest.install, report_runtime.install),
         retention=retention_parts,
         other_kinds={"sink": SINK_KINDS, "drift method": DRIFT_METHODS},

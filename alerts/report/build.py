@@ -84,6 +84,12 @@ class ProbeHistory:
     target: str | None
     runs: list[Run]
     previous: list[Run]
+    period: Period
+
+    @property
+    def span(self) -> tuple[datetime, datetime]:
+        """The period's bounds, which every chart of the report spans."""
+        return self.period.since, self.period.until
 
     @property
     def ok(self) -> list[Run]:
@@ -131,7 +137,7 @@ def build(store: Store, config: RootConfig, period: Period, now: datetime) -> Re
             else "?"
         target = getattr(cfg, "target", None) if cfg is not None else \
             next((r.target for r in mine), None)
-        probes.append(ProbeHistory(name, kind, target, mine, before))
+        probes.append(ProbeHistory(name, kind, target, mine, before, period))
     data = ReportData(period, now, probes)
     if not current:
         return data  # nothing ran: the report says only that

@@ -36,14 +36,15 @@ class Series:
 
 
 def trend(title: str, series: Sequence[Series], summary: str, *, ylabel: str = "",
-          unit_range: bool = False, step: bool = False) -> Chart:
+          unit_range: bool = False, step: bool = False,
+          span: tuple[datetime, datetime] | None = None) -> Chart:
     """A trend chart of ``series`` over time, or its summary alone when fewer than two
     points would be drawn or drawing fails."""
     drawn = [s for s in series if s.points]
     if max((len(s.points) for s in drawn), default=0) < 2:
         return Chart(summary)
     try:
-        png = _draw(title, drawn, ylabel, unit_range, step)
+        png = _draw(title, drawn, ylabel, unit_range, step, span)
     except Exception as exc:  # noqa: BLE001 - a chart must never fail the report
         log.warning("report chart %r could not be drawn: %s", title, exc)
         return Chart(summary)
@@ -52,7 +53,7 @@ def trend(title: str, series: Sequence[Series], summary: str, *, ylabel: str = "
 
 
 def _draw(title: str, series: Sequence[Series], ylabel: str, unit_range: bool,
-          step: bool) -> bytes:
+          step: bool, span: tuple[datetime, datetime] | None) -> bytes:
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
 
@@ -77,6 +78,8 @@ def _draw(title: str, series: Sequence[Series], ylabel: str, unit_range: bool,
     if unit_range:
         low = min(min(p[1] for p in s.points) for s in series)
         ax.set_ylim(max(0.0, min(low - 0.05, 0.8)), 1.02)
+    if span is not None:  # every chart of a report spans its whole period
+        ax.set_xlim(span[0], span[1])
     locator = AutoDateLocator(minticks=3, maxticks=8)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))

@@ -25,6 +25,8 @@ from ragmon.alerts.report.sources import DriftPoint, Shift
 MEANING = {"mmd": "MMD^2", "classifier": "domain-classifier AUC", "centroid":
            "centroid cosine distance", "clusters": "cluster-share JS divergence",
            "coverage": "coverage-gap share"}
+#: What each source's embeddings are, in a sentence.
+SOURCES = {"queries": "query-traffic", "index": "index", "canary": "canary"}
 #: The coverage-gap share this much above the previous period's is news.
 GAP_RISE = 0.05
 
@@ -58,18 +60,21 @@ def drift_section(p: ProbeHistory, current: list[DriftPoint],
                      f"{len(drifted)} windows differed from the reference, "
                      f"{len(alarms)} held the alarm.", "bad" if alarms else ""))
     for method in methods:
-        section.add(method_chart(p.name, method, current, previous, method == main))
+        section.add(method_chart(p, method, current, previous, method == main))
     if alarms:
-        findings.append(Finding(DRIFT_ALARM, f"{p.name}: the {source} embeddings drifted "
+        findings.append(Finding(DRIFT_ALARM, f"{p.name}: the {SOURCES.get(source, source)} "
+                                f"embeddings drifted "
                                 f"from their reference (alarm since {when(alarms[0].window_end)}"
                                 f").", problem=True))
     elif drifted:
-        findings.append(Finding(DRIFT, f"{p.name}: {len(drifted)} windows of {source} "
+        findings.append(Finding(DRIFT, f"{p.name}: {len(drifted)} windows of "
+                                f"{SOURCES.get(source, source)} "
                                 "embeddings differed from the reference, without an alarm."))
     else:
-        findings.append(Finding(STEADY, f"{p.name}: no drift in the {source} embeddings."))
+        findings.append(Finding(STEADY, f"{p.name}: no drift in the "
+                                f"{SOURCES.get(source, source)} embeddings."))
     section.add(*clusters(current, main))
-    blocks, gap = coverage(p.name, current, previous)
+    blocks, gap = coverage(p, current, previous)
     section.add(*blocks)
     if gap is not None:
         findings.append(gap)
@@ -83,8 +88,9 @@ def _why_nothing(p: ProbeHistory) -> str:
     return ""
 
 
-def method_chart(probe: str, method: str, current: list[DriftPoint],
+def method_chart(p: ProbeHistory, method: str, current: list[DriftPoint],
                  previous: list[DriftPoint], decides: bool) -> Any:
+    probe = p.name
     pts = [pt for pt in current if pt.method == method]
     before = [pt.statistic for pt in previous if pt.method == method and pt.probe == probe]
     marks = [(pt.window_end, pt.statistic) for pt in pts if pt.alarm]
@@ -94,7 +100,7 @@ def method_chart(probe: str, method: str, current: list[DriftPoint],
                f"{delta(mean([pt.statistic for pt in pts]), mean(before), 4)}; "
                f"{sum(pt.drifted for pt in pts)} of {len(pts)} windows differed"
                + (f", alarm in {len(marks)}" if decides else "") + ".")
-    return trend(f"{name} - {probe}", [series], summary)
+    return trend(f"{name} - {probe}", [series], summary, span=p.span)
 
 
 def clusters(current: list[DriftPoint], main: str) -> list[Any]:
@@ -120,7 +126,7 @@ def clusters(current: list[DriftPoint], main: str) -> list[Any]:
 def _shift_row(sh: Shift) -> list[str]:
     examples = "; ".join(_cut(t) for t in sh.examples[:2]) or "-"
     arrow = "grew" if sh.direction == "grew" else "shrank"
-    return [f"{sh.label or 'unlabelled'} ({arrow})",
+    return [f"{_cut(sh.label or 'unlabelled', 80)} ({arrow})",
             f"{sh.reference_share:.1%} -> {sh.current_share:.1%}", examples]
 
 
@@ -129,8 +135,9 @@ def _cut(text: str, width: int = 90) -> str:
     return one if len(one) <= width else one[: width - 3] + "..."
 
 
-def coverage(probe: str, current: list[DriftPoint],
+def coverage(p: ProbeHistory, current: list[DriftPoint],
              previous: list[DriftPoint]) -> tuple[list[Any], Finding | None]:
+    probe = p.name
     pts = [pt for pt in current if pt.method == "coverage"]
     if not pts:
         return [], None
@@ -144,7 +151,8 @@ def coverage(probe: str, current: list[DriftPoint],
                "windows above the expected share.")
     blocks: list[Any] = [trend(f"coverage-gap share - {probe}",
                                [Series("gap share", [(pt.window_end, pt.statistic)
-                                                     for pt in pts])], summary)]
+                                                     for pt in pts])], summary,
+                               unit_range=False, span=p.span)]
     examples = [str(e.get("text") if isinstance(e, dict) else e)
                 for e in (last.details.get("examples") or [])][:5]
     if examples:

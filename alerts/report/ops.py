@@ -142,7 +142,7 @@ def _index_counts(data: ReportData) -> list[Any]:
                    f"({int(last - first):+,} since its start; range "
                    f"{int(min(v for _, v in pts)):,}..{int(max(v for _, v in pts)):,}).")
         out.append(trend(f"index vectors - {target}", [Series(target, pts)], summary,
-                         step=True))
+                         step=True, span=(data.period.since, data.period.until)))
     return out
 
 

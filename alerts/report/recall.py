@@ -11,6 +11,7 @@ from ragmon.alerts.report.blocks import Para, Section, Table
 from ragmon.alerts.report.build import ProbeHistory, Run
 from ragmon.alerts.report.charts import Series, trend
 from ragmon.alerts.report.findings import (
+    CHANGE,
     RECALL_DROP,
     RECALL_VERDICT,
     STEADY,
@@ -94,14 +95,15 @@ def metric_charts(p: ProbeHistory, k: int) -> list[Any]:
         if low is not None and len(series[0].points) > 1:
             parts.append(f"live low {low[1]:.3f} on {when(low[0])}")
         summary = f"{title} of {p.name}: " + "; ".join(parts) + "."
-        charts.append(trend(f"{title} - {p.name}", series, summary, unit_range=True))
+        charts.append(trend(f"{title} - {p.name}", series, summary, unit_range=True,
+                            span=p.span))
     fid = points(p.ok, "index_fidelity_ratio", k=k)
     if fid:
         summary = (f"index fidelity@{k} (ANN vs exact) of {p.name}: "
                    f"{delta(mean([v for _, v in fid]), period_mean(p.previous, 'index_fidelity_ratio', k=k))}; "  # noqa: E501
                    f"lowest {min(v for _, v in fid):.3f}.")
         charts.append(trend(f"index fidelity@{k} - {p.name}", [Series("fidelity", fid)],
-                            summary, unit_range=True))
+                            summary, unit_range=True, span=p.span))
     return charts
 
 
@@ -127,8 +129,8 @@ def metric_table(p: ProbeHistory, k: int) -> Table:
     p95 = [v * 1000 for _, v in points(p.ok, "search_latency_seconds", stat="p95")]
     if p95:
         before = [v * 1000 for _, v in points(p.previous, "search_latency_seconds", stat="p95")]
-        rows.append(["latency p95 (ms)", delta(mean(p95), mean(before), 1),
-                     f"{p95[-1]:.1f}"])
+        rows.append(["latency p95 (ms)", delta(mean(p95), mean(before), 2),
+                     f"{p95[-1]:.2f}"])
     return Table(["metric", "mean (previous, change)", "last run"], rows)
 
 
@@ -143,38 +145,39 @@ def _drop(p: ProbeHistory, k: int) -> Finding | None:
 
 def regressions(store: Store, p: ProbeHistory, k: int,
                 texts: dict[str, dict[str, str]]) -> list[Any]:
-    """The queries whose live recall@k fell most between the last successful run before
-    the period (else the period's first) and the period's last run."""
-    before_run = next(iter(reversed([r for r in p.previous if r.status == "ok"])), None)
-    before_run = before_run or p.ok[0]
-    after_run = p.ok[-1]
-    if before_run.id == after_run.id:
+    """The queries whose live recall@k fell most: the period's worst run (lowest mean live
+    recall@k) against the last successful run before the period (else the period's first),
+    with where each query stands at the period's end."""
+    before_run = next(iter(reversed([r for r in p.previous if r.status == "ok"])), p.ok[0])
+    worst = min(p.ok, key=lambda r: (r.value("recall_ratio", k=k, mode="live") or 0.0,
+                                     -r.started_at.timestamp()))
+    if before_run.id == worst.id:
         return [Para("Regressions: one run only, nothing to compare.", "muted")]
     before = {q.query_id: q.data for q in store.query_results(before_run.id)}
-    after = {q.query_id: q.data for q in store.query_results(after_run.id)}
-    key = str(k)
+    at_worst = {q.query_id: q.data for q in store.query_results(worst.id)}
+    last = {q.query_id: q.data for q in store.query_results(p.ok[-1].id)}
     moved = []
-    for qid, data in after.items():
-        old = before.get(qid)
-        if old is None:
-            continue
-        r0 = (old.get("live") or {}).get("recall", {}).get(key, 0.0)
-        r1 = (data.get("live") or {}).get("recall", {}).get(key, 0.0)
-        if r1 < r0:
-            moved.append((r1 - r0, qid, old, data))
-    moved.sort(key=lambda m: (m[0], m[1]))
-    head = (f"Regressions: live recall@{k} per query, run {before_run.id} "
-            f"({when(before_run.started_at)}) against run {after_run.id} "
-            f"({when(after_run.started_at)}): {len(moved)} of {len(after)} queries fell.")
+    for qid, data in at_worst.items():
+        if qid in before and _recall(data, k) < _recall(before[qid], k):
+            moved.append((_recall(data, k) - _recall(before[qid], k), qid))
+    moved.sort()
+    head = (f"Regressions: the period's lowest live recall@{k} was run {worst.id} "
+            f"({when(worst.started_at)}), against run {before_run.id} "
+            f"({when(before_run.started_at)}): {len(moved)} of {len(at_worst)} queries fell.")
     if not moved:
         return [Para(head, "good")]
-    names = texts.get(after_run.golden_version or "", {})
+    names = texts.get(worst.golden_version or "", {})
     rows = [[f"{qid} {_quote(names.get(qid))}".strip(),
-             f"{(old.get('live') or {}).get('recall', {}).get(key, 0.0):.2f} -> "
-             f"{(new.get('live') or {}).get('recall', {}).get(key, 0.0):.2f}",
-             ranks(old) + " -> " + ranks(new)]
-            for _, qid, old, new in moved[:TOP_QUERIES]]
-    return [Para(head), Table(["query", f"recall@{k}", "relevant ranks before -> after"], rows)]
+             f"{_recall(before[qid], k):.2f} -> {_recall(at_worst[qid], k):.2f}"
+             + (f" (now {_recall(last[qid], k):.2f})" if qid in last else ""),
+             ranks(before[qid]) + " -> " + ranks(at_worst[qid])]
+            for _, qid in moved[:TOP_QUERIES]]
+    return [Para(head), Table(["query", f"recall@{k} before -> worst (now)",
+                               "relevant ranks before -> worst"], rows)]
+
+
+def _recall(data: dict[str, Any], k: int) -> float:
+    return float((data.get("live") or {}).get("recall", {}).get(str(k), 0.0))
 
 
 def ranks(data: dict[str, Any]) -> str:
@@ -210,6 +213,12 @@ def verdicts(p: ProbeHistory) -> tuple[list[Any], Finding | None]:
                            f"{when(last.started_at)}" + (f" - {reasons}" if reasons else ""),
                            "bad"))
     latest = str(p.ok[-1].details.get("verdict"))
+    faults = [r for r in p.ok if r.details.get("verdict") not in (*FINE, None)]
+    if faults and latest in FINE:
+        cause = CAUSES.get(str(faults[0].details["verdict"]), "a fault")
+        finding = Finding(CHANGE, f"{p.name}: recall was degraded by {cause} from "
+                          f"{when(faults[0].started_at)} to {when(faults[-1].started_at)}, "
+                          "and has recovered since.")
     if latest not in FINE and latest != "None":
         first = next(r for r in p.ok if r.details.get("verdict") == latest)
         cause = CAUSES.get(latest, latest)

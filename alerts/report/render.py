@@ -48,9 +48,10 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def text_table(table: Table) -> str:
-    """A table as aligned plain-text columns."""
-    rows = [table.headers, *table.rows]
+def text_table(table: Table, width: int = 44) -> str:
+    """A table as aligned plain-text columns, each cell cut to ``width`` characters (the
+    HTML part keeps the longer text)."""
+    rows = [table.headers, *([_cut(c, width) for c in row] for row in table.rows)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(table.headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
              for r in rows]
@@ -128,6 +129,10 @@ def _cid_src(image: Image) -> str:
 
 def _data_src(image: Image) -> str:
     return "data:image/png;base64," + base64.b64encode(image.png).decode("ascii")
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _one_line(text: str) -> str:

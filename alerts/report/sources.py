@@ -143,10 +143,18 @@ def alert_episodes(store: Store, period: Period) -> list[Episode]:
             key = (st.rule, st.fingerprint, fired.isoformat())
             resolved = utc(st.resolved_at) if st.resolved_at else None
             labels = dict(st.labels or {})
-            episodes[key] = Episode(st.rule, labels, st.rule, fired, resolved,
+            episodes[key] = Episode(st.rule, labels, _state_summary(st), fired, resolved,
                                     str(labels.get("severity", "warning")))
     return sorted((e for e in episodes.values() if _touches(e, period)),
                   key=lambda e: (e.fired_at or period.since, e.rule))
+
+
+def _state_summary(st: AlertState) -> str:
+    """What an alert known only from its state was about: its labels and last value."""
+    labels = ", ".join(f"{k}={v}" for k, v in sorted((st.labels or {}).items())
+                       if k not in ("alertname", "severity"))
+    value = (st.details or {}).get("value")
+    return labels + (f"; value {value}" if value is not None else "")
 
 
 def _touches(ep: Episode, period: Period) -> bool:

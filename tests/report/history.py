@@ -6,10 +6,11 @@ The probes run now (they read the clock); after each run its rows are moved to t
 scenario's time: the run row, its drift statistics' windows, and the alert engine is given
 the moved record, so alert episodes carry the scenario's times too. The story:
 
-- previous week: a healthy index, query traffic like the reference;
-- this week: the index is rebuilt with ``ef_search: 1`` on day 3 (recall verdict "index",
-  an alert fires) and restored on day 5 (it resolves); from day 4 the query traffic mixes in
-  a topic the index does not hold (asyncio): drift, and queries outside its coverage.
+- previous week (three days of it): a healthy index, query traffic like the reference;
+- this week: the index is searched with ``ef_search: 1`` from day 3 (recall verdict
+  "index", an alert fires) and restored on day 5 (it resolves); from day 4 half the query
+  traffic is about a topic the index does not hold (asyncio): drift, and queries outside
+  its coverage.
 
 Used by the report tests and to make the docs' sample (``python -m tests.report.history DIR``).
 """
@@ -28,8 +29,8 @@ import yaml
 from prometheus_client import CollectorRegistry
 from sqlalchemy import update
 
-from ragmon.alerts.engine import AlertEngine
 from ragmon.alerts.config import AlertsConfig
+from ragmon.alerts.engine import AlertEngine
 from ragmon.alerts.report.model import Period
 from ragmon.monitor.app import load_config
 from ragmon.monitor.context import ProbeContext
@@ -168,26 +169,23 @@ class Week:
 
 def build_week(tmp: Path, minilm: Any, corpus: Any, vectors: np.ndarray,
                store_url: str | None = None) -> Week:
-    """Run the scenario (about 30 real runs) and return the deployment."""
+    """Run the scenario (30 real runs) and return the deployment."""
     topics = np.array([c.topic for c in corpus])
     week = Week(tmp, store_url or f"sqlite:///{tmp / 'ragmon.db'}", minilm,
                 [c.text for c in corpus], np.asarray(vectors, dtype=np.float32),
                 np.flatnonzero(topics != GAP_TOPIC), np.flatnonzero(topics == GAP_TOPIC))
     write_index(tmp / "docs.faiss", week.vectors, [c.id for c in corpus], hnsw=True)
     week.reload()
-    start = week.period.since - timedelta(days=7)
-    for day in range(14):
-        at = start + timedelta(days=day, hours=2)
-        this_week = day >= 7
-        if this_week and day - 7 == 2:
-            week.set_index(1)  # an index rebuilt with too small a search list
-        if this_week and day - 7 == 4:
+    # three days of the previous week, then every day of this one
+    for day in (-6, -4, -2, 0, 1, 2, 3, 4, 5, 6):
+        at = week.period.since + timedelta(days=day, hours=2)
+        if day == 2:
+            week.set_index(1)  # the index rebuilt with too short a search list
+        if day == 4:
             week.set_index(64)
-        for hours in (0, 12):
-            week.run("docs-recall", at + timedelta(hours=hours))
+        week.run("docs-recall", at)
         week.run("canary", at)
-        week.traffic(2 * WINDOW if day == 0 else WINDOW,
-                     0.5 if this_week and day - 7 >= 3 else 0.0)
+        week.traffic(2 * WINDOW if day == -6 else WINDOW, 0.5 if day >= 3 else 0.0)
         week.run("queries-drift", at + timedelta(hours=1))
     return week
 
