@@ -126,5 +126,7 @@ def host_chart(folder: Path, pod_spec_containers: str) -> Path:
         "  template:\n    metadata:\n      labels: {app.kubernetes.io/name: rag-api}\n"
         "    spec:\n" + pod_spec_containers +
         "      volumes:\n"
+        "        - name: index\n"
+        "          persistentVolumeClaim: {claimName: rag-index}\n"
         "        {{- include \"ragmon.volumes\" .Subcharts.ragmon | nindent 8 }}\n")
     return host

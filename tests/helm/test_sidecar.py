@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.helm.chart_support import (
@@ -50,6 +49,8 @@ def mounts_resolve(pod: dict[str, Any], container: dict[str, Any]) -> None:
 def test_a_native_sidecar_is_an_init_container_that_keeps_running(tmp_path: Path) -> None:
     pod = host_pod(tmp_path, IN_INIT_CONTAINERS, load_values(SIDECAR_VALUES))
     [ragmon] = pod["initContainers"]
+    assert {m["mountPath"] for m in ragmon["volumeMounts"]} >= {"/data/index",
+                                                               "/etc/ragmon/secrets"}
     assert ragmon["name"] == "ragmon" and ragmon["restartPolicy"] == "Always"
     assert ragmon["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     mounts_resolve(pod, ragmon)
@@ -77,13 +78,13 @@ def documented(kind: str) -> Any:
     return yaml.safe_load(found.group(1))
 
 
-@pytest.mark.parametrize("native", [False, True], ids=["extraContainers", "initContainers"])
-def test_the_documented_snippet_is_the_rendered_sidecar(tmp_path: Path, native: bool) -> None:
-    containers = IN_INIT_CONTAINERS if native else IN_CONTAINERS
-    values = {**load_values(SIDECAR_VALUES), "sidecar": {"native": native}}
-    pod = host_pod(tmp_path, containers, values)
-    rendered = [c for c in pod["initContainers" if native else "containers"]
-                if c["name"] == "ragmon"]
-    key = "initContainers" if native else "extraContainers"
-    assert documented(key) == {key: rendered}
-    assert documented("volumes") == {"extraVolumes": pod["volumes"]}
+def test_the_documented_snippet_is_the_rendered_sidecar(tmp_path: Path) -> None:
+    plain = host_pod(tmp_path / "plain", IN_CONTAINERS,
+                     {**load_values(SIDECAR_VALUES), "sidecar": {"native": False}})
+    native = host_pod(tmp_path / "native", IN_INIT_CONTAINERS, load_values(SIDECAR_VALUES))
+    [container] = [c for c in plain["containers"] if c["name"] == "ragmon"]
+    assert documented("extraContainers") == {"extraContainers": [container]}
+    # the native variant is the same container with restartPolicy: Always
+    assert native["initContainers"] == [{**container, "restartPolicy": "Always"}]
+    ragmon_volumes = [v for v in plain["volumes"] if v["name"].startswith("ragmon-")]
+    assert documented("volumes") == {"extraVolumes": ragmon_volumes}
