@@ -103,11 +103,13 @@ class ReportClaims:
                 return Claim(row_id, period, until, 1, started + self.retry.lease / 2)
             if not _claimable(row, now, self.retry.max_attempts):
                 return None
-            held_by = row.claimed_by if row.status == "claimed" else None
+            # Read before the UPDATE: the session synchronises ``row`` with what it writes.
+            row_id, status, attempt = row.id, row.status, row.attempts + 1
+            held_by = row.claimed_by if status == "claimed" else None
             result = s.execute(update(ReportRun).where(
-                ReportRun.id == row.id, ReportRun.status == row.status,
-                ReportRun.attempts == row.attempts,
-            ).values(status="claimed", attempts=row.attempts + 1, claimed_by=self.replica,
+                ReportRun.id == row_id, ReportRun.status == status,
+                ReportRun.attempts == attempt - 1,
+            ).values(status="claimed", attempts=attempt, claimed_by=self.replica,
                      claimed_until=until, next_attempt_at=None))
             assert isinstance(result, CursorResult)  # an UPDATE has a rowcount
             if result.rowcount != 1:
@@ -115,8 +117,7 @@ class ReportClaims:
             if held_by is not None:
                 log.warning("report %s: the claim of %s ended before it was sent; sending it "
                             "again", period.key, held_by)
-            return Claim(row.id, period, until, row.attempts + 1,
-                         started + self.retry.lease / 2)
+            return Claim(row_id, period, until, attempt, started + self.retry.lease / 2)
 
     def sent(self, claim: Claim, details: dict[str, Any],
              now: datetime | None = None) -> bool:

@@ -127,16 +127,17 @@ class ReportSender:
             return Outcome("skipped", period)
         log.info("report %s: claimed by %s (attempt %d)", period.key, self.replica,
                  claim.attempt)
-        return self._send_claimed(claim)
+        return self._send_claimed(claim, now)
 
-    def _send_claimed(self, claim: Claim) -> Outcome:
+    def _send_claimed(self, claim: Claim, now: datetime | None = None) -> Outcome:
+        """Render, send and record; ``now`` (tests) stands for the clock when recording."""
         period = claim.period
         try:
             details = self.send(period, deadline=claim.deadline)
         except Exception as exc:  # noqa: BLE001 - recorded and retried, never raised
             error = self.redact(str(exc)) or type(exc).__name__
             try:
-                retry_at = self.claims.failed(claim, error)
+                retry_at = self.claims.failed(claim, error, now)
             except Exception as store_exc:  # noqa: BLE001 - the lease lets another retry
                 log.warning("report %s: cannot record the failure: %s", period.key,
                             self.redact(str(store_exc)))
@@ -149,7 +150,7 @@ class ReportSender:
                             period.key, claim.attempt, iso(retry_at), error)
             return Outcome("failed", period, error, retry_at)
         try:
-            self.claims.sent(claim, details)
+            self.claims.sent(claim, details, now)
         except Exception as exc:  # noqa: BLE001 - sent; the claim's lease cannot resend it
             log.error("report %s: sent, but recording it failed: %s", period.key,
                       self.redact(str(exc)))
