@@ -41,8 +41,8 @@ def status_mib(pid: int, field: str) -> float:
 
 
 def measure(config: Path, wait_for: list[str], idle: float) -> tuple[float, float]:
-    """(VmRSS after idling, VmHWM) of `ragmon run` on this config once every metric line
-    prefix in ``wait_for`` reports success."""
+    """(VmRSS after idling, VmHWM) of `ragmon run` on this config once, for every string in
+    ``wait_for``, a metric line holding it has the value 1."""
     port = int(yaml.safe_load(config.read_text())["server"]["listen"].rpartition(":")[2])
     proc = subprocess.Popen([sys.executable, "-m", "ragmon.monitor", "run", "-c", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -51,7 +51,7 @@ def measure(config: Path, wait_for: list[str], idle: float) -> tuple[float, floa
         while time.monotonic() < deadline:
             try:
                 body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
-                if all(any(line.startswith(w) and line.endswith(" 1.0")
+                if all(any(w in line and line.endswith(" 1.0")
                            for line in body.splitlines()) for w in wait_for):
                     break
             except OSError:
@@ -90,14 +90,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d)
         rows.append(("no model (no probe)", *measure(plain_config(folder, False),
-                                                     ["ragmon_build_info"], idle)))
-        rows.append(("MiniLM loaded (canary)", *measure(
-            plain_config(folder, True), ['ragmon_probe_success{probe="canary",kind="canary"'], idle)))
+                                                     ["ragmon_build_info{"], idle)))
+        canary = 'ragmon_probe_success{kind="canary",probe="canary"'
+        rows.append(("MiniLM loaded (canary)",
+                     *measure(plain_config(folder, True), [canary], idle)))
         demo = folder / "demo"
         demo.mkdir()
         config = demo_config(demo)
         probes = yaml.safe_load(config.read_text())["probes"]
-        wait = [f'ragmon_probe_success{{probe="{name}",kind="{p["kind"]}"'
+        wait = [f'ragmon_probe_success{{kind="{p["kind"]}",probe="{name}"'
                 for name, p in probes.items()]
         rows.append(("demo: canary + recall + index drift", *measure(config, wait, idle)))
     floor = model_floor_rss(idle)

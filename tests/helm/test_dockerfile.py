@@ -13,7 +13,6 @@ import re
 import tomllib
 from typing import Any
 
-
 from tests.helm.chart_support import CHART, REPO, load_values, manifests, one, render
 
 DOCKERFILE = REPO / "Dockerfile"
