@@ -40,7 +40,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from ragmon.monitor.store import Store
 
     config = load(args)
-    store = Store(config.store.url.get_secret_value())
+    store = Store(config.store.url.get_secret_value(), instance=config.deployment.name)
     try:
         store.require_head()
         rows, queue = alert_rows(config, store)

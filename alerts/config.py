@@ -18,7 +18,7 @@ from pydantic_core import InitErrorDetails
 
 from ragmon.alerts.sinks import SINK_KINDS
 from ragmon.alerts.templates import DESCRIPTION as DEFAULT_DESCRIPTION
-from ragmon.alerts.templates import check_template, default_summary
+from ragmon.alerts.templates import SUMMARY_GROUP, check_template, default_summary
 from ragmon.monitor.config import Duration, OptionalDelay, RootConfig, Strict, config_error
 from ragmon.monitor.errors import ConfigIssue
 from ragmon.monitor.plugins import Plugins
@@ -97,6 +97,13 @@ class RuleConfig(Strict):
         "Sinks (in `alerts.sinks`) to notify; all of them when absent."))
     repeat_interval: Duration | None = Field(default=None, description=(
         "Re-notify a still-firing alert this often (default: `alerts.repeat_interval`)."))
+    group_instances: bool = Field(default=False, description=(
+        "Sidecars (`deployment.mode: sidecar`) sharing a store: one alert for the probe "
+        "across every instance, firing while at least `min_instances` of them match, with "
+        "the count as its value and the matching instances named, instead of one alert per "
+        "instance. An instance counts while its newest run is within 3 probe intervals."))
+    min_instances: int = Field(default=1, ge=1, description=(
+        "With `group_instances`: how many instances must match for the alert to fire."))
 
     @field_validator("match", mode="before")
     @classmethod
@@ -161,6 +168,8 @@ class RuleConfig(Strict):
 
     @property
     def summary_template(self) -> str:
+        if self.summary is None and self.group_instances:
+            return SUMMARY_GROUP
         return self.summary if self.summary is not None else \
             default_summary(self.watched, self.verdict is not None)
 

@@ -6,13 +6,17 @@ other's transitions. A transition that must be told (firing, a repeat, resolved)
 one outbox row per sink with a unique ``dedup_key`` in the same transaction; the delivery
 worker sends it. Because state and outbox live in SQL, a restart neither re-notifies nor
 forgets a firing alert.
+
+State is kept per (rule, instance): a sidecar's alerts are its own, labelled
+``ragmon_instance``. A rule with ``group_instances`` is one alert across instances
+(:mod:`alerts.grouped`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -22,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from ragmon.alerts.config import AlertsConfig, RuleConfig
 from ragmon.alerts.explain import context_facts
+from ragmon.alerts.grouped import GROUP, observe_group
 from ragmon.alerts.metrics import AlertStats
 from ragmon.alerts.observations import Observation, fingerprint, instance_labels, observe
 from ragmon.alerts.sinks import Notification, build_sink
@@ -44,9 +49,12 @@ class AlertEngine:
         store: Store,
         stats: AlertStats | None = None,
         on_enqueue: Callable[[], None] | None = None,
+        intervals: Mapping[str, float] | None = None,
     ):
         self.config = config
         self.store = store
+        #: Seconds between runs per probe: how recent an instance's run must be to count.
+        self.intervals = dict(intervals or {})
         self.stats = stats or AlertStats()
         self.on_enqueue = on_enqueue
         self._resolved_wanted = {
@@ -76,19 +84,25 @@ class AlertEngine:
         self, name: str, rule: RuleConfig, record: RunRecord, run_id: int | None
     ) -> int:
         now = utc(record.finished_at)
+        if rule.group_instances:
+            return self._evaluate_group(name, rule, record, run_id, now)
+        instance = self.store.instance
         observed: dict[str, tuple[dict[str, str], Observation]] = {}
         for obs in observe(rule, record):
             labels = instance_labels(name, rule, record, obs.series)
+            if instance:
+                labels["ragmon_instance"] = instance
             observed[fingerprint(labels)] = (labels, obs)
         queued = 0
         with self.store.session() as s:
             # Rows are created and locked in one order, so replicas cannot deadlock.
             for fp, (labels, _) in sorted(observed.items()):
                 insert_ignore(s, AlertState, dict(
-                    rule=name, fingerprint=fp, labels=labels, state="inactive", details={}
-                ), ["rule", "fingerprint"])
+                    rule=name, instance=instance, fingerprint=fp, labels=labels,
+                    state="inactive", details={},
+                ), ["rule", "instance", "fingerprint"])
             rows = s.scalars(
-                select(AlertState).where(AlertState.rule == name)
+                select(AlertState).where(AlertState.rule == name, AlertState.instance == instance)
                 .order_by(AlertState.fingerprint).with_for_update()
             ).all()
             for row in rows:
@@ -102,6 +116,26 @@ class AlertEngine:
                     continue
                 queued += self._step(s, name, rule, row, obs, record, run_id, now)
         return queued
+
+    def _evaluate_group(self, name: str, rule: RuleConfig, record: RunRecord,
+                        run_id: int | None, now: datetime) -> int:
+        """One state row for the rule across instances, judged on every instance's newest
+        run, read after the row is locked so concurrent sidecars evaluate in turn."""
+        labels = instance_labels(name, rule, record, {})
+        fp = fingerprint(labels)
+        with self.store.session() as s:
+            insert_ignore(s, AlertState, dict(
+                rule=name, instance=GROUP, fingerprint=fp, labels=labels, state="inactive",
+                details={},
+            ), ["rule", "instance", "fingerprint"])
+            row = s.scalars(select(AlertState).where(
+                AlertState.rule == name, AlertState.instance == GROUP,
+                AlertState.fingerprint == fp).with_for_update()).one()
+            if row.last_evaluated_at is not None and now < utc(row.last_evaluated_at):
+                return 0
+            group = observe_group(s, rule, now, self.intervals.get(rule.probe, 300.0))
+            row.details = {**(row.details or {}), "instances": group.summary()}
+            return self._step(s, name, rule, row, group.observation, record, run_id, now)
 
     def _step(
         self, s: Session, name: str, rule: RuleConfig, row: AlertState, obs: Observation,
@@ -208,6 +242,7 @@ class AlertEngine:
                     "finished_at": utc(record.finished_at).isoformat()},
             "details": run_details,
             "values": _values_by_name(record),
+            "instances": details.get("instances"),
             **context_facts(run_details, series, link),
         }
         description = render(rule.description_template, context)

@@ -19,6 +19,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from ragmon.alerts.grouped import GROUP
+
 log = logging.getLogger("ragmon.alerts")
 
 OUTCOMES = ("sent", "failed", "dropped")
@@ -102,7 +104,9 @@ class AlertCollector(Collector):
         try:
             with self.store.session() as s:
                 for rule, labels, state in s.execute(
-                    select(AlertState.rule, AlertState.labels, AlertState.state)
+                    # This daemon's instance, and the rules kept across instances.
+                    select(AlertState.rule, AlertState.labels, AlertState.state).where(
+                        AlertState.instance.in_((self.store.instance, GROUP)))
                 ):
                     counts[(rule, str((labels or {}).get("severity", "")), state)] += 1
                 for sink, n in s.execute(

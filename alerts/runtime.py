@@ -4,6 +4,7 @@ the metrics collector and the ``/alerts`` page (``install`` wires them in)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -26,9 +27,11 @@ log = logging.getLogger("ragmon.alerts")
 class AlertsRuntime:
     """What ``install`` adds to a daemon: the engine, the delivery worker, the evaluator."""
 
-    def __init__(self, config: AlertsConfig, store: Store, stats: AlertStats):
+    def __init__(self, config: AlertsConfig, store: Store, stats: AlertStats,
+                 intervals: Mapping[str, float] | None = None):
         self.worker = DeliveryWorker(store, config, stats)
-        self.engine = AlertEngine(config, store, stats, on_enqueue=self.worker.deliver_due)
+        self.engine = AlertEngine(config, store, stats, on_enqueue=self.worker.deliver_due,
+                                  intervals=intervals)
         # One thread evaluates, in run order, so a probe's thread never waits on alerting.
         self._evaluator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragmon-alert-eval")
 
@@ -65,7 +68,8 @@ def install(daemon: Daemon) -> AlertsRuntime | None:
     # An extension is installed once the daemon has opened its store and built its scheduler.
     assert daemon.store is not None and daemon.scheduler is not None
     stats = AlertStats()
-    runtime = AlertsRuntime(config, daemon.store, stats)
+    intervals = {name: cfg.interval for name, cfg in daemon.config.probes.items()}
+    runtime = AlertsRuntime(config, daemon.store, stats, intervals)
     if config.rules:
         daemon.context.after_run.append(runtime.after_run)
     daemon.registry.register(alert_metrics_collector(daemon.store, stats, config))

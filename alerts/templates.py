@@ -7,7 +7,9 @@ queries, moved clusters), ``values`` (every value of the run, name -> list of
 ``{labels, value}``), and ready-made lines (:mod:`alerts.explain`): ``reasons`` (the first
 reasons of the verdict), ``regressed`` (the worst regressed queries, ``id "text": recall@k
 before -> after``, text cut), ``more_regressed`` (how many more regressed), ``series``
-(``{k=10,mode=live}``) and ``link`` (the alert's page). A detail the run did not produce
+(``{k=10,mode=live}``), ``link`` (the alert's page) and, for a rule across instances
+(``group_instances``), ``instances`` (``matched``: the instances that match, ``total``:
+how many reported, ``instances``: their names). A detail the run did not produce
 renders as empty text. The filter ``number`` writes a value as people read it.
 
 A rule without ``summary`` or ``description`` gets the defaults below, chosen by what it
@@ -27,7 +29,7 @@ from ragmon.alerts.explain import number
 VARIABLES = (
     "rule", "probe", "kind", "target", "severity", "field", "value", "labels", "status",
     "since", "run", "details", "values", "reasons", "regressed", "more_regressed", "series",
-    "link",
+    "link", "instances",
 )
 
 #: Default summaries: by what the rule watches.
@@ -37,6 +39,10 @@ SUMMARY_VERDICT = ("{{ rule }}: probe {{ probe }} verdict {{ value }}"
                    "{% if details.verdict_k %} (recall@{{ details.verdict_k }}){% endif %}")
 SUMMARY_VALUE = ("{{ rule }}: probe {{ probe }} {{ field }}{{ series }} is {{ value | number }}"
                  "{% if details.verdict %} (verdict {{ details.verdict }}){% endif %}")
+#: The default summary of a rule across instances (``group_instances``): how many match.
+SUMMARY_GROUP = ("{{ rule }}: {{ instances.matched | length }} of {{ instances.total }} "
+                 "instances of probe {{ probe }} match {{ field }}{{ series }}"
+                 "{% if instances.matched %} ({{ instances.matched | join(', ') }}){% endif %}")
 #: The default description, for every rule: the value, the verdict and its first reasons,
 #: the error of a failed run, the worst regressed queries, and the link.
 DESCRIPTION = """\
@@ -79,6 +85,7 @@ def sample_context() -> dict[str, Any]:
                 "finished_at": "2026-01-01T00:00:01+00:00"},
         "details": {}, "values": {}, "reasons": [], "regressed": [], "more_regressed": 0,
         "series": "{k=10,mode=live}", "link": "",
+        "instances": {"matched": ["pod-a"], "total": 3, "instances": ["pod-a", "pod-b", "pod-c"]},
     }
 
 

@@ -66,7 +66,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from ragmon.monitor.store.migrate import head_revision
 
     config = load(args)
-    store = Store(config.store.url.get_secret_value())
+    store = Store(config.store.url.get_secret_value(), instance=config.deployment.name)
     before = store.revision()
     store.migrate(args.revision)
     print(f"store {store.safe_url}: schema {before or 'empty'} -> {store.revision()} "
@@ -93,7 +93,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         raise RagmonError(f"no probe named {args.name!r}; valid probes: {valid}")
     _setup_logging(config.model_copy(update={"logging": config.logging.model_copy(
         update={"level": "warning"})}))
-    store = Store(config.store.url.get_secret_value())
+    store = Store(config.store.url.get_secret_value(), instance=config.deployment.name)
     store.migrate() if config.store.migrate_on_start else store.require_head()
     from prometheus_client import CollectorRegistry
 

@@ -2,13 +2,15 @@
 
 A reference is a window of vectors kept as one float32 row-major blob, with the embedder
 fingerprint that produced it (vectors of different pipelines are never compared), the item
-ids, the time range it covers and whether a user pinned it. The table is created by
+ids, the time range it covers and whether a user pinned it. Samples are kept per (probe,
+instance): a sidecar (``deployment.instance``) reads and writes its own. The table is created by
 migration 0001.
 
 Retention (:class:`ReferenceRetention`) deletes samples created before the cutoff, except
-pinned ones and the newest of each probe and source created before it: that one may still be
-in use (a canary's reference, the sample recall runs after the cutoff name); other parts
-keep more (the samples a pinned recall baseline names, a rolling drift reference's windows).
+pinned ones and the newest of each probe, instance and source created before it: that one
+may still be in use (a canary's reference, the sample recall runs after the cutoff name);
+other parts keep more (the samples a pinned recall baseline names, a rolling drift
+reference's windows).
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ def save_reference(
     with store.session() as s:
         row = ReferenceSample(
             probe=probe,
+            instance=store.instance,
             source=source,
             created_at=datetime.now(UTC),
             embedder_fingerprint=embedder_fingerprint,
@@ -170,11 +173,12 @@ def arrange_reference(store: Store, ref_id: int, order: np.ndarray,
 
 
 def latest_reference(store: Store, probe: str, source: str) -> Reference | None:
-    """The pinned reference of a probe, else its newest one."""
+    """The pinned reference of a probe (of this store's instance), else its newest one."""
     with store.session() as s:
         row = s.scalars(
             select(ReferenceSample)
-            .where(ReferenceSample.probe == probe, ReferenceSample.source == source)
+            .where(ReferenceSample.probe == probe, ReferenceSample.instance == store.instance,
+                   ReferenceSample.source == source)
             .order_by(ReferenceSample.pinned.desc(), ReferenceSample.id.desc())
             .limit(1)
         ).first()
@@ -191,7 +195,8 @@ class ReferenceRetention(RetentionPart):
         with job.store.session() as s:
             current = list(s.scalars(select(func.max(ReferenceSample.id))
                                      .where(ReferenceSample.created_at < job.cutoff)
-                                     .group_by(ReferenceSample.probe, ReferenceSample.source)))
+                                     .group_by(ReferenceSample.probe, ReferenceSample.instance,
+                                               ReferenceSample.source)))
         keep: list[Keep] = [("pinned reference(s)", ReferenceSample.pinned.is_(True))]
         if current:
             keep.append(("reference(s) still in use (the newest of a probe and source)",

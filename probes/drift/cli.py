@@ -38,7 +38,7 @@ def capture(config: RootConfig, probe_name: str) -> tuple[int, int, str]:
                                  if isinstance(c, DriftConfig)))
         raise RagmonError(f"no drift probe named {probe_name!r}; drift probes: "
                           f"{valid or 'none are configured'}")
-    store = Store(config.store.url.get_secret_value())
+    store = Store(config.store.url.get_secret_value(), instance=config.deployment.name)
     context = ProbeContext(config, store, config.plugins)
     try:
         store.migrate() if config.store.migrate_on_start else store.require_head()

@@ -123,7 +123,8 @@ def reference_dimension(store: Store, probe: str, source: str) -> int | None:
     """The dimension of the probe's newest stored reference, if any."""
     with store.session() as s:
         dim = s.scalars(select(ReferenceSample.dimension).where(
-            ReferenceSample.probe == probe, ReferenceSample.source == source,
+            ReferenceSample.probe == probe, ReferenceSample.instance == store.instance,
+            ReferenceSample.source == source,
         ).order_by(ReferenceSample.id.desc()).limit(1)).first()
     return None if dim is None else int(dim)
 

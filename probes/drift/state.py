@@ -63,7 +63,12 @@ class Window:
     tail: dict[str, Any] = field(default_factory=dict)
 
 
-def _locked_state(s: Any, probe: str, now: datetime) -> DriftReservoirState:
+def _items_of(store: Store, probe: str) -> tuple[Any, Any]:
+    """The rows of the probe's reservoir: each instance (sidecar) keeps its own."""
+    return DriftReservoirItem.probe == probe, DriftReservoirItem.instance == store.instance
+
+
+def _locked_state(s: Any, probe: str, now: datetime, instance: str) -> DriftReservoirState:
     """The probe's reservoir state, created if missing and locked until this transaction ends.
 
     Every writer of the reservoir calls this first. The UPDATE is the transaction's first
@@ -71,12 +76,13 @@ def _locked_state(s: Any, probe: str, now: datetime) -> DriftReservoirState:
     the count and the slots of two daemons sharing one store never interleave (an
     in-process lock alone let two daemons lose counts). The row is created with one
     ``INSERT ... ON CONFLICT DO NOTHING``, which replicas may race on safely."""
-    insert_ignore(s, DriftReservoirState,
-                  {"probe": probe, "window_start": now, "seen": 0, "tail": {}}, ["probe"])
-    s.execute(update(DriftReservoirState).where(DriftReservoirState.probe == probe)
-              .values(seen=DriftReservoirState.seen))
+    insert_ignore(s, DriftReservoirState, {"probe": probe, "instance": instance,
+                                           "window_start": now, "seen": 0, "tail": {}},
+                  ["probe", "instance"])
+    key = (DriftReservoirState.probe == probe, DriftReservoirState.instance == instance)
+    s.execute(update(DriftReservoirState).where(*key).values(seen=DriftReservoirState.seen))
     state: DriftReservoirState = s.execute(
-        select(DriftReservoirState).where(DriftReservoirState.probe == probe)
+        select(DriftReservoirState).where(*key)
         .execution_options(populate_existing=True)).scalar_one()
     return state
 
@@ -98,7 +104,7 @@ def add_items(store: Store, probe: str, items: list[Item], capacity: int,
     """
     now = datetime.now(UTC)
     with probe_lock(probe), store.session() as s:
-        state = _locked_state(s, probe, now)
+        state = _locked_state(s, probe, now, store.instance)
         window = f"{seed}:{probe}:{state.window_start.astimezone(UTC).isoformat()}"
         seen = int(state.seen)
         chosen: dict[int, Item] = {}
@@ -109,11 +115,11 @@ def add_items(store: Store, probe: str, items: list[Item], capacity: int,
                 chosen[slot] = item  # a later item replacing a slot wins, as in algorithm R
         if chosen:
             s.execute(delete(DriftReservoirItem).where(
-                DriftReservoirItem.probe == probe, DriftReservoirItem.slot.in_(list(chosen))))
+                *_items_of(store, probe), DriftReservoirItem.slot.in_(list(chosen))))
             s.add_all(
                 DriftReservoirItem(
-                    probe=probe, slot=slot, received_at=now, item_id=item.item_id,
-                    text=item.text,
+                    probe=probe, instance=store.instance, slot=slot, received_at=now,
+                    item_id=item.item_id, text=item.text,
                     vector=None if item.vector is None
                     else np.ascontiguousarray(item.vector, dtype=np.float32).tobytes(),
                 )
@@ -127,7 +133,7 @@ def add_items(store: Store, probe: str, items: list[Item], capacity: int,
 
 def tail_state(store: Store, probe: str) -> dict[str, Any]:
     with store.session() as s:
-        state = s.get(DriftReservoirState, probe)
+        state = s.get(DriftReservoirState, (probe, store.instance))
         return dict(state.tail) if state is not None else {}
 
 
@@ -136,8 +142,8 @@ def peek_window(store: Store, probe: str, _repair: bool = True) -> Window:
     dimensions is repaired first, see :func:`repair_dimensions`)."""
     now = datetime.now(UTC)
     with store.session() as s:
-        state = s.get(DriftReservoirState, probe)
-        rows = s.scalars(select(DriftReservoirItem).where(DriftReservoirItem.probe == probe)
+        state = s.get(DriftReservoirState, (probe, store.instance))
+        rows = s.scalars(select(DriftReservoirItem).where(*_items_of(store, probe))
                          .order_by(DriftReservoirItem.slot)).all()
         start = state.window_start if state is not None else now
         seen = int(state.seen) if state is not None else 0
@@ -159,7 +165,7 @@ def window_dimensions(store: Store, probe: str) -> dict[int, int]:
     size = func.length(DriftReservoirItem.vector)
     with store.session() as s:
         rows = s.execute(select(size, func.count()).where(
-            DriftReservoirItem.probe == probe, DriftReservoirItem.vector.is_not(None),
+            *_items_of(store, probe), DriftReservoirItem.vector.is_not(None),
         ).group_by(size)).all()
     return {int(n) // 4: int(count) for n, count in rows}
 
@@ -172,9 +178,9 @@ def repair_dimensions(store: Store, probe: str) -> int | None:
     dimension(s) are dropped; with no majority (a tie) the window is reset. Logged.
     """
     with probe_lock(probe), store.session() as s:
-        state = _locked_state(s, probe, datetime.now(UTC))
+        state = _locked_state(s, probe, datetime.now(UTC), store.instance)
         rows = s.execute(select(DriftReservoirItem.slot, func.length(DriftReservoirItem.vector))
-                         .where(DriftReservoirItem.probe == probe,
+                         .where(*_items_of(store, probe),
                                 DriftReservoirItem.vector.is_not(None))).all()
         counts = Counter(int(n) // 4 for _, n in rows)
         if len(counts) < 2:
@@ -182,13 +188,13 @@ def repair_dimensions(store: Store, probe: str) -> int | None:
         found = ", ".join(f"{n} of dimension {d}" for d, n in counts.most_common())
         (keep, most), (_, second) = counts.most_common(2)
         if most == second:
-            s.execute(delete(DriftReservoirItem).where(DriftReservoirItem.probe == probe))
+            s.execute(delete(DriftReservoirItem).where(*_items_of(store, probe)))
             state.window_start, state.seen = datetime.now(UTC), 0
             log.warning("drift probe %r: the current window held vectors of mixed dimensions "
                         "(%s) and none is the majority; started a new window", probe, found)
             return None
         drop = [slot for slot, n in rows if int(n) // 4 != keep]
-        s.execute(delete(DriftReservoirItem).where(DriftReservoirItem.probe == probe,
+        s.execute(delete(DriftReservoirItem).where(*_items_of(store, probe),
                                                    DriftReservoirItem.slot.in_(drop)))
     log.warning("drift probe %r: the current window held vectors of mixed dimensions (%s); "
                 "dropped the %d row(s) not of dimension %d", probe, found, len(drop), keep)
@@ -198,8 +204,8 @@ def repair_dimensions(store: Store, probe: str) -> int | None:
 def reset_window(store: Store, probe: str, at: datetime) -> None:
     """Start a new window: empty the reservoir, keep the tail position."""
     with probe_lock(probe), store.session() as s:
-        state = _locked_state(s, probe, at)
-        s.execute(delete(DriftReservoirItem).where(DriftReservoirItem.probe == probe))
+        state = _locked_state(s, probe, at, store.instance)
+        s.execute(delete(DriftReservoirItem).where(*_items_of(store, probe)))
         state.window_start = at
         state.seen = 0
 
@@ -215,8 +221,8 @@ def rolling_reference(
     """
     with store.session() as s:
         rows = s.scalars(select(ReferenceSample).where(
-            ReferenceSample.probe == probe, ReferenceSample.source == source,
-            ReferenceSample.created_at >= since,
+            ReferenceSample.probe == probe, ReferenceSample.instance == store.instance,
+            ReferenceSample.source == source, ReferenceSample.created_at >= since,
         ).order_by(ReferenceSample.id)).all()
     if not rows:
         return None
@@ -258,13 +264,15 @@ def pinned_reference(store: Store, probe: str, source: str) -> Reference | None:
 
 def previous_alarm_state(store: Store, probe: str, method: str) -> dict[str, Any]:
     """The persistence rule's memory after the probe's last window for ``method`` (one
-    lookup in the (probe, method, id) index; retention keeps this row whatever its age)."""
+    lookup in the (probe, instance, method, id) index; retention keeps this row whatever its
+    age)."""
     with store.session() as s:
         row = s.scalars(select(DriftStatistic).where(
-            index_prefix([DriftStatistic.probe, DriftStatistic.method], [probe, method],
-                         DriftStatistic.id),
+            index_prefix([DriftStatistic.probe, DriftStatistic.instance, DriftStatistic.method],
+                         [probe, store.instance, method], DriftStatistic.id),
         ).order_by(  # as the index is: one entry of it, not a walk (see index_prefix)
-            DriftStatistic.probe.desc(), DriftStatistic.method.desc(), DriftStatistic.id.desc(),
+            DriftStatistic.probe.desc(), DriftStatistic.instance.desc(),
+            DriftStatistic.method.desc(), DriftStatistic.id.desc(),
         ).limit(1)).first()
     return dict(row.details.get("alarm_state", {})) if row is not None else {}
 
@@ -275,6 +283,7 @@ def save_statistics(store: Store, rows: list[DriftStatistic],
     ids = []
     with store.session() as s:
         for i, row in enumerate(rows):
+            row.instance = store.instance
             s.add(row)
             s.flush()
             ids.append(row.id)
@@ -286,8 +295,9 @@ def save_statistics(store: Store, rows: list[DriftStatistic],
 
 def statistics(store: Store, probe: str, limit: int = 50) -> list[DriftStatistic]:
     with store.session() as s:
-        return list(s.scalars(select(DriftStatistic).where(DriftStatistic.probe == probe)
-                              .order_by(DriftStatistic.id.desc()).limit(limit)).all())
+        return list(s.scalars(select(DriftStatistic).where(
+            DriftStatistic.probe == probe, DriftStatistic.instance == store.instance,
+        ).order_by(DriftStatistic.id.desc()).limit(limit)).all())
 
 
 def cluster_shifts(store: Store, statistic_id: int) -> list[DriftClusterShift]:
@@ -329,8 +339,8 @@ class DriftRetention(RetentionPart):
     def prune(self, job: RetentionJob) -> None:
         with job.store.session() as s:
             newest = list(s.scalars(select(func.max(DriftStatistic.id)).group_by(
-                DriftStatistic.probe, DriftStatistic.method)).all())
-        keep = [("newest drift statistic(s) of a probe and method (the alarm state)",
+                DriftStatistic.probe, DriftStatistic.instance, DriftStatistic.method)).all())
+        keep = [("newest drift statistic(s) of a probe, instance and method (the alarm state)",
                  DriftStatistic.id.in_(newest))] if newest else []
         job.delete_older(DriftStatistic, DriftStatistic.window_end, keep=keep,
                          children=(DriftClusterShift.statistic_id,))

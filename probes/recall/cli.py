@@ -18,7 +18,7 @@ def cmd_pin(args: argparse.Namespace) -> int:
     from ragmon.probes.recall.history import pin_baseline
 
     config = load(args)
-    store = Store(config.store.url.get_secret_value())
+    store = Store(config.store.url.get_secret_value(), instance=config.deployment.name)
     try:
         store.migrate() if config.store.migrate_on_start else store.require_head()
         run = pin_baseline(store, args.run_id, args.note)

@@ -18,8 +18,11 @@
 
 Finding the baseline costs the same at any history size: the pin is the newest row of
 ``recall_baselines``, and the first (newest) eligible run is found by walking the
-``(probe, golden_version, status, id)`` (``(probe, status, id)``) index, with the verdict
-read in SQL, through at most ``SCAN`` successful runs.
+``(probe, instance, golden_version, status, id)`` (``(probe, instance, status, id)``)
+index, with the verdict read in SQL, through at most ``SCAN`` successful runs.
+
+Everything here is kept per (probe, instance): a sidecar's baseline, pins and reference
+vectors are its own (``store.instance``; "" for standalone replicas, who share them).
 """
 
 from __future__ import annotations
@@ -64,47 +67,53 @@ def find_baseline(store: Store, probe: str, golden_version: str) -> Baseline | N
     first eligible run of the new version started after the pin replaces it: an edit never
     keeps a probe on ``golden-set-changed`` for good, and the pin is never older than the
     last edit that followed it."""
+    key = (probe, store.instance)  # each sidecar compares with its own runs
     with store.session() as s:
         pin = s.scalars(
-            select(RecallBaseline).where(RecallBaseline.probe == probe)
+            select(RecallBaseline).where(RecallBaseline.probe == probe,
+                                         RecallBaseline.instance == store.instance)
             .order_by(RecallBaseline.pinned_at.desc(), RecallBaseline.id.desc()).limit(1)
         ).first()
         run: ProbeRun | None = s.get(ProbeRun, pin.run_id) if pin else None
         how = "pinned"
         if pin is not None and run is not None and run.golden_version != golden_version:
-            after = _first_run_since(s, probe, pin.pinned_at)
-            later = None if after is None else _first_eligible(s, probe, golden_version, after)
+            after = _first_run_since(s, key, pin.pinned_at)
+            later = None if after is None else _first_eligible(s, key, golden_version, after)
             if later is not None:
                 run, how = later, "first healthy run after the pin"
         if run is None:
             how = "first healthy run"
-            run = _first_eligible(s, probe, golden_version)
+            run = _first_eligible(s, key, golden_version)
         if run is None:
             how = "previous golden set version"
-            run = _newest_eligible(s, probe)
+            run = _newest_eligible(s, key)
     if run is None:
         return None
     return Baseline(run, how, query_rows(store, run.id))
 
 
-def _first_run_since(s: Any, probe: str, since: datetime) -> int | None:
-    """The id of the probe's first run started at or after ``since`` (index on started_at)."""
+def _first_run_since(s: Any, probe: tuple[str, str], since: datetime) -> int | None:
+    """The id of the first run of ``probe`` (name, instance) started at or after ``since``
+    (index on started_at)."""
     found: int | None = s.scalar(
-        select(ProbeRun.id).where(ProbeRun.probe == probe, ProbeRun.started_at >= since)
+        select(ProbeRun.id).where(ProbeRun.probe == probe[0], ProbeRun.instance == probe[1],
+                                  ProbeRun.started_at >= since)
         .order_by(ProbeRun.started_at.asc()).limit(1))
     return found
 
 
-def _first_eligible(s: Any, probe: str, version: str, low: int | None = None) -> ProbeRun | None:
+def _first_eligible(s: Any, probe: tuple[str, str], version: str,
+                    low: int | None = None) -> ProbeRun | None:
     """The first eligible run among the first ``SCAN`` successful runs of ``version`` (with
     an id of at least ``low``)."""
-    key = (ProbeRun.probe, ProbeRun.golden_version, ProbeRun.status)
-    return _eligible_run(s, key, (probe, version, "ok"), newest=False, low=low)
+    key = (ProbeRun.probe, ProbeRun.instance, ProbeRun.golden_version, ProbeRun.status)
+    return _eligible_run(s, key, (*probe, version, "ok"), newest=False, low=low)
 
 
-def _newest_eligible(s: Any, probe: str) -> ProbeRun | None:
+def _newest_eligible(s: Any, probe: tuple[str, str]) -> ProbeRun | None:
     """The newest eligible run among the newest ``SCAN`` successful runs of any version."""
-    return _eligible_run(s, (ProbeRun.probe, ProbeRun.status), (probe, "ok"), newest=True)
+    key = (ProbeRun.probe, ProbeRun.instance, ProbeRun.status)
+    return _eligible_run(s, key, (*probe, "ok"), newest=True)
 
 
 def _eligible_run(s: Any, key: tuple[InstrumentedAttribute[Any], ...], values: tuple[str, ...],
@@ -149,8 +158,9 @@ def pin_baseline(store: Store, run_id: int, note: str | None = None) -> ProbeRun
                 f"run {run_id} of probe {run.probe!r} has status {run.status!r}; pin a "
                 "successful run"
             )
-        s.add(RecallBaseline(probe=run.probe, run_id=run.id, pinned_at=datetime.now(UTC),
-                             note=note))
+        # The pin belongs to the instance that ran it, whichever daemon's CLI pins it.
+        s.add(RecallBaseline(probe=run.probe, instance=run.instance, run_id=run.id,
+                             pinned_at=datetime.now(UTC), note=note))
         return run
 
 
@@ -199,7 +209,8 @@ def keep_reference(
     with store.session() as s:
         newest = s.execute(
             select(ReferenceSample.id, ReferenceSample.details)
-            .where(ReferenceSample.probe == probe, ReferenceSample.source == source)
+            .where(ReferenceSample.probe == probe, ReferenceSample.instance == store.instance,
+                   ReferenceSample.source == source)
             .order_by(ReferenceSample.id.desc()).limit(1)
         ).first()
     if newest is not None and (newest.details or {}).get("digest") == digest:

@@ -62,8 +62,8 @@ def test_a_full_section_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 @pytest.mark.parametrize(("rule", "expected"), [
     ({**RULE, "treshold": 1},
      "alerts.rules.R.treshold: unknown key; valid keys: condition, description, field, for, "
-     "for_runs, labels, match, probe, repeat_interval, runbook_url, severity, sinks, summary, "
-     "verdict"),
+     "for_runs, group_instances, labels, match, min_instances, probe, repeat_interval, "
+     "runbook_url, severity, sinks, summary, verdict"),
     ({**RULE, "for": "5 minutes"},
      "alerts.rules.R.for: '5 minutes' is not a duration; use a number and a unit "
      "(ms, s, m, h, d, w), like '30s'"),
@@ -79,7 +79,7 @@ def test_a_full_section_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     ({**RULE, "description": "{{ recall }}"},
      "alerts.rules.R.description: template does not render: unknown variable 'recall'; "
      "available: rule, probe, kind, target, severity, field, value, labels, status, since, "
-     "run, details, values, reasons, regressed, more_regressed, series, link, "
+     "run, details, values, reasons, regressed, more_regressed, series, link, instances, "
      "got '{{ recall }}'"),
     ({**RULE, "summary": "{% if value %}"},
      "alerts.rules.R.summary: template does not render: TemplateSyntaxError: Unexpected end "

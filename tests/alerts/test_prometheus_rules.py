@@ -50,7 +50,7 @@ def test_promtool_test_rules() -> None:
 def test_promtool_tests_fail_when_a_threshold_changes(tmp_path: Path) -> None:
     """The unit tests pin behaviour: moving the recall floor must break them."""
     text = RULES.read_text()
-    floor = 'ragmon_recall_ratio{mode="live"} < 0.5'
+    floor = '(ragmon_recall_ratio{mode="live"}) < 0.5'
     assert floor in text
     (tmp_path / "ragmon.rules.yaml").write_text(text.replace(floor, floor[:-3] + "0.2"))
     shutil.copy(TESTS, tmp_path / "tests.yaml")
@@ -108,5 +108,34 @@ def test_a_rule_on_a_per_k_metric_reads_the_verdict_k_only(rule: dict) -> None:
 
     per_k = set(expression_names(rule["expr"])) & per_k_metrics()
     if per_k:
-        assert "and on(job, instance, probe, k) ragmon_recall_verdict_k" in \
+        assert ("and on(job, probe, k, ragmon_instance) max by (job, probe, k, "
+                "ragmon_instance) (ragmon_recall_verdict_k)") in \
             " ".join(rule["expr"].split()), rule["alert"]
+
+
+def test_replica_tests_fail_without_the_aggregation(tmp_path: Path) -> None:
+    """Three replicas exporting the same stored result page once only because the rule
+    aggregates away the scrape target's labels: the plain comparison pages three times."""
+    text = RULES.read_text()
+    grouped = "max by (job, probe, kind, target, ragmon_instance) (ragmon_probe_success) == 0"
+    assert grouped in text
+    (tmp_path / "ragmon.rules.yaml").write_text(text.replace(grouped, "ragmon_probe_success == 0"))
+    shutil.copy(TESTS, tmp_path / "tests.yaml")
+    out = promtool("test", "rules", "tests.yaml", cwd=tmp_path)
+    assert out.returncode != 0
+    assert "RagmonProbeFailing" in out.stdout + out.stderr
+
+
+def test_sidecar_tests_fail_when_instances_are_not_counted(tmp_path: Path) -> None:
+    """"3 of 10 pods below the floor" is one alert because the rule counts instances: keeping
+    ragmon_instance in the grouping makes three alerts, which the unit tests refuse."""
+    text = RULES.read_text()
+    floor = text.index('(ragmon_recall_ratio{mode="live"}) < 0.5')
+    counted = text.rindex("count by (job, probe, kind, target, k) (", 0, floor)
+    split = (text[:counted] + "count by (job, probe, kind, target, k, ragmon_instance) ("
+             + text[counted + len("count by (job, probe, kind, target, k) ("):])
+    (tmp_path / "ragmon.rules.yaml").write_text(split)
+    shutil.copy(TESTS, tmp_path / "tests.yaml")
+    out = promtool("test", "rules", "tests.yaml", cwd=tmp_path)
+    assert out.returncode != 0
+    assert "RagmonRecallBelowFloor" in out.stdout + out.stderr

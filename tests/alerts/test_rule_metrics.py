@@ -7,58 +7,30 @@ never the other way round."""
 
 from __future__ import annotations
 
-import io
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from ragmon.alerts import rule_metrics
-from ragmon.monitor.app import default_plugins, load_config
 from ragmon.monitor.config import RootConfig
-from ragmon.monitor.daemon import Daemon
-from ragmon.monitor.demo.run import write_config
 from ragmon.monitor.http import free_port, http_get
+from tests.demo_daemon import running_demo_daemon
 
 REPO = Path(__file__).resolve().parents[2]
-#: Windows a drift probe may still add to its reference pool before it decides.
-MAX_FILLING_RUNS = 12
 
 
 @pytest.fixture(scope="module")
 def demo_scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RootConfig, str]]:
     """The config of a daemon set up like the demo, and its /metrics after every probe ran
-    on the schedule and once more (the first runs capture the baseline and references that
-    later runs compare with)."""
-    data = tmp_path_factory.mktemp("demo")
+    on the schedule and once more (tests/demo_daemon.py)."""
     port = free_port()
-    config = load_config(write_config(data, port, io.StringIO(), default_plugins()), environ={})
-    daemon = Daemon(config, CollectorRegistry())
-    daemon.start()
-    try:
-        assert daemon.store is not None and daemon.runner is not None
-        deadline = time.monotonic() + 240
-        while not all(daemon.store.runs(probe=p, limit=1) for p in config.probes):
-            assert time.monotonic() < deadline, "the scheduled first runs did not happen"
-            time.sleep(0.5)
-        for probe in config.probes:  # second runs: they have a baseline or reference now
-            again, _ = daemon.runner.run(probe)
-            assert again.status == "ok", again.error
-            # A drift probe decides once its reference pool holds enough windows.
-            for _ in range(MAX_FILLING_RUNS):
-                if again.details.get("verdict") != "reference pool filling":
-                    break
-                again, _ = daemon.runner.run(probe)
-                assert again.status == "ok", again.error
+    with running_demo_daemon(tmp_path_factory.mktemp("demo"), port) as (config, _):
         status, body = http_get(f"http://127.0.0.1:{port}/metrics")
         assert status == 200
         yield config, body
-    finally:
-        daemon.shutdown()
 
 
 def exported_names(exposition: str) -> set[str]:
@@ -92,7 +64,7 @@ def test_a_name_nothing_exports_is_reported(tmp_path: Path,
     config, body = demo_scrape
     rules = tmp_path / "rules.yaml"
     rules.write_text(rule_metrics.RULES_FILE.read_text().replace(
-        "ragmon_probe_success == 0", "ragmon_up == 0"))
+        "(ragmon_probe_success) == 0", "(ragmon_up) == 0"))
     assert rule_metrics.unexplained(exported_names(body), config, rules) == {
         "ragmon_up": "read by RagmonProbeFailing, exported by nothing"}
 
