@@ -38,6 +38,7 @@ from ragmon.monitor.config import validate_raw as _validate_raw
 from ragmon.monitor.embedders import EMBEDDER_KINDS
 from ragmon.monitor.kinds import Registry
 from ragmon.monitor.plugins import Plugins, Section, probe_spec
+from ragmon.monitor.store.claims import SlotRetention
 from ragmon.monitor.store.models import Base
 from ragmon.monitor.store.retention import RetentionPart
 from ragmon.monitor.targets import TARGET_KINDS
@@ -89,7 +90,7 @@ def retention_parts(config: RootConfig) -> tuple[RetentionPart, ...]:
     pinned recall baseline's run and samples, a rolling drift reference's windows) and the
     history each deletes (drift statistics, reference samples)."""
     return (recall_history.RecallRetention(), drift_state.DriftRetention.for_probes(config.probes),
-            references.ReferenceRetention())
+            references.ReferenceRetention(), SlotRetention())
 
 
 def metadata() -> MetaData:

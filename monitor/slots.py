@@ -3,12 +3,15 @@
 A slot is one fire time of a probe's schedule, computed the same way on every replica:
 interval schedules count from one fixed anchor (2000-01-01 UTC), so every replica's
 ``every: 30s`` fires at the same instants; cron schedules are the same everywhere already.
-At each fire, every replica waits a random moment (up to ``CLAIM_SPREAD`` seconds, at most
-a tenth of the interval) and tries to claim the slot (``ragmon.monitor.store.claims``): the
-first INSERT wins and runs it after the probe's own ``jitter``; the others count a skip
-(``ragmon_probe_slots_skipped_total{reason="claimed_elsewhere"}``). The random moment is
-what spreads slots evenly across replicas without a leader: a replica that always fired a
-few milliseconds early would otherwise win every slot.
+At each fire, every replica waits a moment and tries to claim the slot
+(``ragmon.monitor.store.claims``): the first INSERT wins and runs it after the probe's own
+``jitter``; the others count a skip
+(``ragmon_probe_slots_skipped_total{reason="claimed_elsewhere"}``). The wait is what spreads
+slots across replicas without a leader: a random part (up to half of ``CLAIM_SPREAD``
+seconds, at most a twentieth of the interval), plus a part that grows with the share of
+recent claims this replica won. A replica that wakes a few milliseconds sooner than the
+others (a less loaded machine) would otherwise win nearly every slot; with it, a replica
+winning more than its share waits longer and the shares even out.
 
 After its own slot, a replica looks for a slot of the same probe whose claimer let the lease
 run out unfinished (it died) within the probe's ``misfire_grace`` and takes it over, so a
@@ -85,6 +88,8 @@ class SharedSchedule:
         self.runner = runner
         self.claims = claims
         self.stop = stop
+        self.win_rate = 0.5
+        self._lock = threading.Lock()
         self.skipped = Counter(
             "ragmon_probe_slots_skipped",
             "Schedule slots this replica did not run, by reason: claimed_elsewhere (another "
@@ -118,11 +123,14 @@ class SharedSchedule:
         now = datetime.now(UTC)
         slot = slot_at(probe_trigger(cfg), now)
         spread = min(CLAIM_SPREAD, cfg.interval / 10)
-        if self.stop.wait(random.uniform(0, spread)):
+        if self.stop.wait(spread * (random.uniform(0, 0.5) + 0.5 * self.win_rate)):
             self.skipped.labels(name, "stopping").inc()
             return
         asked, claim = self._claim(name, lambda: self.claims.claim(name, slot,
                                                                     self.lease(cfg)))
+        if asked:
+            with self._lock:  # recent share of claims won: an average over ~20 claims
+                self.win_rate += (float(claim is not None) - self.win_rate) / 20
         if claim is not None:
             self._run(name, claim, float(cfg.jitter))
         elif asked:
