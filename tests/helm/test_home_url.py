@@ -35,3 +35,11 @@ def test_every_runbook_link_is_the_home_url_and_an_existing_runbook() -> None:
     for link in links:
         assert link.startswith(base), f"{link} does not start with {base}"
         assert (REPO / link.removeprefix(base)).is_file(), f"{link}: no such file"
+
+
+def test_the_chart_ships_this_version_of_ragmon() -> None:
+    from ragmon.monitor import __version__
+
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert chart["appVersion"] == version == __version__

@@ -129,3 +129,13 @@ def test_the_rendered_config_passes_check_config_and_runs(
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-2000:]
+
+
+def test_the_sidecar_config_passes_check_config(tmp_path: Path) -> None:
+    objects = manifests(render(load_values(CHART / "ci" / "sidecar-values.yaml")))
+    config = write_pod_files(objects, tmp_path, free_port())
+    # the existing Secret the values name, as the kubelet would mount it
+    (tmp_path / "secrets" / "database-url").write_text("postgresql://ragmon@db/ragmon\n")
+    write_index(tmp_path / "index")
+    checked = ragmon("check-config", "--strict", str(config), env=dict(os.environ))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
