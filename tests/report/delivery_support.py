@@ -127,6 +127,23 @@ def report_section(port: int, cert: Path | None, **overrides: Any) -> dict[str, 
 def config_with(folder: Path, report: dict[str, Any], store_url: str,
                 password: str = PASSWORD) -> RootConfig:
     """A config with one recall probe (its history is what the report reads) and ``report``."""
+    raw = raw_config(folder, report, store_url, password)
+    return validate_raw(raw, str(folder / "ragmon.yaml"), folder)
+
+
+def write_config(folder: Path, report: dict[str, Any], store_url: str,
+                 password: str = PASSWORD, **extra: Any) -> Path:
+    """The same config as a file (for daemons and other processes)."""
+    import yaml
+
+    path = folder / "ragmon.yaml"
+    path.write_text(yaml.safe_dump({**raw_config(folder, report, store_url, password),
+                                    **extra}))
+    return path
+
+
+def raw_config(folder: Path, report: dict[str, Any], store_url: str,
+               password: str = PASSWORD) -> dict[str, Any]:
     raw = {
         "store": {"url": store_url},
         "targets": {"docs": {"kind": "faiss", "path": "index.faiss"}},
@@ -135,7 +152,7 @@ def config_with(folder: Path, report: dict[str, Any], store_url: str,
         "report": report,
     }
     (folder / "smtp-password").write_text(password + "\n")
-    return validate_raw(raw, str(folder / "ragmon.yaml"), folder)
+    return raw
 
 
 def store_history(store: Store, until: datetime = UNTIL) -> None:

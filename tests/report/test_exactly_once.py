@@ -1,0 +1,154 @@
+"""Exactly once per period, with independent processes sharing one real store: two replicas
+racing for the same period send one email, not two (both attempted: each prints its
+outcome); a replica killed between claiming and sending leaves a claim that is taken over
+and sent once its lease ends; a restart after sending sends nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+from sqlalchemy import select
+
+from ragmon.alerts.report.delivery import ReportSender
+from ragmon.alerts.report.tables import ReportRun
+from ragmon.monitor.app import load_config
+from ragmon.monitor.store import Store
+
+from .delivery_support import UNTIL, report_section, smtp_server, store_history, write_config
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = Path(__file__).with_name("claim_process.py")
+ROUNDS = 4
+LEASE = 30.0
+
+
+class Replica:
+    """One replica process (tests/report/claim_process.py)."""
+
+    def __init__(self, config: Path, name: str):
+        self.name = name
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SCRIPT), str(config), name], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert self._line() == "ready"
+
+    def _line(self) -> str:
+        out: IO[str] | None = self.proc.stdout
+        assert out is not None
+        line = out.readline()
+        if not line:
+            assert self.proc.stderr is not None
+            raise AssertionError(f"{self.name} died: {self.proc.stderr.read()[-2000:]}")
+        return line.strip()
+
+    def tell(self, command: str, at: datetime) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{command} {at.isoformat()}\n")
+        self.proc.stdin.flush()
+
+    def answer(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self._line())
+        return data
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.communicate(timeout=10)  # reaps it and closes the pipes
+
+    def stop(self) -> None:
+        """End of input: the replica closes its store and exits."""
+        self.proc.communicate(timeout=30)
+        assert self.proc.returncode == 0
+
+
+@pytest.fixture
+def replicas() -> Iterator[list[Replica]]:
+    started: list[Replica] = []
+    yield started
+    for replica in started:
+        if replica.proc.returncode is None:
+            replica.kill()
+
+
+def report_rows(url: str) -> list[tuple[str, str, int, int, str | None]]:
+    store = Store(url)
+    try:
+        with store.session() as s:
+            return [(r.period, r.status, r.attempts, r.failures, r.claimed_by) for r in
+                    s.scalars(select(ReportRun).order_by(ReportRun.until))]
+    finally:
+        store.close()
+
+
+def prepared_store(url: str) -> None:
+    store = Store(url)
+    store.migrate()
+    store_history(store)
+    store.close()
+
+
+def test_two_replicas_on_postgres_send_each_period_once(
+    tmp_path: Path, postgres_url: str, replicas: list[Replica]
+) -> None:
+    prepared_store(postgres_url)
+    with smtp_server(None) as (port, mailbox):
+        config = write_config(tmp_path, report_section(port, None), postgres_url)
+        replicas += [Replica(config, "replica-a"), Replica(config, "replica-b")]
+        winners = []
+        for week in range(ROUNDS):
+            at = UNTIL + timedelta(weeks=week, minutes=1)
+            for replica in replicas:  # both at once: each races for the same period
+                replica.tell("attempt", at)
+            outcomes = [replica.answer() for replica in replicas]
+            assert sorted(o["status"] for o in outcomes) == ["sent", "skipped"], outcomes
+            assert len({o["period"] for o in outcomes}) == 1
+            winners.append(next(o["replica"] for o in outcomes if o["status"] == "sent"))
+        mailbox.wait_for(ROUNDS)
+    assert len(mailbox.messages) == ROUNDS
+    subjects = sorted(str(m["Subject"]) for _, m in mailbox.messages)
+    assert len(set(subjects)) == ROUNDS  # one email per period, each period once
+    rows = report_rows(postgres_url)
+    assert [(status, attempts) for _, status, attempts, _, _ in rows] == [("sent", 1)] * ROUNDS
+    assert [by for *_, by in rows] == winners
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_claim_left_by_a_killed_replica_is_sent_once_its_lease_ends(
+    tmp_path: Path, request: pytest.FixtureRequest, replicas: list[Replica], backend: str,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ragmon.db'}" if backend == "sqlite" else \
+        str(request.getfixturevalue("postgres_url"))
+    prepared_store(url)
+    store = Store(url)
+    at = UNTIL + timedelta(minutes=1)
+    with smtp_server(None) as (port, mailbox):
+        config = write_config(tmp_path, report_section(port, None,
+                                                       retry={"lease": f"{LEASE:g}s"}), url)
+        crashing = Replica(config, "crashing")
+        replicas.append(crashing)
+        crashing.tell("claim", at)
+        assert crashing.answer() == {"replica": "crashing", "claimed": True}
+        crashing.kill()  # died after claiming, before sending
+        assert report_rows(url)[0][1:] == ("claimed", 1, 0, "crashing")
+
+        # another replica (in this process) polls while the lease holds, then after it
+        survivor = ReportSender(store, load_config(config, environ={}), replica="survivor")
+        assert survivor.attempt(now=at + timedelta(seconds=LEASE / 2)).status == "skipped"
+        assert survivor.attempt(now=at + timedelta(seconds=LEASE + 1)).status == "sent"
+        mailbox.wait_for(1)
+
+        # a restart after sending: a new replica finds the period sent
+        restarted = ReportSender(store, load_config(config, environ={}), replica="restarted")
+        assert restarted.attempt(now=at + timedelta(seconds=LEASE + 60)).status == "skipped"
+    store.close()
+    assert len(mailbox.messages) == 1
+    assert report_rows(url)[0][1:] == ("sent", 2, 0, "survivor")
