@@ -10,8 +10,15 @@ import fnmatch
 import importlib
 import json
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
+import zipfile
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.helm.chart_support import CHART, REPO, load_values, manifests, one, render
 
@@ -112,3 +119,34 @@ def test_the_user_is_numeric_non_root_and_the_charts() -> None:
     assert f"--uid {uid}" in next(r for r in instructions("RUN") if "useradd" in r)
     # the store folder the image prepares belongs to that user
     assert f"chown {uid}:{gid or uid} /var/lib/ragmon" in " ".join(instructions("RUN"))
+
+
+@pytest.mark.slow
+def test_the_copied_files_build_a_wheel_with_the_command_rules_and_migrations(
+        tmp_path: Path) -> None:
+    """The build stage's `pip install .` from exactly the files the Dockerfile copies."""
+    context = tmp_path / "src"
+    context.mkdir()
+    for *sources, _dest in (c.split() for c in instructions("COPY")
+                            if not c.startswith("--from")):
+        for source in sources:
+            path = REPO / source
+            if path.is_dir():
+                shutil.copytree(path, context / source, ignore=shutil.ignore_patterns(
+                    "__pycache__"))
+            else:
+                shutil.copy(path, context / source)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path / "dist"), str(context)],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [wheel] = (tmp_path / "dist").glob("ragmon-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        entry_points = next(archive.read(n).decode() for n in names
+                            if n.endswith(".dist-info/entry_points.txt"))
+    assert "ragmon = ragmon.monitor.__main__:main" in entry_points
+    assert "ragmon/alerts/rules/ragmon.rules.yaml" in names
+    assert "ragmon/migrations/env.py" in names
+    assert any(n.startswith("ragmon/migrations/versions/0001") for n in names)
