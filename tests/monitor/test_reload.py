@@ -276,3 +276,28 @@ def test_sighup_reloads_a_running_process_and_sigterm_during_a_reload_exits_0(
         output = proc.communicate(timeout=20)[0]
     assert "config reloaded: 1 probes" in output
     assert "Traceback" not in output
+
+
+def test_alert_rules_follow_a_reload(tmp_path: Path, started: Any) -> None:
+    """No alerts at start, a rule added (the extension is installed then), then replaced by
+    another (the installed runtime reloads): each new rule fires on the failing probe."""
+    port = free_port()
+    path = tmp_path / "ragmon.yaml"
+    probes = {"bad": sleeper("1s", fail=True)}
+    path.write_text(yaml.safe_dump(config_dict(tmp_path, port, probes)))
+    daemon = started(path)
+    assert daemon.reloader is not None
+
+    def rule(name: str) -> dict[str, Any]:
+        return {"rules": {name: {"probe": "bad", "field": "status", "condition": "!= ok"}}}
+
+    def firing(name: str) -> float | None:
+        return sample(daemon, "ragmon_alerts_firing", rule=name, severity="warning")
+
+    for name in ("FirstRule", "SecondRule"):
+        path.write_text(yaml.safe_dump(config_dict(tmp_path, port, probes, alerts=rule(name))))
+        assert daemon.reloader.reload("test")
+        wait_for(lambda name=name: firing(name) == 1, 20, f"{name} to fire")
+    status, body = get(f"http://127.0.0.1:{port}/alerts?rule=SecondRule")
+    assert status == 200 and "SecondRule" in body
+    assert daemon.context.after_run and len(daemon.context.after_run) == 1
