@@ -1,30 +1,42 @@
-"""Client-side exact search: flat FAISS search over vectors read back from a store, for
-engines without an exact mode (Chroma) and for FAISS indexes whose storage is not flat.
+"""Exact top-k over every stored vector, in one streaming pass for all queries.
 
-Vectors arrive in blocks (pages read from the store, or one array) and each block's top-k is
-merged into a running heap, so memory is one block plus the heaps. The memory budget caps
-how many vectors a ground truth may be computed over: when the index holds more, the
-caller searches a uniform sample of ``rows_within(budget, dimension)`` vectors and the
-result says so (``SearchResult.ground_truth_sample``) instead of pretending to be exact.
+Ground truth is the exact top-k over the whole index (or the whole filtered subset), never
+over a sample of it. Stored vectors arrive in blocks (pages read from a store, decoded
+inverted lists, slices of a flat array); each block is searched with ``faiss.knn`` for all
+queries at once and merged into a running heap, so memory is one block plus the heaps,
+whatever the size of the index. ``exact_memory`` caps one block's size, not the number of
+vectors searched.
+
+A time budget bounds the pass: :class:`Budget` projects the whole pass from the work done
+so far and raises :class:`GroundTruthBudgetExceeded` when it cannot finish in time.
+
+Engines with an exact mode of their own (a forced sequential scan, a flat query) scan the
+index once per query; streaming reads it once for all of them. :func:`choose_mode` picks
+the cheaper one from an estimated cost (see :class:`Costs`).
 """
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 import numpy as np
 
+from ragmon.monitor.errors import GroundTruthBudgetExceeded
 from ragmon.monitor.targets._helpers import normalised
-from ragmon.monitor.targets.abc import Metric
+from ragmon.monitor.targets.abc import ExactMode, Metric
 
-DEFAULT_BUDGET = 1 << 30  # 1 GiB of float32 vectors: ~700k vectors at 384-d
+DEFAULT_BLOCK = 64 << 20  # one block of float32 vectors: ~43,000 vectors at 384-d
+#: How a target is told to compute ground truth: by estimated cost, or forced.
+ModeChoice = Literal["auto", "engine", "stream"]
 
 
-def rows_within(budget: int, dimension: int) -> int:
-    """How many float32 vectors of ``dimension`` fit in ``budget`` bytes."""
-    return max(1, budget // (4 * max(dimension, 1)))
+def rows_within(block: int, dimension: int) -> int:
+    """How many float32 vectors of ``dimension`` fit in ``block`` bytes (at least one)."""
+    return max(1, block // (4 * max(dimension, 1)))
 
 
 class IdLookup(Protocol):
@@ -107,31 +119,107 @@ def exact_topk(
     return ExactTopK(queries, k, metric).add_blocks(blocks).result()
 
 
-def exact_over_store(
+class Budget:
+    """A time budget for exact search of ``queries`` queries over ``total`` vectors.
+
+    ``check`` is called after each block (or, in an engine's per-query mode, after each
+    query) with the work done so far; it raises when the time spent already exceeds the
+    budget, or when the pass projected from the rate so far cannot finish within it.
+    """
+
+    def __init__(self, target: str, seconds: float | None, *, total: int, queries: int):
+        self.target, self.seconds = target, seconds
+        self.total, self.queries = total, queries
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def check(self, scanned: int, queries: int | None = None) -> None:
+        """``scanned`` vectors done for ``queries`` queries (default: all of them)."""
+        if self.seconds is None:
+            return
+        done_queries = self.queries if queries is None else queries
+        work, whole = scanned * done_queries, self.total * self.queries
+        if work >= whole:
+            return  # finished: the answer is kept even when it came in late
+        elapsed = self.elapsed()
+        if elapsed > self.seconds or (work > 0 and elapsed * whole / work > self.seconds):
+            raise GroundTruthBudgetExceeded(
+                self.target, budget=self.seconds, elapsed=elapsed, scanned=scanned,
+                total=self.total, queries=done_queries)
+
+
+def stream_exact(
+    target: str,
     queries: np.ndarray,
     k: int,
     metric: Metric,
+    blocks: Iterable[tuple[IdLookup, np.ndarray]],
     *,
     total: int,
-    budget: int,
-    dimension: int,
-    pages: Callable[[], Iterable[tuple[Sequence[str], np.ndarray]]],
-    sample: Callable[[int], tuple[Sequence[str], np.ndarray]],
-) -> tuple[list[list[str]], list[list[float]], int | None]:
-    """Exact top-k over a store's vectors read back client-side, within a memory budget.
-
-    When all ``total`` vectors fit in ``budget`` bytes they are read page by page through
-    ``pages()`` and searched block by block; otherwise ``sample(n)`` draws a uniform sample
-    that fits and the third value returned is its size (``None`` when the whole index was
-    searched), so the caller can say that the ground truth comes from a sample.
-    """
-    limit = rows_within(budget, dimension)
+    budget: float | None,
+) -> tuple[list[list[str]], list[list[float]], int]:
+    """Exact top-k over every vector ``blocks`` yields, within ``budget`` seconds: (ids,
+    scores, vectors scanned)."""
+    clock = Budget(target, budget, total=total, queries=len(queries))
     top = ExactTopK(queries, k, metric)
-    if total <= limit:
-        top.add_blocks(pages())
-        ids, scores = top.result()
-        return ids, scores, None
-    sample_ids, vectors = sample(limit)
-    top.add(sample_ids, vectors)
-    ids, scores = top.result()
-    return ids, scores, len(sample_ids)
+    for ids, vectors in blocks:
+        top.add(ids, vectors)
+        clock.check(top.scanned)
+    ids_out, scores = top.result()
+    return ids_out, scores, top.scanned
+
+
+def regroup(
+    pages: Iterable[tuple[Sequence[str], np.ndarray]], rows: int
+) -> Iterator[tuple[list[str], np.ndarray]]:
+    """Pages of any size gathered into blocks of about ``rows`` vectors: fewer, larger
+    matrix products than one per page, and never more than one block held at a time."""
+    ids: list[str] = []
+    parts: list[np.ndarray] = []
+    held = 0
+    for page_ids, vectors in pages:
+        if len(page_ids) == 0:
+            continue
+        ids.extend(page_ids)
+        parts.append(np.asarray(vectors, dtype=np.float32))
+        held += len(page_ids)
+        if held >= rows:
+            yield ids, np.vstack(parts)
+            ids, parts, held = [], [], 0
+    if held:
+        yield ids, np.vstack(parts)
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Seconds per unit of work of the two ways to compute ground truth, for one engine.
+
+    Engine mode scans the index once per query: ``queries * (per_query + total *
+    engine_row)``. Streaming reads every vector once and multiplies it with every query:
+    ``setup + total * read_row + queries * total * dimension * multiply_add``. Streaming
+    wins once there are more than about ``read_row / engine_row`` queries. The figures are
+    measured on the engines (docs/benchmarks.md); only their ratio decides.
+    """
+
+    per_query: float
+    engine_row: float
+    read_row: float
+    setup: float = 0.0
+    multiply_add: float = 1e-10
+
+    def engine(self, queries: int, total: int) -> float:
+        return queries * (self.per_query + total * self.engine_row)
+
+    def stream(self, queries: int, total: int, dimension: int) -> float:
+        return self.setup + total * (self.read_row + queries * dimension * self.multiply_add)
+
+
+def choose_mode(choice: ModeChoice, costs: Costs, *, queries: int, total: int,
+                dimension: int) -> ExactMode:
+    """``choice`` when forced; otherwise the mode of least estimated cost."""
+    if choice != "auto":
+        return choice
+    engine = costs.engine(queries, total)
+    return "engine" if engine <= costs.stream(queries, total, dimension) else "stream"

@@ -1,9 +1,9 @@
 """Chroma: a collection in a persistent directory (``path``) or on a Chroma server (``url``).
 
 Live search is ``collection.query`` with the collection's own HNSW settings. Chroma has no
-exact mode, so exact search is a client-side flat FAISS search over the vectors read back
-with ``get(include=["embeddings"])`` page by page (a uniform sample when the collection is
-larger than ``exact_memory``; the result then says so). Exact scores are converted to
+exact mode, so exact search is one client-side pass over every vector read back with
+``get(include=["embeddings"])`` page by page (a filter is applied by ``where``), searched
+for all queries a block of at most ``exact_memory`` at a time. Exact scores are converted to
 Chroma's distances (``l2``: squared L2, ``ip``: 1 - dot, ``cosine``: 1 - cosine) so live and
 exact scores are on one scale.
 """
@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 
 from ragmon.monitor.config import ConfigPath, Secret, TargetConfig, config_error
 from ragmon.monitor.errors import TargetError, TargetUnavailable
-from ragmon.monitor.targets._exact import DEFAULT_BUDGET, exact_over_store
+from ragmon.monitor.targets._exact import DEFAULT_BLOCK, regroup, rows_within, stream_exact
 from ragmon.monitor.targets._helpers import (
     ByteSize,
     check_filter,
@@ -48,8 +48,8 @@ class ChromaConfig(TargetConfig):
     filter_columns: list[str] = Field(default_factory=list, description="Metadata keys a probe "
                                       "may filter on (equality).")
     exact_memory: ByteSize = Field(
-        default=DEFAULT_BUDGET, description="Memory for the client-side exact search; above it "
-        "ground truth is computed over a uniform sample, and says so.")
+        default=DEFAULT_BLOCK, description="Size of one block of vectors in the client-side "
+        "exact search; every vector is searched, a block at a time.")
     page_size: int = Field(default=1000, ge=1, description="Vectors read back per request.")
 
     @model_validator(mode="after")
@@ -173,7 +173,8 @@ class ChromaTarget(VectorTarget):
     def exact_search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None, *,
                      texts: Sequence[str] | None = None,
                      budget: float | None = None) -> SearchResult:
-        """Client-side flat search over the vectors read back (a sample above exact_memory)."""
+        """One client-side pass over every vector read back (``where`` applied by Chroma),
+        for all queries at once, a block of at most ``exact_memory`` at a time."""
         import time
 
         k = check_k(self.name, k)
@@ -181,17 +182,17 @@ class ChromaTarget(VectorTarget):
         where = self._where(filter)
         metric = self._metric()
         start = time.perf_counter()
+        rows = rows_within(self.config.exact_memory, queries.shape[1])
         with self._errors():
             total = self._col().count() if where is None else len(self._all_ids(where))
-            ids, scores, sample = exact_over_store(
-                queries, k, metric, total=total, budget=self.config.exact_memory,
-                dimension=queries.shape[1], pages=lambda: self._pages(where),
-                sample=lambda n: self._sample(n, 0, where))
+            ids, scores, scanned = stream_exact(
+                self.name, queries, k, metric, regroup(self._pages(where), rows), total=total,
+                budget=budget)
         if metric != "l2":  # FAISS similarity -> Chroma distance
             scores = [[1.0 - s for s in row] for row in scores]
         per_query = (time.perf_counter() - start) / max(len(queries), 1)
         return SearchResult(ids, scores, [per_query] * len(queries), exact=True,
-                            exact_mode="stream", scanned=total)
+                            exact_mode="stream", scanned=scanned)
 
     def _pages(self, where: dict[str, Any] | None) -> Iterator[tuple[list[str], np.ndarray]]:
         col, size, offset = self._col(), self.config.page_size, 0
@@ -211,11 +212,6 @@ class ChromaTarget(VectorTarget):
                 return ids
             ids.extend(got["ids"])
             offset += len(got["ids"])
-
-    def _sample(self, n: int, seed: int, where: dict[str, Any] | None) -> tuple[list[str],
-                                                                                np.ndarray]:
-        picked = self.fetch(choose(self._all_ids(where), n, seed))
-        return picked.ids, picked.vectors
 
     def fetch(self, ids: list[str]) -> Vectors:
         dimension = self._dimension()

@@ -9,9 +9,11 @@ rebuilt index written with an atomic rename is seen at the next call. It is read
 open file descriptor, so a rename during the read yields the complete old index (and the new
 one next time), never a mix.
 
-Exact search is a flat search over the stored vectors: read in place when the index keeps
-them flat (Flat, HNSWFlat), otherwise reconstructed once per file version (IVF, PQ: the
-decoded, quantized vectors, which is what the index really compares against) and cached.
+Exact search is one streaming pass over every stored vector for all queries, block by
+block (``exact_memory`` caps a block): read in place when the index keeps them flat (Flat,
+HNSWFlat), decoded per inverted list (IVF) or reconstructed (PQ, SQ) otherwise; decoded
+vectors are what a quantised index really compares against (``ground_truth_of:
+decoded``). ``ground_truth.vectors`` names the original vectors instead (``reference``).
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from ragmon.monitor.config import ConfigPath, TargetConfig
+from ragmon.monitor.config import ConfigPath, Strict, TargetConfig
 from ragmon.monitor.errors import TargetError, TargetResponseError, TargetUnavailable
-from ragmon.monitor.targets._exact import DEFAULT_BUDGET, ExactTopK, rows_within
+from ragmon.monitor.targets import _faiss_exact
+from ragmon.monitor.targets._exact import DEFAULT_BLOCK, rows_within, stream_exact
 from ragmon.monitor.targets._helpers import (
     ByteSize,
     check_k,
@@ -38,6 +41,13 @@ from ragmon.monitor.targets._helpers import (
     timed_per_query,
 )
 from ragmon.monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
+
+
+class FaissGroundTruth(Strict):
+    """Where the original vectors of a quantised FAISS index are."""
+
+    vectors: ConfigPath = Field(description="A .npy array or a flat .faiss index of the "
+                                "original vectors, row i being the i-th vector added.")
 
 
 class FaissConfig(TargetConfig):
@@ -57,8 +67,11 @@ class FaissConfig(TargetConfig):
     nprobe: int | None = Field(default=None, ge=1, description="IVF lists probed in live "
                                "search; the file's value when unset.")
     exact_memory: ByteSize = Field(
-        default=DEFAULT_BUDGET, description="Memory for vectors decoded for exact search (IVF, "
-        "PQ); above it ground truth is computed over a uniform sample, and says so.")
+        default=DEFAULT_BLOCK, description="Size of one block of vectors in the exact search "
+        "pass; every vector is searched, a block at a time, whatever the index size.")
+    ground_truth: FaissGroundTruth | None = Field(
+        default=None, description="Original vectors for ground truth on a quantised index "
+        "(PQ, SQ); without it, ground truth is over the decoded vectors.")
 
 
 class _Labels:
@@ -85,7 +98,6 @@ class _Loaded:
     id_type: Literal["int", "str"]
     positions: dict[str, int] | None = None
     sorted_ids: list[str] | None = None  # the ids in sampling order, sorted once per version
-    exact_vectors: tuple[np.ndarray, np.ndarray] | None = None  # (positions, vectors)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -244,43 +256,31 @@ class FaissTarget(VectorTarget):
         texts: Sequence[str] | None = None,
         budget: float | None = None,
     ) -> SearchResult:
-        """Flat search over the stored vectors (a sample when they exceed exact_memory)."""
+        """One pass over every stored vector (decoded for quantised indexes; the reference
+        originals when configured), a block of at most ``exact_memory`` at a time."""
         no_filter(self.name, "faiss", filter)
         k = check_k(self.name, k)
         loaded = self._current()
         queries = self.check_queries(vectors, loaded.index.d)
         metric = self._metric(loaded)
         start = time.perf_counter()
+        inner, labels = loaded.inner, loaded.labels
+        rows = rows_within(self.config.exact_memory, loaded.index.d)
         with engine_errors(self.name, f"index file {str(self.config.path)!r}"):
-            positions, stored = self._exact_vectors(loaded)
+            if self.config.ground_truth is not None:
+                blocks = _faiss_exact.reference_blocks(
+                    self.name, self.config.ground_truth.vectors, int(loaded.index.ntotal),
+                    int(loaded.index.d), labels, rows)
+            else:
+                blocks = _faiss_exact.blocks(inner, labels, rows)
             # cosine: the index compares by inner product over the vectors it stores
-            top = ExactTopK(_unit(queries) if metric == "cosine" else queries, k,
-                            "l2" if metric == "l2" else "ip")
-            labels = _Labels(loaded.labels) if loaded.labels is not None else None
-            ids_of = _Positions(positions, labels)
-            top.add(ids_of, stored)
-            ids, scores = top.result()
+            ids, scores, scanned = stream_exact(
+                self.name, _unit(queries) if metric == "cosine" else queries, k,
+                "l2" if metric == "l2" else "ip", blocks, total=int(loaded.index.ntotal),
+                budget=budget)
         per_query = (time.perf_counter() - start) / max(len(queries), 1)
         return SearchResult(ids, scores, [per_query] * len(queries), exact=True,
-                            exact_mode="stream", scanned=len(positions))
-
-    def _exact_vectors(self, loaded: _Loaded) -> tuple[np.ndarray, np.ndarray]:
-        """(positions, vectors) to search exactly, cached per file version."""
-        faiss = _faiss()
-
-        if loaded.exact_vectors is not None:
-            return loaded.exact_vectors
-        inner, n = loaded.inner, loaded.inner.ntotal
-        flat = faiss.downcast_index(getattr(inner, "storage", inner))
-        if isinstance(flat, faiss.IndexFlat):  # stored flat: read in place, no copy
-            view = faiss.rev_swig_ptr(flat.get_xb(), n * flat.d).reshape(n, flat.d)
-            loaded.exact_vectors = (np.arange(n), view)
-            return loaded.exact_vectors
-        limit = rows_within(self.config.exact_memory, inner.d)
-        positions = np.arange(n) if n <= limit else np.sort(
-            np.random.default_rng(0).choice(n, size=limit, replace=False))
-        loaded.exact_vectors = (positions, self._reconstruct(inner, positions))
-        return loaded.exact_vectors
+                            exact_mode="stream", scanned=scanned)
 
     @staticmethod
     def _reconstruct(inner: Any, positions: np.ndarray) -> np.ndarray:
@@ -347,25 +347,13 @@ class FaissTarget(VectorTarget):
         pq = getattr(loaded.inner, "pq", None)
         if pq is not None:
             params.update(pq_m=pq.M, pq_nbits=pq.nbits)
+        truth = ("reference" if self.config.ground_truth is not None
+                 else _faiss_exact.ground_truth_of(loaded.inner))
         return Description("faiss", faiss.__version__, int(index.d), self._metric(loaded),
-                           int(index.ntotal), loaded.id_type, params)
+                           int(index.ntotal), loaded.id_type, params, ground_truth_of=truth)
 
     def close(self) -> None:
         self._loaded = None
-
-
-class _Positions:
-    """Ids of a subset of positions, looked up lazily."""
-
-    def __init__(self, positions: np.ndarray, labels: _Labels | None):
-        self.positions, self.labels = positions, labels
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def __getitem__(self, i: int) -> str:
-        pos = int(self.positions[i])
-        return self.labels[pos] if self.labels is not None else str(pos)
 
 
 def _faiss() -> Any:

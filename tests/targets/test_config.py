@@ -60,7 +60,8 @@ def test_every_kind_loads_and_paths_resolve_against_the_file(
     ("{kind: qdrant, collection: docs, api_key: qk-secret-1}",
      "targets.t: give exactly one of 'url' (a Qdrant server) or 'path' (local mode)"),
     ("{kind: faiss, path: x.faiss, nprobes: 3}", "targets.t.nprobes: unknown key; valid keys: "
-     "ef_search, embedder, exact_memory, ids_path, kind, metric, nprobe, path, timeout"),
+     "ef_search, embedder, exact_memory, ground_truth, ids_path, kind, metric, nprobe, path, "
+     "timeout"),
     ("{kind: faiss, path: x.faiss, exact_memory: lots}",
      "targets.t.exact_memory: not a memory size; use a positive number and a unit "
      "(KiB, MiB, GiB), like '1GiB', got 'lots'"),

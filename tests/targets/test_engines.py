@@ -89,14 +89,16 @@ def test_empty_collection_answers_nothing(build: Build, request: pytest.FixtureR
         target.close()
 
 
-def test_chroma_exact_search_over_a_budget_uses_a_sample_and_says_so(
+def test_chroma_exact_search_with_a_small_block_cap_reads_every_vector(
         build: Build, chroma_dir: Path, data: Any) -> None:
     raw = {"kind": "chroma", "path": str(chroma_dir), "collection": "docs", "page_size": 300}
-    budget = 500 * 384 * 4
-    sampled = build("s", {**raw, "exact_memory": budget}).exact_search(data.queries[:3], 5)
-    assert sampled.exact and sampled.ground_truth_sample == 500
+    capped = build("s", {**raw, "exact_memory": 500 * 384 * 4}).exact_search(data.queries[:3], 5)
+    assert capped.exact and capped.exact_mode == "stream"
+    assert capped.scanned == len(data.vectors)
     whole = build("w", raw).exact_search(data.queries[:3], 5)
-    assert whole.ground_truth_sample is None
+    assert capped.ids == whole.ids
+    truth = np.argsort(-(data.queries[:3] @ data.vectors.T), axis=1)[:, :5]
+    assert whole.ids == [[str(i) for i in row] for row in truth]
     # distances on Chroma's scale: 1 - cosine, so they agree with a numpy recomputation
     v = data.vectors[[int(i) for i in whole.ids[0]]]
     np.testing.assert_allclose(whole.scores[0], 1 - v @ data.queries[0], atol=1e-5)

@@ -1,12 +1,22 @@
-"""Client-side exact search: block-wise merging equals one flat search, for every metric,
-and above the memory budget the result is computed over a sample and says how big."""
+"""Client-side exact search: block-wise merging equals one flat search, for every metric;
+pages regroup into blocks and every vector is searched; the time budget projects the pass;
+the mode of least estimated cost is chosen."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ragmon.monitor.targets._exact import ExactTopK, exact_over_store, rows_within
+from ragmon.monitor.errors import GroundTruthBudgetExceeded
+from ragmon.monitor.targets._exact import (
+    Budget,
+    Costs,
+    ExactTopK,
+    choose_mode,
+    regroup,
+    rows_within,
+    stream_exact,
+)
 
 
 def numpy_topk(queries: np.ndarray, vectors: np.ndarray, k: int, metric: str) -> np.ndarray:
@@ -45,28 +55,45 @@ def test_fewer_vectors_than_k_gives_a_shortfall() -> None:
     assert all(len(r) == 2 for r in scores)
 
 
-def test_over_budget_the_ground_truth_is_a_sample_and_says_so() -> None:
+def test_pages_regroup_into_blocks_and_every_vector_is_searched() -> None:
     rng = np.random.default_rng(5)
     vectors = rng.normal(size=(1000, 8)).astype(np.float32)
     ids = [str(i) for i in range(1000)]
-    asked: list[int] = []
-
-    def pages():  # type: ignore[no-untyped-def]
-        for start in range(0, 1000, 128):
-            yield ids[start:start + 128], vectors[start:start + 128]
-
-    def sample(n: int) -> tuple[list[str], np.ndarray]:
-        asked.append(n)
-        pick = np.sort(rng.choice(1000, n, replace=False))
-        return [ids[i] for i in pick], vectors[pick]
-
+    pages = [(ids[s:s + 37], vectors[s:s + 37]) for s in range(0, 1000, 37)]
+    blocks = list(regroup(iter(pages), rows_within(200 * 8 * 4, 8)))
+    assert [len(b[0]) for b in blocks] == [222] * 4 + [112]  # whole pages, ~200 rows each
     queries = rng.normal(size=(3, 8)).astype(np.float32)
-    budget = 200 * 8 * 4
-    assert rows_within(budget, 8) == 200
-    got, _, sampled = exact_over_store(queries, 5, "l2", total=1000, budget=budget,
-                                       dimension=8, pages=pages, sample=sample)
-    assert sampled == 200 and asked == [200] and all(len(r) == 5 for r in got)
-    whole, _, none = exact_over_store(queries, 5, "l2", total=1000, budget=1 << 20,
-                                      dimension=8, pages=pages, sample=sample)
-    assert none is None and asked == [200]
-    assert whole == [[str(i) for i in row] for row in numpy_topk(queries, vectors, 5, "l2")]
+    got, _, scanned = stream_exact("t", queries, 5, "l2", iter(blocks), total=1000,
+                                   budget=None)
+    assert scanned == 1000
+    assert got == [[str(i) for i in row] for row in numpy_topk(queries, vectors, 5, "l2")]
+
+
+def test_budget_projects_the_pass_and_raises_with_how_far_it_got() -> None:
+    clock = Budget("t", 10.0, total=1000, queries=4)
+    clock.start -= 1.0  # one second spent
+    clock.check(200)  # 1 s for a fifth: 5 s projected, within 10
+    with pytest.raises(GroundTruthBudgetExceeded) as caught:
+        clock.check(50)  # 1 s for a twentieth: 20 s projected
+    err = caught.value
+    assert (err.scanned, err.total, err.queries, err.budget) == (50, 1000, 4, 10.0)
+    assert err.elapsed >= 1.0
+    clock.check(1000)  # finished: the answer is kept even late
+    clock.start -= 20.0
+    with pytest.raises(GroundTruthBudgetExceeded):
+        clock.check(999)  # past the budget itself
+    engine = Budget("t", 10.0, total=1000, queries=4)  # per query: 1 of 4 queries done
+    engine.start -= 3.0
+    with pytest.raises(GroundTruthBudgetExceeded) as per_query:
+        engine.check(1000, queries=1)  # 12 s projected
+    assert per_query.value.queries == 1
+    Budget("t", None, total=1000, queries=4).check(1)  # no budget: never raises
+
+
+def test_mode_of_least_estimated_cost() -> None:
+    costs = Costs(per_query=1e-3, engine_row=1e-7, read_row=2e-6)
+    # streaming pays off after about read_row / engine_row = 20 queries
+    assert choose_mode("auto", costs, queries=5, total=10**6, dimension=384) == "engine"
+    assert choose_mode("auto", costs, queries=100, total=10**6, dimension=384) == "stream"
+    assert choose_mode("engine", costs, queries=100, total=10**6, dimension=384) == "engine"
+    assert choose_mode("stream", costs, queries=1, total=10, dimension=384) == "stream"

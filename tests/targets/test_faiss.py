@@ -127,12 +127,13 @@ def test_l2_and_inner_product_match_numpy(build: Build, tmp_path: Path, rng: Any
     assert target.search(queries, 5).ids == want  # ef 200 on 500 points: exact in practice
 
 
-def test_exact_memory_budget_searches_a_sample_and_says_so(build: Build, tmp_path: Path,
-                                                           data: Any) -> None:
+def test_a_small_block_cap_still_searches_the_whole_index(build: Build, tmp_path: Path,
+                                                         data: Any) -> None:
     path = write(tmp_path / "ivf.faiss", data.vectors, "IVF8,Flat")
-    budget = 300 * 384 * 4
-    target = build("docs", {"kind": "faiss", "path": str(path), "exact_memory": budget})
-    result = target.exact_search(data.queries[:2], 5)
-    assert result.ground_truth_sample == 300
+    capped = build("docs", {"kind": "faiss", "path": str(path), "exact_memory": 300 * 384 * 4})
+    result = capped.exact_search(data.queries[:4], 5)
+    assert result.scanned == len(data.vectors) and result.exact_mode == "stream"
     whole = build("whole", {"kind": "faiss", "path": str(path), "exact_memory": "1GiB"})
-    assert whole.exact_search(data.queries[:2], 5).ground_truth_sample is None
+    assert result.ids == whole.exact_search(data.queries[:4], 5).ids
+    truth = np.argsort(-(data.queries[:4] @ data.vectors.T), axis=1)[:, :5]
+    assert result.ids == [[str(i) for i in row] for row in truth]

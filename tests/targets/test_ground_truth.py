@@ -1,0 +1,126 @@
+"""Ground truth at scale: the exact top-k covers every vector of an index larger than one
+block, equals a numpy brute force over the vectors the index compares against, and so
+reads a degraded index's fidelity as low as it is. A time budget stops a pass that cannot
+finish, saying how far it got."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ragmon.monitor.errors import GroundTruthBudgetExceeded
+from ragmon.monitor.targets import VectorTarget
+
+Build = Callable[..., VectorTarget]
+N, DIM, CENTRES, K = 20_000, 32, 200, 10
+
+
+def clustered(n: int, seed: int, centres: np.ndarray) -> np.ndarray:
+    """Vectors around shared cluster centres (topics), as in a real corpus."""
+    rng = np.random.default_rng(seed)
+    which = rng.integers(0, len(centres), size=n)
+    noise = rng.standard_normal((n, centres.shape[1])).astype(np.float32) * 1.2
+    return (centres[which] + noise).astype(np.float32)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """FAISS on one OpenMP thread here: on a loaded CI machine, threads that spin-wait for
+    each other make these small searches take seconds instead of milliseconds."""
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def corpus() -> tuple[np.ndarray, np.ndarray]:
+    centres = np.random.default_rng(0).standard_normal((CENTRES, DIM)).astype(np.float32)
+    return clustered(N, 1, centres), clustered(40, 2, centres)
+
+
+def write_ivfpq(path: Path, vectors: np.ndarray) -> tuple[Path, np.ndarray]:
+    """An IVF-PQ index written to ``path``, and its vectors as it decodes them (read with
+    ``reconstruct_n``, not the inverted-list decoding exact search uses)."""
+    import faiss
+
+    index = faiss.index_factory(vectors.shape[1], "IVF64,PQ8x4")
+    index.train(vectors[:8000])
+    index.add(vectors)
+    faiss.write_index(index, str(path))
+    faiss.extract_index_ivf(index).make_direct_map()
+    return path, index.reconstruct_n(0, index.ntotal)
+
+
+@pytest.fixture(scope="module")
+def ivfpq(corpus: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    return write_ivfpq(tmp_path_factory.mktemp("gt") / "ivfpq.faiss", corpus[0])
+
+
+def brute_force(queries: np.ndarray, stored: np.ndarray, k: int) -> np.ndarray:
+    """Squared L2 distances of every query to every stored vector, in float64."""
+    q, v = queries.astype(np.float64), stored.astype(np.float64)
+    return (q * q).sum(1)[:, None] - 2 * q @ v.T + (v * v).sum(1)[None, :]
+
+
+def tie_tolerant_recall(live: list[list[str]], truth: list[list[str]], dist: np.ndarray,
+                        k: int, eps: float = 1e-4) -> float:
+    """Mean share of live top-k within the truth's k-th distance (plus a relative eps)."""
+    shares = []
+    for row, live_ids, true_ids in zip(dist, live, truth, strict=True):
+        kth = row[int(true_ids[k - 1])]
+        bound = kth + eps * max(1.0, abs(kth))
+        shares.append(sum(row[int(i)] <= bound for i in live_ids[:k]) / k)
+    return float(np.mean(shares))
+
+
+def test_streamed_ground_truth_of_a_large_ivfpq_index_reads_its_true_fidelity(
+        build: Build, corpus: Any, ivfpq: Any) -> None:
+    queries, (path, decoded) = corpus[1], ivfpq
+    block = 64 << 10  # 512 vectors of 32-d per block: 40 blocks
+    fidelity: dict[int, float] = {}
+    oracle: dict[int, float] = {}
+    for nprobe in (64, 1):  # every list probed, then a degraded setting
+        target = build("pq", {"kind": "faiss", "path": str(path), "exact_memory": block,
+                              "nprobe": nprobe})
+        exact = target.exact_search(queries, K)
+        assert exact.exact_mode == "stream" and exact.scanned == N
+        assert target.describe().ground_truth_of == "decoded"
+        dist = brute_force(queries, decoded, K)
+        best = np.argsort(dist, axis=1, kind="stable")[:, :K]
+        # the streamed top-k equals the brute force, ties allowed: the same k-th distance
+        # and every returned id within it
+        want_kth = np.take_along_axis(dist, best[:, K - 1:], axis=1)[:, 0]
+        got_kth = np.array([row[int(ids[K - 1])] for row, ids in zip(dist, exact.ids,
+                                                                     strict=True)])
+        np.testing.assert_allclose(got_kth, want_kth, rtol=1e-5, atol=1e-5)
+        assert tie_tolerant_recall(exact.ids, [[str(i) for i in r] for r in best], dist,
+                                   K) == 1.0
+        live = target.search(queries, K).ids
+        fidelity[nprobe] = tie_tolerant_recall(live, exact.ids, dist, K)
+        oracle[nprobe] = tie_tolerant_recall(live, [[str(i) for i in r] for r in best],
+                                             dist, K)
+    assert fidelity == pytest.approx(oracle, abs=1e-9)
+    assert fidelity[64] > 0.95 and fidelity[1] < 0.7  # a degraded index reads degraded
+    assert fidelity[64] - fidelity[1] == pytest.approx(oracle[64] - oracle[1], abs=1e-9)
+
+
+def test_a_tiny_budget_stops_the_pass_and_says_how_far_it_got(build: Build, corpus: Any,
+                                                               ivfpq: Any) -> None:
+    queries, (path, _) = corpus[1], ivfpq
+    target = build("pq", {"kind": "faiss", "path": str(path), "exact_memory": 16 << 10})
+    with pytest.raises(GroundTruthBudgetExceeded) as caught:
+        target.exact_search(queries, K, budget=1e-6)
+    err = caught.value
+    assert err.total == N and err.queries == len(queries)
+    assert 0 < err.scanned < N and err.elapsed > 1e-6
+    assert "budget of 1e-06s" in str(err) and "'pq'" in str(err)
+    # a budget that the pass fits in changes nothing
+    assert target.exact_search(queries, K, budget=60.0).ids == target.exact_search(
+        queries, K).ids
