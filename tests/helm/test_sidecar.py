@@ -88,3 +88,17 @@ def test_the_documented_snippet_is_the_rendered_sidecar(tmp_path: Path) -> None:
     assert native["initContainers"] == [{**container, "restartPolicy": "Always"}]
     ragmon_volumes = [v for v in plain["volumes"] if v["name"].startswith("ragmon-")]
     assert documented("volumes") == {"extraVolumes": ragmon_volumes}
+
+
+def test_the_port_can_be_renamed_when_the_app_has_a_metrics_port(tmp_path: Path) -> None:
+    values = {**load_values(SIDECAR_VALUES), "sidecar": {"native": False},
+              "service": {"portName": "ragmon-metrics",
+                          "selector": {"app.kubernetes.io/name": "rag-api"}}}
+    pod = host_pod(tmp_path, IN_CONTAINERS, values)
+    [ragmon] = [c for c in pod["containers"] if c["name"] == "ragmon"]
+    assert ragmon["ports"][0]["name"] == "ragmon-metrics"
+    assert {p["httpGet"]["port"] for p in (ragmon["livenessProbe"], ragmon["readinessProbe"],
+                                           ragmon["startupProbe"])} == {"ragmon-metrics"}
+    objects = manifests(render(values))
+    assert one(objects, "Service")["spec"]["ports"][0]["targetPort"] == "ragmon-metrics"
+    assert one(objects, "ServiceMonitor")["spec"]["endpoints"][0]["port"] == "ragmon-metrics"

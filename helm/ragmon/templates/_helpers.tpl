@@ -156,23 +156,23 @@ env:
   {{- toYaml . | nindent 2 }}
   {{- end }}
 ports:
-  - name: metrics
+  - name: {{ .Values.service.portName }}
     containerPort: {{ int .Values.service.port }}
     protocol: TCP
 startupProbe:
   httpGet:
     path: /healthz
-    port: metrics
+    port: {{ .Values.service.portName }}
   {{- toYaml .Values.probes.startup | nindent 2 }}
 livenessProbe:
   httpGet:
     path: /healthz
-    port: metrics
+    port: {{ .Values.service.portName }}
   {{- toYaml .Values.probes.liveness | nindent 2 }}
 readinessProbe:
   httpGet:
     path: /readyz
-    port: metrics
+    port: {{ .Values.service.portName }}
   {{- toYaml .Values.probes.readiness | nindent 2 }}
 resources:
   {{- toYaml .Values.resources | nindent 2 }}
