@@ -5,7 +5,8 @@ metrics, scheduler, then serve HTTP.
 SIGTERM/SIGINT set an event the main thread waits on; shutdown stops new runs, waits up to
 ``server.shutdown_grace`` for runs in flight (a run is stored in one transaction, so it is
 either whole or absent), then exits 0. Signal handlers are installed explicitly, so this
-works as PID 1 in a container, where default dispositions do not apply.
+works as PID 1 in a container, where default dispositions do not apply. SIGHUP asks the
+config reloader (``monitor/reload.py``) to load and apply the config file again.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ class Daemon:
         app.routes = self.context.http_routes
         # Replicas sharing the store run each schedule slot once between them.
         self.claims = Claims(self.store, cfg.scheduler.replica, cfg.deployment.name)
+        self.context.claims = self.claims
         self.runner = Runner(self.context, self.registry, self.plugins.probes, self.claims)
         self.schedule = SharedSchedule(lambda: self.config, self.runner, self.claims,
                                        self.registry, self._stopping)

@@ -301,3 +301,36 @@ def test_alert_rules_follow_a_reload(tmp_path: Path, started: Any) -> None:
     status, body = get(f"http://127.0.0.1:{port}/alerts?rule=SecondRule")
     assert status == 200 and "SecondRule" in body
     assert daemon.context.after_run and len(daemon.context.after_run) == 1
+
+
+def test_the_ingest_endpoint_follows_a_reload(tmp_path: Path, started: Any) -> None:
+    """Drift ingest returns nothing when installed: a reload installs it again, so a query
+    drift probe added by a reload accepts traffic and a removed one no longer does."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    port = free_port()
+    path = tmp_path / "ragmon.yaml"
+    embedders = {"e": {"kind": "sentence-transformers", "model": "all-MiniLM-L6-v2"}}
+    drift = {"kind": "drift", "source": "queries", "embedder": "e", "every": "1h"}
+
+    def post(probe: str) -> int:
+        body = json.dumps({"vectors": [[0.1, 0.2, 0.3]]}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/ingest/{probe}", data=body, method="POST",
+            headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    path.write_text(yaml.safe_dump(config_dict(
+        tmp_path, port, {"old": drift}, embedders=embedders)))
+    daemon = started(path)
+    assert post("old") == 200 and post("new") == 404
+    path.write_text(yaml.safe_dump(config_dict(
+        tmp_path, port, {"new": drift}, embedders=embedders)))
+    assert daemon.reloader is not None and daemon.reloader.reload("test")
+    assert post("new") == 200 and post("old") == 404
