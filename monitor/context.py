@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ragmon.monitor.config import RootConfig
 from ragmon.monitor.embedders import Embedder
 from ragmon.monitor.store import RunRecord, Store
+from ragmon.monitor.store.claims import Claims
 from ragmon.monitor.targets import VectorTarget
 
 if TYPE_CHECKING:
@@ -38,6 +39,9 @@ class ProbeContext:
         # Called after every stored run as hook(probe_name, record, run_id); a hook that
         # raises is logged and counted, never stops the run or the daemon (alerts use this).
         self.after_run: list[AfterRunHook] = []
+        # The daemon's claims in the shared schedule (None outside a daemon): jobs that one
+        # replica at a time may run hold a lease through it (the JSONL tail).
+        self.claims: Claims | None = None
 
     def embedder(self, name: str) -> Embedder:
         with self._lock:

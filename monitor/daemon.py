@@ -33,7 +33,7 @@ from ragmon.monitor.http import App, HttpServer
 from ragmon.monitor.metrics import StoreCollector, process_metrics
 from ragmon.monitor.plugins import Closeable, DaemonExtension
 from ragmon.monitor.reload import ConfigReloader
-from ragmon.monitor.reload_apply import install_extension
+from ragmon.monitor.reload_apply import ExtensionParts, install_extension
 from ragmon.monitor.runner import Runner
 from ragmon.monitor.slots import ANCHOR, SharedSchedule, probe_trigger
 from ragmon.monitor.store import Store
@@ -72,7 +72,7 @@ class Daemon:
         #: What the extensions returned; closed at shutdown, before the store.
         self.installed: list[Closeable] = []
         #: Per extension (by index): what it returned and the jobs it added (for reloads).
-        self.extension_parts: dict[int, tuple[Closeable | None, set[str]]] = {}
+        self.extension_parts: dict[int, ExtensionParts] = {}
         self.reloader: ConfigReloader | None = None
         self._reload_requested = False
 

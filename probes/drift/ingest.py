@@ -40,6 +40,7 @@ from sqlalchemy import select
 
 from ragmon.monitor.errors import DriftError
 from ragmon.monitor.store import Store
+from ragmon.monitor.store.claims import Claims
 from ragmon.probes.drift.config import DriftConfig
 from ragmon.probes.drift.state import Item, add_items, tail_state, window_dimensions
 from ragmon.probes.references import ReferenceSample
@@ -157,11 +158,24 @@ def dimension_error(items: list[Item], probe: str,
 
 
 # --- JSONL tail ------------------------------------------------------------------------------
+def tail_lease(cfg: DriftConfig) -> float:
+    """How long one replica's hold on tailing a file lasts without a poll renewing it."""
+    return max(2.0, 5 * float(cfg.queries.poll))
+
+
 def poll_jsonl(store: Store, probe: str, cfg: DriftConfig,
-               logged: set[tuple[int, int]] | None = None) -> int:
-    """Read new complete lines of the probe's JSONL file into the reservoir."""
+               logged: set[tuple[int, int]] | None = None, claims: Claims | None = None) -> int:
+    """Read new complete lines of the probe's JSONL file into the reservoir.
+
+    Replicas sharing a store (and the file, on a shared volume) take turns: with
+    ``claims``, only the replica holding the file's lease reads it (renewed at each poll;
+    another replica takes it over once it runs out). Whoever reads, lines are added only
+    from the stored offset they were read at, so no line is counted twice; the offset is
+    stored with the lines, so none is lost when a reader dies."""
     if cfg.queries.jsonl is None:
         return 0
+    if claims is not None and not claims.acquire(f"drift-tail:{probe}", tail_lease(cfg)):
+        return 0  # another replica tails this file
     # The daemon's tail job and a probe run may poll at once: one reader per probe.
     with _TAIL_LOCKS_GUARD:
         lock = _TAIL_LOCKS.setdefault(probe, threading.Lock())
@@ -200,7 +214,9 @@ def _poll(store: Store, probe: str, cfg: DriftConfig,
         items, skipped = _fit_dimension(store, probe, cfg, items, str(path))
         new_tail = {"path": str(path), "inode": st.st_ino, "offset": offset,
                     "bad_lines": bad + skipped, "head": _head(str(path), offset)}
-        add_items(store, probe, items, cfg.window_size, tail=new_tail, seed=cfg.seed)
+        if not add_items(store, probe, items, cfg.window_size, tail=new_tail, seed=cfg.seed,
+                         read_from=tail) and items:
+            return 0  # another replica read these lines first and counted them
     return len(items)
 
 
@@ -412,7 +428,7 @@ def install(daemon: Daemon) -> None:
         def job(name: str = name, cfg: DriftConfig = cfg,
                 logged: set[tuple[int, int]] = logged) -> None:
             try:
-                poll_jsonl(store, name, cfg, logged)
+                poll_jsonl(store, name, cfg, logged, daemon.context.claims)
             except Exception:  # the tail retries at the next poll; the daemon keeps running
                 log.exception("reading the query log of drift probe %r failed", name)
 

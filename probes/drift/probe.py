@@ -265,7 +265,7 @@ class DriftProbe(Probe):
             return CurrentWindow(sample.vectors, fingerprint, None, now, [None] * len(sample.ids),
                                  list(sample.ids))
         if cfg.queries.jsonl is not None:
-            poll_jsonl(self.context.store, self.name, cfg)
+            poll_jsonl(self.context.store, self.name, cfg, claims=self.context.claims)
         window = state.peek_window(self.context.store, self.name)
         deadline.check("reading the reservoir")
         return self.embed_window(window, fingerprint, embedder)
@@ -321,8 +321,8 @@ class DriftProbe(Probe):
         cfg: DriftConfig = self.config
         if cfg.reference.mode == "rolling" and not saved:
             self.capture(current, pinned=False)
-        if cfg.source == "queries":
-            state.reset_window(self.context.store, self.name, now)
+        if cfg.source == "queries":  # closed once, by the run (the replica) that took it
+            state.reset_window(self.context.store, self.name, now, started=current.start)
 
     def coverage(self, reference: Reference, current: CurrentWindow) -> MethodResult:
         cfg: DriftConfig = self.config

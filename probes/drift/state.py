@@ -95,16 +95,23 @@ def _draw(window: str, seen: int) -> int:
 
 
 def add_items(store: Store, probe: str, items: list[Item], capacity: int,
-              tail: dict[str, Any] | None = None, seed: int = 0) -> int:
+              tail: dict[str, Any] | None = None, seed: int = 0,
+              read_from: dict[str, Any] | None = None) -> int:
     """Offer ``items`` to the probe's reservoir (and save the tail position with them).
 
     The sample is a deterministic function of the configured ``seed``, the probe, the
     window's start and the items in arrival order: replicas or reruns fed the same items
     in the same window keep the same sample.
+
+    With ``read_from`` (the tail position the lines were read from), nothing is added and
+    0 returned unless the stored position is still that one: another replica that read the
+    same lines first has counted them.
     """
     now = datetime.now(UTC)
     with probe_lock(probe), store.session() as s:
         state = _locked_state(s, probe, now, store.instance)
+        if read_from is not None and _position(state.tail) != _position(read_from):
+            return 0
         window = f"{seed}:{probe}:{state.window_start.astimezone(UTC).isoformat()}"
         seen = int(state.seen)
         chosen: dict[int, Item] = {}
@@ -129,6 +136,10 @@ def add_items(store: Store, probe: str, items: list[Item], capacity: int,
         if tail is not None:
             state.tail = dict(tail)
     return len(items)
+
+
+def _position(tail: dict[str, Any]) -> tuple[Any, int]:
+    return tail.get("inode"), int(tail.get("offset", 0))
 
 
 def tail_state(store: Store, probe: str) -> dict[str, Any]:
@@ -201,13 +212,19 @@ def repair_dimensions(store: Store, probe: str) -> int | None:
     return keep
 
 
-def reset_window(store: Store, probe: str, at: datetime) -> None:
-    """Start a new window: empty the reservoir, keep the tail position."""
+def reset_window(store: Store, probe: str, at: datetime,
+                 started: datetime | None = None) -> bool:
+    """Start a new window: empty the reservoir, keep the tail position. With ``started``
+    (the start of the window a run took), only if that window is still the current one:
+    a window is closed once, by the run that took it. Returns whether it was closed."""
     with probe_lock(probe), store.session() as s:
         state = _locked_state(s, probe, at, store.instance)
+        if started is not None and state.window_start != started:
+            return False
         s.execute(delete(DriftReservoirItem).where(*_items_of(store, probe)))
         state.window_start = at
         state.seen = 0
+        return True
 
 
 def rolling_reference(
