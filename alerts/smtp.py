@@ -40,13 +40,22 @@ def send_message(
     Returns the recipients the server refused while accepting others (the message went out:
     sending it again would reach the others twice); raises SmtpSendError when nothing was
     accepted."""
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    timeout = time_left(deadline)
+    where = f"{host}:{port}"
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    except (ssl.SSLError, OSError) as exc:
+        raise SmtpSendError(f"{where}: ca_file {str(ca_file)!r} holds no usable CA certificate "
+                            f"({getattr(exc, 'reason', None) or exc}); give a PEM file",
+                            "config") from None
+    try:
+        timeout = time_left(deadline)
+    except TimeoutError:
+        raise SmtpSendError(f"cannot talk to {where}: timed out (no time was left to send)",
+                            "connect") from None
     client: smtplib.SMTP = (
         _DeadlineSMTPSSL(deadline, timeout=timeout, context=context)
         if security in IMPLICIT_TLS else _DeadlineSMTP(deadline, timeout=timeout)
     )
-    where = f"{host}:{port}"
     try:
         client.connect(host, port)
         if security == "starttls":

@@ -76,13 +76,15 @@ class ReportClaims:
         self.replica = replica or replica_name()
         self.report = report
 
-    def claim(self, period: Period, now: datetime | None = None) -> Claim | None:
+    def claim(self, period: Period, now: datetime | None = None, *,
+              by_hand: bool = False) -> Claim | None:
         """Claim ``period`` for this replica, or None when it is sent, held by another
-        replica, not due for a retry, or past its retries."""
+        replica, not due for a retry, or past its retries. ``by_hand`` (``ragmon report
+        --send --scheduled``) also takes a period whose retries ended."""
         now = now or datetime.now(UTC)
         started = time.monotonic()
         until = now + timedelta(seconds=self.retry.lease)
-        if now > period.until + timedelta(seconds=self.retry.give_up_after):
+        if not by_hand and now > period.until + timedelta(seconds=self.retry.give_up_after):
             return None
         with self.store.session() as s:
             if self.store.dialect == "postgresql":
@@ -101,7 +103,7 @@ class ReportClaims:
                     ReportRun.report == self.report, ReportRun.period == period.key))
                 assert row_id is not None
                 return Claim(row_id, period, until, 1, started + self.retry.lease / 2)
-            if not _claimable(row, now, self.retry.max_attempts):
+            if not _claimable(row, now, None if by_hand else self.retry.max_attempts):
                 return None
             # Read before the UPDATE: the session synchronises ``row`` with what it writes.
             row_id, status, attempt = row.id, row.status, row.attempts + 1
@@ -164,11 +166,14 @@ class ReportClaims:
             return row
 
 
-def _claimable(row: ReportRun, now: datetime, max_attempts: int) -> bool:
-    if row.attempts >= max_attempts:
+def _claimable(row: ReportRun, now: datetime, max_attempts: int | None) -> bool:
+    """Whether ``row`` may be taken over; ``max_attempts`` None: by hand, whatever the
+    retry schedule says."""
+    if max_attempts is not None and row.attempts >= max_attempts:
         return False
     if row.status == "claimed":
         return row.claimed_until is not None and row.claimed_until < now
     if row.status == "failed":
-        return row.next_attempt_at is not None and row.next_attempt_at <= now
+        return max_attempts is None or (row.next_attempt_at is not None
+                                        and row.next_attempt_at <= now)
     return False  # sent

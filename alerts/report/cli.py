@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ragmon.alerts.report.model import Period
+from ragmon.alerts.report.send_cli import add_delivery_arguments, run_delivery, wants_delivery
 from ragmon.monitor.cli import CommandGroups, load
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -40,6 +41,7 @@ def add_commands(cli: CommandGroups) -> None:
                    help="end of the period, excluded (default: now)")
     p.add_argument("--out", type=Path, metavar="FILE",
                    help="write the HTML report here (images embedded) instead of printing text")
+    add_delivery_arguments(p)
     cli.config_arg(p)
     p.set_defaults(func=cmd_report)
 
@@ -60,6 +62,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     config = load(args)
     period = period_of(args, datetime.now(UTC))
+    if wants_delivery(args):
+        return run_delivery(args, config, period)
     store = Store(config.store.url.get_secret_value())
     try:
         store.require_head()

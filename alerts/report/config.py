@@ -7,7 +7,7 @@ key and the value; a report that is enabled needs a mail server and at least one
 
 from __future__ import annotations
 
-from email.utils import parseaddr
+import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
@@ -16,15 +16,18 @@ from pydantic_core import InitErrorDetails
 from ragmon.monitor.config import Duration, ExistingPath, RootConfig, Secret, Strict, config_error
 
 DEFAULT_SCHEDULE = "0 8 * * mon"
+#: ``Display Name <address>``: the display name has no angle brackets.
+_NAMED = re.compile(r"\s*[^<>]*<([^<>]*)>\s*")
 
 
 def _address(value: str) -> str:
     """``team@example.org`` or ``Search team <team@example.org>``; syntax only (no DNS)."""
     from email_validator import EmailNotValidError, validate_email
 
-    name, address = parseaddr(value)
+    named = _NAMED.fullmatch(value)
+    address = named.group(1) if named else value.strip()
     try:
-        if not address or (not name and address != value.strip()):
+        if "<" in address or ">" in address:
             raise EmailNotValidError("write name@domain, or Name <name@domain>")
         validate_email(address, check_deliverability=False)
     except EmailNotValidError as exc:

@@ -114,11 +114,12 @@ class ReportSender:
         return scheduled_period(self.section.schedule, self.section.period,
                                 now or datetime.now(UTC))
 
-    def attempt(self, now: datetime | None = None) -> Outcome:
-        """Claim the current period and send its report if it is due; never raises."""
+    def attempt(self, now: datetime | None = None, *, by_hand: bool = False) -> Outcome:
+        """Claim the current period and send its report if it is due; never raises.
+        ``by_hand``: also a period whose retries ended (see ``ReportClaims.claim``)."""
         period = self.current_period(now)
         try:
-            claim = self.claims.claim(period, now)
+            claim = self.claims.claim(period, now, by_hand=by_hand)
         except Exception as exc:  # noqa: BLE001 - a store blip: the next tick tries again
             error = self.redact(str(exc)) or type(exc).__name__
             log.warning("report %s: cannot claim the period: %s", period.key, error)
