@@ -119,14 +119,13 @@ def clusters(current: list[DriftPoint], main: str) -> list[Any]:
         head = Para(f"Clusters in the newest window (ending {when(pick.window_end)}) - not "
                     f"significant: the {main} test did not find the distribution moved in "
                     "this period, so these shifts are within chance.", "muted")
-    return [head, Table(["cluster", "share before -> now", "examples"],
+    return [head, Table(["cluster", "moved", "share before -> now", "examples"],
                         [_shift_row(sh) for sh in pick.shifts])]
 
 
 def _shift_row(sh: Shift) -> list[str]:
     examples = "; ".join(_cut(t) for t in sh.examples[:2]) or "-"
-    arrow = "grew" if sh.direction == "grew" else "shrank"
-    return [f"{_cut(sh.label or 'unlabelled', 80)} ({arrow})",
+    return [_cut(sh.label or "unlabelled", 80), sh.direction,
             f"{sh.reference_share:.1%} -> {sh.current_share:.1%}", examples]
 
 

@@ -45,7 +45,8 @@ def delta(now: float | None, before: float | None, digits: int = 3) -> str:
         return "-"
     if before is None:
         return f"{now:.{digits}f} (no previous)"
-    return f"{now:.{digits}f} ({before:.{digits}f}, {now - before:+.{digits}f})"
+    change = round(now - before, digits) + 0.0  # no "-0.000" from rounding noise
+    return f"{now:.{digits}f} ({before:.{digits}f}, {change:+.{digits}f})"
 
 
 def when(ts: datetime) -> str:
