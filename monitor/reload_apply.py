@@ -26,14 +26,17 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.triggers.interval import IntervalTrigger
+from prometheus_client import CollectorRegistry
+from prometheus_client.registry import Collector
 
 from ragmon.monitor.config import RootConfig
-from ragmon.monitor.plugins import DaemonExtension
+from ragmon.monitor.plugins import Closeable, DaemonExtension
 from ragmon.monitor.probe import Probe
 from ragmon.monitor.targets import VectorTarget
 
@@ -147,33 +150,71 @@ def _embedder_gauges(daemon: Daemon, old: RootConfig, new: RootConfig) -> None:
         gauge.labels(name).set_function(functools.partial(daemon._embedder_loaded, name))
 
 
+@dataclass
+class ExtensionParts:
+    """What one extension added at its last install (its jobs, HTTP routes, after-run hooks
+    and metric collectors), so that installing it again replaces them instead of doubling."""
+
+    installed: Closeable | None = None
+    jobs: set[str] = field(default_factory=set)
+    routes: dict[str, Any] = field(default_factory=dict)
+    hooks: list[Any] = field(default_factory=list)
+    collectors: list[Collector] = field(default_factory=list)
+
+    def remove(self, daemon: Daemon) -> None:
+        assert daemon.scheduler is not None
+        for job_id in self.jobs:
+            try:
+                daemon.scheduler.remove_job(job_id)
+            except JobLookupError:
+                pass
+        routes = daemon.context.http_routes
+        for path, app in self.routes.items():
+            if routes.get(path) is app:
+                del routes[path]
+        for hook in self.hooks:
+            if hook in daemon.context.after_run:
+                daemon.context.after_run.remove(hook)
+        for collector in self.collectors:
+            daemon.registry.unregister(collector)
+
+
 def install_extension(daemon: Daemon, index: int, extension: DaemonExtension) -> None:
-    """Install one extension, remembering what it returned and which jobs it added."""
-    scheduler = daemon.scheduler
+    """Install one extension, remembering what it returned and what it added."""
+    scheduler, context, registry = daemon.scheduler, daemon.context, daemon.registry
     assert scheduler is not None
-    before = {job.id for job in scheduler.get_jobs()}
-    installed = extension(daemon)
-    daemon.extension_parts[index] = (installed, {j.id for j in scheduler.get_jobs()} - before)
+    jobs = {job.id for job in scheduler.get_jobs()}
+    routes = dict(context.http_routes)
+    hooks = list(context.after_run)
+    collectors: list[Collector] = []
+
+    def register(collector: Collector) -> None:
+        CollectorRegistry.register(registry, collector)
+        collectors.append(collector)
+
+    registry.register = register  # type: ignore[method-assign]  # this install only
+    try:
+        installed = extension(daemon)
+    finally:
+        del registry.register
+    daemon.extension_parts[index] = ExtensionParts(
+        installed, {job.id for job in scheduler.get_jobs()} - jobs,
+        {p: a for p, a in context.http_routes.items() if routes.get(p) is not a},
+        [h for h in context.after_run if h not in hooks], collectors)
     if installed is not None:
         daemon.installed.append(installed)
 
 
 def _reload_extensions(daemon: Daemon) -> None:
-    scheduler = daemon.scheduler
-    assert scheduler is not None
     for index, extension in enumerate(daemon.extensions):
-        installed, jobs = daemon.extension_parts.get(index, (None, set()))
+        parts = daemon.extension_parts.get(index, ExtensionParts())
         name = getattr(extension, "__module__", repr(extension))
         try:
-            if installed is None:
-                for job_id in jobs:
-                    try:
-                        scheduler.remove_job(job_id)
-                    except JobLookupError:
-                        pass
+            if parts.installed is None:
+                parts.remove(daemon)
                 install_extension(daemon, index, extension)
-            elif callable(getattr(installed, "reload", None)):
-                installed.reload(daemon)  # type: ignore[attr-defined]
+            elif callable(getattr(parts.installed, "reload", None)):
+                parts.installed.reload(daemon)  # type: ignore[attr-defined]
             else:
                 log.warning("config reload: %s cannot reload; it keeps its start-up settings "
                             "until a restart", name)

@@ -334,3 +334,36 @@ def test_the_ingest_endpoint_follows_a_reload(tmp_path: Path, started: Any) -> N
         tmp_path, port, {"new": drift}, embedders=embedders)))
     assert daemon.reloader is not None and daemon.reloader.reload("test")
     assert post("new") == 200 and post("old") == 404
+
+
+def test_an_extension_installed_again_leaves_one_of_each_part(
+    tmp_path: Path, started: Any, promtool: str,
+) -> None:
+    """The weekly report returns nothing when installed, so each reload installs it again:
+    its collector, jobs and page must be replaced, not doubled (the exposition still passes
+    `promtool check metrics`), and a reload that turns it off removes them."""
+    port = free_port()
+    path = tmp_path / "ragmon.yaml"
+    report = {"enabled": True, "from": "ragmon@example.org", "to": ["team@example.org"],
+              "smtp": {"host": "127.0.0.1", "port": free_port(), "security": "none"},
+              "endpoint": {"enabled": True, "token": "report-token"}}
+    path.write_text(yaml.safe_dump(config_dict(tmp_path, port, {"a": sleeper("1h")},
+                                               report=report)))
+    daemon = started(path)
+    assert daemon.reloader is not None
+    for every in ("2h", "3h"):
+        path.write_text(yaml.safe_dump(config_dict(tmp_path, port, {"a": sleeper(every)},
+                                                   report=report)))
+        assert daemon.reloader.reload("test")
+    body = get(f"http://127.0.0.1:{port}/metrics")[1]
+    check = subprocess.run([promtool, "check", "metrics"], input=body, text=True,
+                           capture_output=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert body.count("# TYPE ragmon_report_last_success_timestamp_seconds ") <= 1
+    assert get(f"http://127.0.0.1:{port}/report")[0] != 404
+    path.write_text(yaml.safe_dump(config_dict(tmp_path, port, {"a": sleeper("3h")})))
+    assert daemon.reloader.reload("test")
+    assert daemon.scheduler is not None
+    assert not [j.id for j in daemon.scheduler.get_jobs() if j.id.startswith("report:")]
+    assert get(f"http://127.0.0.1:{port}/report")[0] == 404
+    assert "ragmon_report_" not in get(f"http://127.0.0.1:{port}/metrics")[1]
