@@ -16,14 +16,15 @@ from tests.helm.chart_support import NAMESPACE, RELEASE, REPO, manifests, one, r
 #: What the runbooks' placeholders stand for (the release the tests render).
 PLACEHOLDERS = {"<namespace>": NAMESPACE, "<release>": RELEASE, "<app>": "rag-api",
                 "<probe>": "docs-recall", "PROBE": "docs-recall"}
-SOURCES = [*sorted((REPO / "docs" / "runbooks").glob("*.md")), REPO / "docs" / "kubernetes.md"]
+SOURCES = [*sorted((REPO / "docs" / "runbooks").glob("*.md")), REPO / "docs" / "kubernetes.md",
+           REPO / "README.md", REPO / "helm" / "ragmon" / "README.md"]
 
 
 def quoted_commands(text: str) -> list[str]:
     # a command, not a mention such as `helm upgrade`
     found = [c for c in re.findall(r"`((?:kubectl|helm) [^`]+)`", text) if len(c.split()) > 2]
-    found += [line.split("#")[0].strip() for line in text.splitlines()
-              if line.startswith(("kubectl ", "helm "))]  # lines of ```sh blocks
+    found += [line.split("#")[0].strip().rstrip("\\").strip() for line in text.splitlines()
+              if line.strip().startswith(("kubectl ", "helm "))]  # lines of ```sh blocks
     return found
 
 
@@ -38,7 +39,7 @@ def commands() -> list[tuple[str, str]]:
 def test_the_runbooks_and_docs_quote_kubernetes_commands() -> None:
     sources = {source for source, _ in commands()}
     assert {"RagmonDown.md", "RagmonAbsent.md", "RagmonProbeFailing.md", "kubernetes.md",
-            "NOTES.txt"} <= sources
+            "README.md", "NOTES.txt"} <= sources
 
 
 def chart_objects() -> dict[str, Any]:

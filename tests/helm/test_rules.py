@@ -37,3 +37,17 @@ def test_promtool_accepts_the_rules_taken_from_the_rendered_object(promtool: str
     alerts = sum(1 for g in spec["groups"] for r in g["rules"] if "alert" in r)
     assert f"{alerts + sum(1 for g in spec['groups'] for r in g['rules'] if 'record' in r)} " \
            "rules found" in done.stdout
+
+
+def test_a_packaged_chart_carries_the_rules_not_the_link(tmp_path: Path) -> None:
+    import helm_python as helm
+
+    helm.disable_logging()
+    archive = helm.package(str(CHART), destination=str(tmp_path))
+    unpacked = tmp_path / "unpacked"
+    helm.expand(str(unpacked), archive)
+    packaged = unpacked / "ragmon" / "files" / "ragmon.rules.yaml"
+    assert not packaged.is_symlink()
+    assert packaged.read_text() == RULES.read_text()
+    objects = manifests(render({"prometheusRule": {"enabled": True}}, chart=unpacked / "ragmon"))
+    assert one(objects, "PrometheusRule")["spec"] == yaml.safe_load(RULES.read_text())
