@@ -2,10 +2,13 @@
 columns.
 
 Live search runs ``ORDER BY vector <op> query LIMIT k`` with ``hnsw.ef_search`` /
-``ivfflat.probes`` set by ``SET LOCAL`` in its own transaction. Exact search is the
-documented pgvector recipe: ``SET LOCAL enable_indexscan = off`` inside a transaction, so the
-planner scans the table. The metric picks the operator (cosine ``<=>``, ip ``<#>``, l2
-``<->``); scores are what the operator returns (``<#>`` is the negated inner product).
+``ivfflat.probes`` set by ``SET LOCAL`` in its own transaction. Exact search has two
+modes: ``engine``, the documented pgvector recipe (``SET LOCAL enable_indexscan = off``, so
+the planner scans the table, once per query), and ``stream``, one binary COPY of the table
+(the filter in its WHERE) searched client-side for all queries at once; ``exact_mode:
+auto`` picks the cheaper by estimated cost. The metric picks the operator (cosine ``<=>``,
+ip ``<#>``, l2 ``<->``); scores are what the operator returns (``<#>`` is the negated inner
+product), in both modes.
 When ``metric`` is not configured it is read from the vector index's operator class.
 """
 
@@ -23,7 +26,10 @@ from pydantic import Field, field_validator
 
 from ragmon.monitor.config import Secret, TargetConfig
 from ragmon.monitor.errors import TargetError
+from ragmon.monitor.targets import _pgstream
+from ragmon.monitor.targets._exact import DEFAULT_BLOCK, Budget, ModeChoice, choose_mode
 from ragmon.monitor.targets._helpers import (
+    ByteSize,
     check_filter,
     check_k,
     engine_errors,
@@ -31,6 +37,7 @@ from ragmon.monitor.targets._helpers import (
     vectors_in_order,
 )
 from ragmon.monitor.targets._pgcatalog import read_table
+from ragmon.monitor.targets._pgstream import quote as _quote
 from ragmon.monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
 
 _OPERATORS: dict[str, str] = {"cosine": "<=>", "ip": "<#>", "l2": "<->"}
@@ -55,6 +62,12 @@ class PgvectorConfig(TargetConfig):
                                   "hnsw.ef_search` for live search; server default when unset.")
     probes: int | None = Field(default=None, ge=1, description="`SET LOCAL ivfflat.probes` for "
                                "live search; server default when unset.")
+    exact_mode: ModeChoice = Field(default="auto", description="Ground truth by `engine` (a "
+                                   "sequential scan per query), `stream` (one COPY of the "
+                                   "table for all queries) or `auto`, the cheaper by "
+                                   "estimated cost.")
+    exact_memory: ByteSize = Field(default=DEFAULT_BLOCK, description="Size of one block of "
+                                   "vectors in the streamed exact pass.")
 
     @field_validator("table", "id_column", "vector_column")
     @classmethod
@@ -168,18 +181,39 @@ class PgvectorTarget(VectorTarget):
     def exact_search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None, *,
                      texts: Sequence[str] | None = None,
                      budget: float | None = None) -> SearchResult:
-        """True top-k: a sequential scan forced with ``SET LOCAL enable_indexscan = off``."""
-        return self._run(vectors, k, filter, ["SET LOCAL enable_indexscan = off"], exact=True)
+        """True top-k over every row (of the filter): a sequential scan per query forced with
+        ``SET LOCAL enable_indexscan = off``, or one streamed COPY for all queries."""
+        k = check_k(self.name, k)
+        meta = self._metadata()
+        queries = self.check_queries(vectors, meta["dimension"])
+        where = check_filter(self.name, filter, self.config.filter_columns)
+        conditions, params = self._conditions(where)
+        with self._session() as cur:
+            total = _pgstream.estimated_rows(cur, _quote(self.config.table), conditions, params)
+        mode = choose_mode(self.config.exact_mode, _pgstream.COSTS, queries=len(queries),
+                           total=total, dimension=meta["dimension"])
+        if mode == "engine":
+            clock = Budget(self.name, budget, total=total, queries=len(queries))
+            return self._run(vectors, k, filter, ["SET LOCAL enable_indexscan = off"],
+                             exact=True, clock=clock)
+        start = time.perf_counter()
+        with self._session() as cur:
+            ids, scores, scanned = _pgstream.stream(
+                self.name, cur, self.config, (conditions, params), queries, k, meta["metric"],
+                total=total, budget=budget)
+        per_query = (time.perf_counter() - start) / max(len(queries), 1)
+        return SearchResult(ids, scores, [per_query] * len(queries), exact=True,
+                            exact_mode="stream", scanned=scanned)
 
     def _run(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None,
-             settings: list[str], exact: bool) -> SearchResult:
+             settings: list[str], exact: bool, clock: Budget | None = None) -> SearchResult:
         k = check_k(self.name, k)
         meta = self._metadata()
         queries = self.check_queries(vectors, meta["dimension"])
         where = check_filter(self.name, filter, self.config.filter_columns)
         sql, params = self._query_sql(meta["metric"], where)
         ids, scores, latencies = [], [], []
-        for query in queries:
+        for done, query in enumerate(queries, 1):
             start = time.perf_counter()
             with self._session() as cur:
                 for setting in settings:
@@ -189,17 +223,24 @@ class PgvectorTarget(VectorTarget):
             latencies.append(time.perf_counter() - start)
             ids.append([str(r[0]) for r in rows])
             scores.append([float(r[1]) for r in rows])
+            if clock is not None:
+                clock.check(clock.total, queries=done)
         return SearchResult(ids, scores, latencies, exact=exact,
-                            exact_mode="engine" if exact else None)
+                            exact_mode="engine" if exact else None,
+                            scanned=clock.total if clock is not None else None)
+
+    @staticmethod
+    def _conditions(where: dict[str, Any]) -> tuple[str, list[Any]]:
+        return " AND ".join(f"{_quote(c)} = %s" for c in where) or "TRUE", list(where.values())
 
     def _query_sql(self, metric: Metric, where: dict[str, Any]) -> tuple[str, list[Any]]:
         cfg = self.config
         op = _OPERATORS[metric]
-        conditions = " AND ".join(f"{_quote(c)} = %s" for c in where) or "TRUE"
+        conditions, params = self._conditions(where)
         sql = (f"SELECT {_quote(cfg.id_column)}, {_quote(cfg.vector_column)} {op} %s "
                f"FROM {_quote(cfg.table)} WHERE {conditions} "
                f"ORDER BY {_quote(cfg.vector_column)} {op} %s LIMIT %s")
-        return sql, list(where.values())
+        return sql, params
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -285,10 +326,6 @@ def _array(value: Any) -> Any:
 
 def _int_or_none(value: str | None) -> int | None:
     return int(value) if value else None
-
-
-def _quote(identifier: str) -> str:
-    return ".".join(f'"{part}"' for part in identifier.split("."))
 
 
 def _vectors(ids: list[str], found: dict[str, Any], dimension: int) -> Vectors:

@@ -124,3 +124,87 @@ def test_a_tiny_budget_stops_the_pass_and_says_how_far_it_got(build: Build, corp
     # a budget that the pass fits in changes nothing
     assert target.exact_search(queries, K, budget=60.0).ids == target.exact_search(
         queries, K).ids
+
+
+# -- pgvector: one streamed COPY against a sequential scan per query -------------------
+
+@pytest.fixture(scope="module")
+def pg_table(corpus: Any, postgres_server_url: str) -> Iterator[tuple[str, np.ndarray]]:
+    """A fresh database with ``items (id bigint, vec vector(32), lang text)``: 5,000 of the
+    clustered vectors, every third row ``lang = 'de'``, and an HNSW index."""
+    import psycopg
+
+    from tests.conftest import create_database
+
+    url, drop = create_database(postgres_server_url)
+    url = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    vectors = corpus[0][:5000]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute("CREATE TABLE items (id bigint PRIMARY KEY, vec vector(32), lang text)")
+        with conn.cursor() as cur, cur.copy("COPY items FROM STDIN") as copy:
+            for i, v in enumerate(vectors):
+                copy.write_row((i, "[" + ",".join(map(repr, v.tolist())) + "]",
+                                "de" if i % 3 == 0 else "en"))
+        conn.execute("CREATE INDEX ON items USING hnsw (vec vector_l2_ops)")
+        conn.execute("ANALYZE items")
+    yield url, vectors
+    drop()
+
+
+def pg(build: Build, url: str, **extra: Any) -> VectorTarget:
+    return build("pg", {"kind": "pgvector", "url": url, "table": "items", "vector_column": "vec",
+                        "filter_columns": ["lang"], **extra})
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+@pytest.mark.parametrize("filt", [None, {"lang": "de"}])
+def test_pgvector_streamed_ground_truth_equals_its_scan_per_query(
+        build: Build, pg_table: Any, corpus: Any, metric: str, filt: Any) -> None:
+    url, vectors = pg_table
+    queries = corpus[1][:12]
+    engine, stream = (pg(build, url, metric=metric, exact_mode=mode, exact_memory=16 << 10)
+                      for mode in ("engine", "stream"))
+    try:
+        by_scan = engine.exact_search(queries, K, filt)
+        by_copy = stream.exact_search(queries, K, filt)
+    finally:
+        engine.close()
+        stream.close()
+    assert (by_scan.exact_mode, by_copy.exact_mode) == ("engine", "stream")
+    assert by_copy.scanned == (5000 if filt is None else 1667)  # 128-row blocks: 40 of them
+    assert by_copy.ids == by_scan.ids
+    np.testing.assert_allclose(by_copy.scores, by_scan.scores, rtol=1e-4, atol=1e-4)
+    subset = vectors if filt is None else vectors[::3]
+    ids = np.arange(5000) if filt is None else np.arange(0, 5000, 3)
+    if metric == "l2":
+        order = np.argsort(brute_force(queries, subset, K), axis=1)[:, :K]
+    else:
+        unit = subset / np.linalg.norm(subset, axis=1, keepdims=True)
+        order = np.argsort(-(queries @ (unit if metric == "cosine" else subset).T), axis=1)
+    assert by_copy.ids == [[str(ids[i]) for i in row[:K]] for row in order]
+
+
+def test_pgvector_chooses_the_cheaper_mode_and_keeps_to_a_budget(build: Build, pg_table: Any,
+                                                                corpus: Any) -> None:
+    url, _ = pg_table
+    queries = corpus[1]
+    target = pg(build, url, exact_memory=16 << 10)
+    try:
+        assert target.exact_search(queries[:1], K).exact_mode == "engine"
+        assert target.exact_search(queries, K).exact_mode == "stream"
+        with pytest.raises(GroundTruthBudgetExceeded) as caught:
+            target.exact_search(queries, K, budget=1e-6)  # streamed: stops after a block
+        assert caught.value.total == 5000 and 0 < caught.value.scanned < 5000
+        per_query = pg(build, url, exact_mode="engine")
+        try:
+            with pytest.raises(GroundTruthBudgetExceeded) as caught:
+                per_query.exact_search(queries[:5], K, budget=1e-6)  # stops after a query
+        finally:
+            per_query.close()
+        assert (caught.value.scanned, caught.value.queries) == (5000, 1)
+        # the connection is still usable after a COPY stopped half way
+        assert target.exact_search(queries[:2], K).ids == target.exact_search(
+            queries[:2], K).ids
+    finally:
+        target.close()
