@@ -367,3 +367,36 @@ def test_an_extension_installed_again_leaves_one_of_each_part(
     assert not [j.id for j in daemon.scheduler.get_jobs() if j.id.startswith("report:")]
     assert get(f"http://127.0.0.1:{port}/report")[0] == 404
     assert "ragmon_report_" not in get(f"http://127.0.0.1:{port}/metrics")[1]
+
+
+def test_a_replaced_target_is_closed_only_after_the_runs_in_flight(
+    tmp_path: Path, started: Any,
+) -> None:
+    """A target whose entry changed is built again for new runs; the old one (a loaded FAISS
+    index here) is closed once the runs that were going at the reload have ended."""
+    import faiss
+    import numpy as np
+
+    index = faiss.IndexFlatIP(4)
+    index.add(np.random.default_rng(0).random((10, 4), dtype=np.float32))
+    faiss.write_index(index, str(tmp_path / "index.faiss"))
+    port = free_port()
+    path = tmp_path / "ragmon.yaml"
+
+    def write(seconds: float, timeout: str) -> None:
+        path.write_text(yaml.safe_dump(config_dict(
+            tmp_path, port, {"slow": sleeper("1h", seconds=seconds)},
+            targets={"t": {"kind": "faiss", "path": "index.faiss", "timeout": timeout}})))
+
+    write(2.0, "30s")
+    daemon = started(path)
+    old = daemon.context.target("t")
+    assert old.count() == 10 and old._loaded is not None  # type: ignore[attr-defined]
+    assert SleepProbe.started.wait(10)
+    write(0.0, "20s")
+    assert daemon.reloader is not None and daemon.reloader.reload("test")
+    assert daemon.context.target("t") is not old
+    time.sleep(0.5)
+    assert old._loaded is not None  # type: ignore[attr-defined]  # the run still goes
+    wait_for(lambda: runs(daemon, "slow"), 10, "the run in flight to be stored")
+    wait_for(lambda: old._loaded is None, 5, "the replaced target to be closed")  # type: ignore[attr-defined]
