@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("ragmon.report")
 #: The longest period ``/report?since=&until=`` renders.
 MAX_SPAN = timedelta(days=366)
+#: When each running daemon first had the report enabled.
+_FIRST_ENABLED: weakref.WeakKeyDictionary[Any, datetime] = weakref.WeakKeyDictionary()
 
 
 class ReportCollector(Collector):
@@ -159,7 +162,8 @@ def _answer(start_response: Callable[..., Any], status: str, kind: str, body: st
 def install(daemon: Daemon) -> None:
     """Plug the report into a starting daemon (a daemon extension): the send and retry jobs
     and the metrics when ``report.enabled``, the ``/report`` page when
-    ``report.endpoint.enabled``."""
+    ``report.endpoint.enabled``. It returns nothing, so a config reload removes what it
+    added and installs it again with the new settings."""
     from apscheduler.triggers.cron import CronTrigger
     from apscheduler.triggers.interval import IntervalTrigger
 
@@ -170,8 +174,11 @@ def install(daemon: Daemon) -> None:
     if not section.enabled:
         return
     now = datetime.now(UTC)
+    # A reload installs this extension again: the wait for a first report counts from the
+    # first install, so that reloading never holds RagmonReportMissing off.
+    started = _FIRST_ENABLED.setdefault(daemon, now)
     sender = ReportSender(daemon.store, daemon.config)
-    daemon.registry.register(ReportCollector(daemon.store, now))
+    daemon.registry.register(ReportCollector(daemon.store, started))
     grace = max(1, int(section.retry.give_up_after))
     daemon.scheduler.add_job(
         sender.attempt, CronTrigger.from_crontab(section.schedule, timezone="UTC"),
