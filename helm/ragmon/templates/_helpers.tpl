@@ -152,6 +152,10 @@ env:
     value: /tmp/cache
   - name: MPLCONFIGDIR
     value: /tmp/matplotlib
+  - name: OMP_NUM_THREADS
+    value: {{ .Values.cpuThreads | int | quote }}
+  - name: TOKENIZERS_PARALLELISM
+    value: "false"
   {{- with .Values.extraEnv }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
