@@ -83,8 +83,10 @@ def test_a_command_names_what_the_chart_creates(source: str, command: str) -> No
     if "--" in words:
         words, inside = words[:words.index("--")], words[words.index("--") + 1:]
     if words[0] == "helm":
-        assert words[1:2] in (["status"], ["install"], ["upgrade"]) or "status" in words
-        assert RELEASE in words, f"{source}: `{command}` names another release"
+        rest = [w for i, w in enumerate(words[1:], 1)
+                if not w.startswith("-") and words[i - 1] not in ("-n", "--namespace")]
+        assert rest[0] in ("install", "upgrade", "status", "test", "uninstall"), command
+        assert rest[1] == RELEASE, f"{source}: `{command}` names another release"
         return
     if option(words, "-n", "--namespace") is not None:
         assert option(words, "-n", "--namespace") == NAMESPACE
