@@ -121,7 +121,7 @@ class AlertEngine:
                         run_id: int | None, now: datetime) -> int:
         """One state row for the rule across instances, judged on every instance's newest
         run, read after the row is locked so concurrent sidecars evaluate in turn."""
-        labels = instance_labels(name, rule, record, {})
+        labels = instance_labels(name, rule, record, dict(rule.match))  # no instance label
         fp = fingerprint(labels)
         with self.store.session() as s:
             insert_ignore(s, AlertState, dict(
