@@ -33,8 +33,8 @@ LABEL org.opencontainers.image.title="ragmon" \
       org.opencontainers.image.description="Monitoring daemon for the retrieval side of RAG systems" \
       org.opencontainers.image.source="https://github.com/ragmon/ragmon" \
       org.opencontainers.image.licenses="Apache-2.0"
-RUN groupadd --system --gid 10001 ragmon \
- && useradd --system --uid 10001 --gid 10001 --home-dir /tmp --no-create-home \
+RUN groupadd --gid 10001 ragmon \
+ && useradd --uid 10001 --gid 10001 --home-dir /tmp --no-create-home \
       --shell /usr/sbin/nologin ragmon \
  && mkdir -p /etc/ragmon/config /var/lib/ragmon \
  && chown 10001:10001 /var/lib/ragmon
