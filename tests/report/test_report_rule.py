@@ -10,6 +10,7 @@ the shipped one. The same daemon serves ``/report`` behind its bearer token.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -147,9 +148,9 @@ def prometheus(tmp_path: Path, daemon: tuple[int, int, float]) -> Iterator[str]:
 
 
 def test_report_missing_fires_then_clears_after_a_send(
-    daemon: tuple[int, int, float], prometheus: str
+    daemon: tuple[int, int, float], prometheus: str, promtool: str
 ) -> None:
-    _, smtp_port, seeded = daemon
+    port, smtp_port, seeded = daemon
     assert wait_until("the scrape of the last report", lambda: last_success(prometheus)) \
         == seeded
     wait_until(f"{ALERT} to fire", lambda: report_state(prometheus) == "firing")
@@ -158,8 +159,21 @@ def test_report_missing_fires_then_clears_after_a_send(
                 if a["labels"]["alertname"] == ALERT]
     assert alert["state"] == "firing" and alert["labels"]["severity"] == "warning"
 
+    wait_until("a failed attempt while the mail server is down", lambda: re.search(
+        r"^ragmon_report_send_failures_total [1-9]",
+        http_get(f"http://127.0.0.1:{port}/metrics")[1], re.M))
+
     with smtp_server(None, port=smtp_port) as (_, mailbox):  # the mail server is back
         mailbox.wait_for(1, timeout=90)
+        status, body = http_get(f"http://127.0.0.1:{port}/metrics")
+        names = {line.split("{")[0].split()[0] for line in body.splitlines()
+                 if line.startswith("ragmon_report_")}
+        assert names == {"ragmon_report_last_success_timestamp_seconds",
+                         "ragmon_report_last_period_end_timestamp_seconds",
+                         "ragmon_report_send_failures_total"}
+        check = subprocess.run([promtool, "check", "metrics"], input=body, text=True,
+                               capture_output=True, timeout=60)
+        assert check.returncode == 0, check.stdout + check.stderr
         wait_until("the new last success in Prometheus",
                    lambda: (last_success(prometheus) or 0) > time.time() - 300)
         wait_until(f"{ALERT} to clear", lambda: report_state(prometheus) == "inactive")
