@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -137,5 +138,19 @@ def test_the_sidecar_config_passes_check_config(tmp_path: Path) -> None:
     # the existing Secret the values name, as the kubelet would mount it
     (tmp_path / "secrets" / "database-url").write_text("postgresql://ragmon@db/ragmon\n")
     write_index(tmp_path / "index")
+    checked = ragmon("check-config", "--strict", str(config), env=dict(os.environ))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_documented_values_example_renders_a_valid_config(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "kubernetes.md").read_text()
+    found = re.search(r"<!-- values:pgvector -->\s*```yaml\n(.*?)```", text, re.S)
+    assert found, "docs/kubernetes.md has no <!-- values:pgvector --> block"
+    objects = manifests(render(yaml.safe_load(found.group(1))))
+    config = write_pod_files(objects, tmp_path, free_port())
+    # the existing ConfigMap and Secret the example names, as the kubelet would mount them
+    (tmp_path / "secrets" / "vectors-url").write_text("postgresql://ragmon@db:5432/rag\n")
+    (tmp_path / "golden" / "questions.jsonl").write_text(
+        '{"id": "q1", "query": "reset my password", "relevant": {"kb/password#0": 1}}\n')
     checked = ragmon("check-config", "--strict", str(config), env=dict(os.environ))
     assert checked.returncode == 0, checked.stdout + checked.stderr
