@@ -42,6 +42,7 @@ from ragmon.monitor.store.claims import SlotRetention
 from ragmon.monitor.store.models import Base
 from ragmon.monitor.store.retention import RetentionPart
 from ragmon.monitor.targets import TARGET_KINDS
+from ragmon.monitor.targets import checks as target_checks
 from ragmon.probes import references
 from ragmon.probes.canary import CanaryProbe
 from ragmon.probes.drift import cli as drift_cli
@@ -76,7 +77,7 @@ def default_plugins() -> Plugins:
         sections={"alerts": Section(AlertsConfig, "in-daemon alert rules and sinks"),
                   "report": Section(ReportConfig, "the weekly report by email")},
         config_checks=(reference_issues,),
-        file_checks=(recall_file_checks.file_issues,),
+        file_checks=(recall_file_checks.file_issues, target_checks.target_issues),
         commands=(alerts_cli.add_commands, recall_cli.add_commands, drift_cli.add_commands,
                   report_cli.add_commands),
         extensions=(alerts_runtime.install, drift_ingest.install, report_runtime.install),

@@ -1,7 +1,9 @@
 """LanceDB: a table in a database directory (or any URI ``lancedb.connect`` accepts).
 
 Live search uses the table's vector index with ``nprobes`` / ``refine_factor`` as
-configured; exact search is the same query with ``.bypass_vector_index()`` (a flat scan).
+configured; exact search is the same query with ``.bypass_vector_index()`` (a flat scan per
+query, ``exact_mode: engine``) or one pass over the table's record batches for all queries
+(``stream``); ``auto`` picks the cheaper by estimated cost.
 The metric is read from the index (``index_stats().distance_type``) unless configured; it
 must match the index, since LanceDB searches by the distance the query names. Scores are
 LanceDB's ``_distance`` (``l2``: squared L2, ``cosine``: 1 - cosine, ``dot``: 1 - dot).
@@ -19,7 +21,17 @@ from pydantic import Field, field_validator
 
 from ragmon.monitor.config import TargetConfig
 from ragmon.monitor.errors import TargetError, TargetUnavailable
+from ragmon.monitor.targets._exact import (
+    DEFAULT_BLOCK,
+    Budget,
+    Costs,
+    ModeChoice,
+    choose_mode,
+    rows_within,
+    stream_exact,
+)
 from ragmon.monitor.targets._helpers import (
+    ByteSize,
     check_filter,
     check_k,
     choose,
@@ -30,6 +42,8 @@ from ragmon.monitor.targets.abc import Description, Metric, SearchResult, Vector
 
 _DISTANCE = {"cosine": "cosine", "ip": "dot", "l2": "l2"}
 _METRIC: dict[str, Metric] = {"cosine": "cosine", "dot": "ip", "l2": "l2"}
+#: A flat query per query, or one read of the record batches (seconds; see ``Costs``).
+_COSTS = Costs(per_query=3e-3, engine_row=2e-7, read_row=3e-7)
 _COLUMN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
@@ -50,6 +64,11 @@ class LanceDBConfig(TargetConfig):
                                 "search; LanceDB's default when unset.")
     refine_factor: int | None = Field(default=None, ge=1, description="Re-rank refine_factor*k "
                                       "PQ candidates on full vectors in live search.")
+    exact_mode: ModeChoice = Field(default="auto", description="Ground truth by `engine` (a "
+                                   "flat query per query), `stream` (one read of the table "
+                                   "for all queries) or `auto`, the cheaper by estimated cost.")
+    exact_memory: ByteSize = Field(default=DEFAULT_BLOCK, description="Size of one block of "
+                                   "vectors in the streamed exact pass.")
 
     @field_validator("id_column", "vector_column")
     @classmethod
@@ -139,17 +158,44 @@ class LanceDBTarget(VectorTarget):
     def exact_search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None, *,
                      texts: Sequence[str] | None = None,
                      budget: float | None = None) -> SearchResult:
-        """The same query with ``.bypass_vector_index()``: a flat scan, the true top-k."""
-        return self._run(vectors, k, filter, exact=True)
+        """The true top-k: ``.bypass_vector_index()`` per query, or one pass over the record
+        batches (the filter applied by LanceDB) for all queries."""
+        cfg = self.config
+        k = check_k(self.name, k)
+        with self._errors():
+            dimension = self._dimension()
+            queries = self.check_queries(vectors, dimension)
+            where, metric, table = self._where(filter), self._metric(), self._tbl()
+            total = int(table.count_rows(where))
+            mode = choose_mode(cfg.exact_mode, _COSTS, queries=len(queries), total=total,
+                               dimension=dimension)
+            if mode == "engine":
+                clock = Budget(self.name, budget, total=total, queries=len(queries))
+                return self._run(vectors, k, filter, exact=True, clock=clock)
+            start = time.perf_counter()
+            reader = table.search().select([cfg.id_column, cfg.vector_column]).limit(None)
+            if where is not None:
+                reader = reader.where(where)
+            blocks = ((_Column(batch.column(cfg.id_column)),
+                       batch.column(cfg.vector_column).flatten().to_numpy().reshape(
+                           -1, dimension)) for batch in reader.to_batches(
+                               rows_within(cfg.exact_memory, dimension)))
+            ids, scores, scanned = stream_exact(self.name, queries, k, metric, blocks,
+                                                total=total, budget=budget)
+        if metric != "l2":  # FAISS similarity -> LanceDB distance (1 - cosine, 1 - dot)
+            scores = [[1.0 - s for s in row] for row in scores]
+        per_query = (time.perf_counter() - start) / max(len(queries), 1)
+        return SearchResult(ids, scores, [per_query] * len(queries), exact=True,
+                            exact_mode="stream", scanned=scanned)
 
     def _run(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None,
-             exact: bool) -> SearchResult:
+             exact: bool, clock: Budget | None = None) -> SearchResult:
         k = check_k(self.name, k)
         with self._errors():
             queries = self.check_queries(vectors, self._dimension())
             where, metric, table = self._where(filter), self._metric(), self._tbl()
             ids, scores, latencies = [], [], []
-            for query in queries:
+            for done, query in enumerate(queries, 1):
                 start = time.perf_counter()
                 builder = (table.search(query, vector_column_name=self.config.vector_column)
                            .distance_type(_DISTANCE[metric]).limit(k)
@@ -167,8 +213,11 @@ class LanceDBTarget(VectorTarget):
                 latencies.append(time.perf_counter() - start)
                 ids.append([str(i) for i in rows[self.config.id_column].to_pylist()])
                 scores.append([float(d) for d in rows["_distance"].to_pylist()])
+                if clock is not None:
+                    clock.check(clock.total, queries=done)
         return SearchResult(ids, scores, latencies, exact=exact,
-                            exact_mode="engine" if exact else None)
+                            exact_mode="engine" if exact else None,
+                            scanned=clock.total if clock is not None else None)
 
     def fetch(self, ids: list[str]) -> Vectors:
         cfg = self.config
@@ -282,3 +331,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items() if k != "runtime_hints"}
     return value
+
+
+class _Column:
+    """Ids of a record batch's id column, as strings, converted when looked up."""
+
+    def __init__(self, column: Any):
+        self.column = column
+
+    def __len__(self) -> int:
+        return len(self.column)
+
+    def __getitem__(self, i: int) -> str:
+        return str(self.column[i].as_py())

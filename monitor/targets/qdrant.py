@@ -1,9 +1,12 @@
 """Qdrant: a collection on a server (``url``) or in a local directory (``path``).
 
 Live search is ``query_points`` with ``hnsw_ef`` as configured; exact search is the same
-call with ``SearchParams(exact=True)`` and quantization ignored, so ground truth is over the
-original vectors. Local mode (``path``) is always a brute-force search inside the client:
-live and exact results are then the same, which ``describe()`` states (``mode: local``).
+call with ``SearchParams(exact=True)`` and quantization ignored (``exact_mode: engine``, one
+full scan per query), or one ``scroll`` over the stored vectors with the filter applied,
+searched client-side for all queries (``stream``); ``auto`` picks the cheaper by estimated
+cost. Either way ground truth is over the original vectors. Local mode (``path``) is
+always a brute-force search inside the client: live search is already exact
+(``always_exact``), so fidelity cannot be measured there and ``hnsw_ef`` has no effect.
 
 Point ids are unsigned integers or UUIDs; ids that look like integers are sent as integers.
 Scores are Qdrant's: similarity for Cosine and Dot (higher is better), distance for
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -22,7 +25,18 @@ from pydantic import Field, model_validator
 
 from ragmon.monitor.config import ConfigPath, Secret, TargetConfig, config_error
 from ragmon.monitor.errors import TargetError, TargetUnavailable
+from ragmon.monitor.targets._exact import (
+    DEFAULT_BLOCK,
+    Budget,
+    Costs,
+    ModeChoice,
+    choose_mode,
+    regroup,
+    rows_within,
+    stream_exact,
+)
 from ragmon.monitor.targets._helpers import (
+    ByteSize,
     check_filter,
     check_k,
     choose,
@@ -32,6 +46,8 @@ from ragmon.monitor.targets._helpers import (
 from ragmon.monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
 
 _METRICS: dict[str, Metric] = {"Cosine": "cosine", "Dot": "ip", "Euclid": "l2"}
+#: An exact query per query, or one scroll of the vectors as JSON (seconds; see ``Costs``).
+_COSTS = Costs(per_query=2e-3, engine_row=1e-7, read_row=2e-5, setup=5e-3)
 
 
 class QdrantConfig(TargetConfig):
@@ -50,7 +66,13 @@ class QdrantConfig(TargetConfig):
     filter_columns: list[str] = Field(default_factory=list, description="Payload keys a probe "
                                       "may filter on (match value).")
     hnsw_ef: int | None = Field(default=None, ge=1, description="HNSW ef for live search; the "
-                                "collection's default when unset.")
+                                "collection's default when unset (no effect in local mode).")
+    exact_mode: ModeChoice = Field(default="auto", description="Ground truth by `engine` (an "
+                                   "exact query per query), `stream` (one scroll of the "
+                                   "vectors for all queries) or `auto`, the cheaper by "
+                                   "estimated cost.")
+    exact_memory: ByteSize = Field(default=DEFAULT_BLOCK, description="Size of one block of "
+                                   "vectors in the streamed exact pass.")
 
     @model_validator(mode="after")
     def _one_location(self) -> QdrantConfig:
@@ -155,11 +177,47 @@ class QdrantTarget(VectorTarget):
     def exact_search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None, *,
                      texts: Sequence[str] | None = None,
                      budget: float | None = None) -> SearchResult:
-        """``SearchParams(exact=True)``, quantization ignored: a full scan of the originals."""
-        return self._run(vectors, k, filter, exact=True)
+        """``SearchParams(exact=True)`` per query, quantization ignored, or one scroll of the
+        original vectors for all queries: the true top-k either way."""
+        k = check_k(self.name, k)
+        _, params = self._vector_params()
+        queries = self.check_queries(vectors, int(params.size))
+        query_filter = self._filter(filter)
+        with self._errors():
+            total = int(self._qc().count(self.config.collection, count_filter=query_filter,
+                                         exact=True).count)
+        mode = choose_mode(self.config.exact_mode, _COSTS, queries=len(queries), total=total,
+                           dimension=int(params.size))
+        clock = Budget(self.name, budget, total=total, queries=len(queries))
+        if mode == "engine":
+            return self._run(vectors, k, filter, exact=True, clock=clock)
+        metric, start = _METRICS[params.distance.value], time.perf_counter()
+        rows = rows_within(self.config.exact_memory, int(params.size))
+        with self._errors():
+            ids, scores, scanned = stream_exact(
+                self.name, queries, k, metric, regroup(self._scroll(query_filter), rows),
+                total=total, budget=budget)
+        if metric == "l2":  # squared L2 -> Qdrant's Euclid distance
+            scores = [[float(np.sqrt(max(s, 0.0))) for s in row] for row in scores]
+        per_query = (time.perf_counter() - start) / max(len(queries), 1)
+        return SearchResult(ids, scores, [per_query] * len(queries), exact=True,
+                            exact_mode="stream", scanned=scanned)
+
+    def _scroll(self, query_filter: Any) -> Iterator[tuple[list[str], np.ndarray]]:
+        offset, using = None, self.config.vector_name
+        while True:
+            points, offset = self._qc().scroll(
+                self.config.collection, scroll_filter=query_filter, limit=1000, offset=offset,
+                with_payload=False, with_vectors=[using] if using else True)
+            vectors = [p.vector[using] if isinstance(p.vector, dict) else p.vector
+                       for p in points]
+            if points:
+                yield [str(p.id) for p in points], np.asarray(vectors, dtype=np.float32)
+            if offset is None:
+                return
 
     def _run(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None,
-             exact: bool) -> SearchResult:
+             exact: bool, clock: Budget | None = None) -> SearchResult:
         from qdrant_client import models
 
         k = check_k(self.name, k)
@@ -173,7 +231,7 @@ class QdrantTarget(VectorTarget):
                 quantization=models.QuantizationSearchParams(ignore=True) if exact else None)
         client, ids, scores, latencies = self._qc(), [], [], []
         with self._errors():
-            for query in queries:
+            for done, query in enumerate(queries, 1):
                 start = time.perf_counter()
                 got = client.query_points(
                     self.config.collection, query=query.tolist(), using=self.config.vector_name,
@@ -182,8 +240,11 @@ class QdrantTarget(VectorTarget):
                 latencies.append(time.perf_counter() - start)
                 ids.append([str(p.id) for p in got.points])
                 scores.append([float(p.score) for p in got.points])
+                if clock is not None:
+                    clock.check(clock.total, queries=done)
         return SearchResult(ids, scores, latencies, exact=exact or self.local,
-                            exact_mode="engine" if exact or self.local else None)
+                            exact_mode="engine" if exact or self.local else None,
+                            scanned=clock.total if clock is not None else None)
 
     def fetch(self, ids: list[str]) -> Vectors:
         _, params = self._vector_params()

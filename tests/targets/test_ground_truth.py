@@ -40,7 +40,7 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def corpus() -> tuple[np.ndarray, np.ndarray]:
+def synthetic() -> tuple[np.ndarray, np.ndarray]:
     centres = np.random.default_rng(0).standard_normal((CENTRES, DIM)).astype(np.float32)
     return clustered(N, 1, centres), clustered(40, 2, centres)
 
@@ -59,8 +59,8 @@ def write_ivfpq(path: Path, vectors: np.ndarray) -> tuple[Path, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def ivfpq(corpus: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
-    return write_ivfpq(tmp_path_factory.mktemp("gt") / "ivfpq.faiss", corpus[0])
+def ivfpq(synthetic: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    return write_ivfpq(tmp_path_factory.mktemp("gt") / "ivfpq.faiss", synthetic[0])
 
 
 def brute_force(queries: np.ndarray, stored: np.ndarray, k: int) -> np.ndarray:
@@ -81,8 +81,8 @@ def tie_tolerant_recall(live: list[list[str]], truth: list[list[str]], dist: np.
 
 
 def test_streamed_ground_truth_of_a_large_ivfpq_index_reads_its_true_fidelity(
-        build: Build, corpus: Any, ivfpq: Any) -> None:
-    queries, (path, decoded) = corpus[1], ivfpq
+        build: Build, synthetic: Any, ivfpq: Any) -> None:
+    queries, (path, decoded) = synthetic[1], ivfpq
     block = 64 << 10  # 512 vectors of 32-d per block: 40 blocks
     fidelity: dict[int, float] = {}
     oracle: dict[int, float] = {}
@@ -111,9 +111,9 @@ def test_streamed_ground_truth_of_a_large_ivfpq_index_reads_its_true_fidelity(
     assert fidelity[64] - fidelity[1] == pytest.approx(oracle[64] - oracle[1], abs=1e-9)
 
 
-def test_a_tiny_budget_stops_the_pass_and_says_how_far_it_got(build: Build, corpus: Any,
+def test_a_tiny_budget_stops_the_pass_and_says_how_far_it_got(build: Build, synthetic: Any,
                                                                ivfpq: Any) -> None:
-    queries, (path, _) = corpus[1], ivfpq
+    queries, (path, _) = synthetic[1], ivfpq
     target = build("pq", {"kind": "faiss", "path": str(path), "exact_memory": 16 << 10})
     with pytest.raises(GroundTruthBudgetExceeded) as caught:
         target.exact_search(queries, K, budget=1e-6)
@@ -129,7 +129,7 @@ def test_a_tiny_budget_stops_the_pass_and_says_how_far_it_got(build: Build, corp
 # -- pgvector: one streamed COPY against a sequential scan per query -------------------
 
 @pytest.fixture(scope="module")
-def pg_table(corpus: Any, postgres_server_url: str) -> Iterator[tuple[str, np.ndarray]]:
+def pg_table(synthetic: Any, postgres_server_url: str) -> Iterator[tuple[str, np.ndarray]]:
     """A fresh database with ``items (id bigint, vec vector(32), lang text)``: 5,000 of the
     clustered vectors, every third row ``lang = 'de'``, and an HNSW index."""
     import psycopg
@@ -138,7 +138,7 @@ def pg_table(corpus: Any, postgres_server_url: str) -> Iterator[tuple[str, np.nd
 
     url, drop = create_database(postgres_server_url)
     url = url.replace("postgresql+psycopg://", "postgresql://", 1)
-    vectors = corpus[0][:5000]
+    vectors = synthetic[0][:5000]
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         conn.execute("CREATE TABLE items (id bigint PRIMARY KEY, vec vector(32), lang text)")
@@ -160,9 +160,9 @@ def pg(build: Build, url: str, **extra: Any) -> VectorTarget:
 @pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
 @pytest.mark.parametrize("filt", [None, {"lang": "de"}])
 def test_pgvector_streamed_ground_truth_equals_its_scan_per_query(
-        build: Build, pg_table: Any, corpus: Any, metric: str, filt: Any) -> None:
+        build: Build, pg_table: Any, synthetic: Any, metric: str, filt: Any) -> None:
     url, vectors = pg_table
-    queries = corpus[1][:12]
+    queries = synthetic[1][:12]
     engine, stream = (pg(build, url, metric=metric, exact_mode=mode, exact_memory=16 << 10)
                       for mode in ("engine", "stream"))
     try:
@@ -186,9 +186,9 @@ def test_pgvector_streamed_ground_truth_equals_its_scan_per_query(
 
 
 def test_pgvector_chooses_the_cheaper_mode_and_keeps_to_a_budget(build: Build, pg_table: Any,
-                                                                corpus: Any) -> None:
+                                                                synthetic: Any) -> None:
     url, _ = pg_table
-    queries = corpus[1]
+    queries = synthetic[1]
     target = pg(build, url, exact_memory=16 << 10)
     try:
         assert target.exact_search(queries[:1], K).exact_mode == "engine"
@@ -208,3 +208,51 @@ def test_pgvector_chooses_the_cheaper_mode_and_keeps_to_a_budget(build: Build, p
             queries[:2], K).ids
     finally:
         target.close()
+
+
+# -- Qdrant, LanceDB: a scroll or record-batch pass against the engine's exact query ---------
+
+@pytest.mark.parametrize("kind", ["qdrant", "lancedb"])
+@pytest.mark.parametrize("topic", [None, 0])
+def test_streamed_ground_truth_equals_the_engines_exact_query(
+        build: Build, request: pytest.FixtureRequest, data: Any, kind: str,
+        topic: Any) -> None:
+    if kind == "qdrant":
+        raw = {"kind": "qdrant", "path": str(request.getfixturevalue("qdrant_dir")),
+               "collection": "docs", "filter_columns": ["topic"]}
+    else:
+        raw = {"kind": "lancedb", "uri": str(request.getfixturevalue("lance_dir")),
+               "table": "docs", "filter_columns": ["topic"]}
+    filt = None if topic is None else {"topic": data.topics[topic]}
+    queries = data.queries[:8]
+    engine = build("e", {**raw, "exact_mode": "engine"})
+    try:
+        by_engine = engine.exact_search(queries, K, filt)
+    finally:
+        engine.close()  # Qdrant local mode: one client per directory at a time
+    stream = build("s", {**raw, "exact_mode": "stream", "exact_memory": 200 * 384 * 4})
+    try:
+        by_stream = stream.exact_search(queries, K, filt)
+    finally:
+        stream.close()
+    members = len(data.ids) if filt is None else data.topics.count(filt["topic"])
+    assert (by_engine.exact_mode, by_stream.exact_mode) == ("engine", "stream")
+    assert by_stream.scanned == members
+    assert by_stream.ids == by_engine.ids
+    np.testing.assert_allclose(by_stream.scores, by_engine.scores, rtol=1e-4, atol=1e-4)
+
+
+def test_qdrant_local_mode_is_always_exact_and_says_hnsw_ef_has_no_effect(
+        build: Build, qdrant_dir: Path, tmp_path: Path) -> None:
+    from ragmon.monitor.app import default_plugins
+    from ragmon.monitor.config import load_config
+    from ragmon.monitor.targets.checks import target_issues
+
+    target = build("q", {"kind": "qdrant", "path": str(qdrant_dir), "collection": "docs"})
+    assert target.always_exact
+    config = tmp_path / "ragmon.yaml"
+    config.write_text(f"targets:\n  q: {{kind: qdrant, path: {qdrant_dir}, collection: docs, "
+                      "hnsw_ef: 1}\n")
+    issues = target_issues(load_config(config, default_plugins()))
+    assert [(i.path, i.warning) for i in issues] == [("targets.q.hnsw_ef", True)]
+    assert "no effect in Qdrant local mode" in str(issues[0])
