@@ -102,3 +102,10 @@ def test_the_port_can_be_renamed_when_the_app_has_a_metrics_port(tmp_path: Path)
     objects = manifests(render(values))
     assert one(objects, "Service")["spec"]["ports"][0]["targetPort"] == "ragmon-metrics"
     assert one(objects, "ServiceMonitor")["spec"]["endpoints"][0]["port"] == "ragmon-metrics"
+
+
+def test_the_documented_sidecar_values_are_the_ci_values() -> None:
+    text = (REPO / "docs" / "kubernetes.md").read_text()
+    found = re.search(r"<!-- values:sidecar -->\s*```yaml\n(.*?)```", text, re.S)
+    assert found, "docs/kubernetes.md has no <!-- values:sidecar --> block"
+    assert yaml.safe_load(found.group(1)) == load_values(SIDECAR_VALUES)
