@@ -179,7 +179,8 @@ def _reference(target: str, path: Path) -> tuple[np.ndarray, Any]:
                 raise TargetError(target, f"ground_truth.vectors {str(path)!r} is not a 2-D "
                                   f"array (shape {array.shape}); save an (n, dimension) array")
             return array, None
-        index = faiss.downcast_index(faiss.read_index(str(path), faiss.IO_FLAG_MMAP))
+        owner = faiss.read_index(str(path), faiss.IO_FLAG_MMAP)
+        index = faiss.downcast_index(owner)  # a view: ``owner`` keeps the C++ object alive
     except FileNotFoundError as exc:
         raise TargetError(target, f"ground_truth.vectors {str(path)!r} does not exist") from exc
     except (RuntimeError, ValueError, OSError) as exc:
@@ -191,4 +192,4 @@ def _reference(target: str, path: Path) -> tuple[np.ndarray, Any]:
                           f"{type(index).__name__}, not a flat index; write the original "
                           "vectors with IndexFlat, or as .npy")
     n = int(index.ntotal)
-    return faiss.rev_swig_ptr(index.get_xb(), n * index.d).reshape(n, index.d), index
+    return faiss.rev_swig_ptr(index.get_xb(), n * index.d).reshape(n, index.d), owner

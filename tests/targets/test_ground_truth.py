@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ragmon.monitor.errors import GroundTruthBudgetExceeded
+from ragmon.monitor.errors import GroundTruthBudgetExceeded, TargetError
 from ragmon.monitor.targets import VectorTarget
 
 Build = Callable[..., VectorTarget]
@@ -124,6 +124,43 @@ def test_a_tiny_budget_stops_the_pass_and_says_how_far_it_got(build: Build, synt
     # a budget that the pass fits in changes nothing
     assert target.exact_search(queries, K, budget=60.0).ids == target.exact_search(
         queries, K).ids
+
+
+
+def test_reference_vectors_measure_quantisation_error_that_decoded_ones_cannot(
+        build: Build, synthetic: Any, ivfpq: Any, tmp_path: Path) -> None:
+    """Against its decoded vectors an IVF-PQ index searching every list is perfect; against
+    the originals it is not: ground truth over decoded vectors measures search error only.
+    The numbers are in docs/adapters.md."""
+    import faiss
+
+    (vectors, queries), (path, decoded) = synthetic, ivfpq
+    np.save(tmp_path / "originals.npy", vectors)
+    flat = faiss.IndexFlatL2(DIM)
+    flat.add(vectors)
+    faiss.write_index(flat, str(tmp_path / "originals.faiss"))
+    raw = {"kind": "faiss", "path": str(path), "nprobe": 64, "exact_memory": 64 << 10}
+    on_decoded = build("pq", raw)
+    live = on_decoded.search(queries, K).ids
+    fidelity = {"decoded": tie_tolerant_recall(
+        live, on_decoded.exact_search(queries, K).ids, brute_force(queries, decoded, K), K)}
+    for source in ("originals.npy", "originals.faiss"):
+        target = build("ref", {**raw, "ground_truth": {"vectors": str(tmp_path / source)}})
+        assert target.describe().ground_truth_of == "reference"
+        truth = target.exact_search(queries, K)
+        assert truth.scanned == N
+        dist = brute_force(queries, vectors, K)
+        want = np.argsort(dist, axis=1)[:, :K]
+        assert tie_tolerant_recall(truth.ids, [[str(i) for i in r] for r in want], dist,
+                                   K) == 1.0
+        fidelity[source] = tie_tolerant_recall(live, truth.ids, dist, K)
+    assert fidelity["decoded"] == 1.0
+    assert fidelity["originals.npy"] == fidelity["originals.faiss"] < 0.6
+    wrong = tmp_path / "short.npy"
+    np.save(wrong, vectors[:10])
+    with pytest.raises(TargetError, match=r"ground_truth.vectors .*short.npy' holds 10 x 32 "
+                       r"vectors but the index holds 20000 x 32"):
+        build("bad", {**raw, "ground_truth": {"vectors": str(wrong)}}).exact_search(queries, K)
 
 
 # -- pgvector: one streamed COPY against a sequential scan per query -------------------
