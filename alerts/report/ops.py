@@ -118,6 +118,12 @@ def housekeeping_section(data: ReportData,
                                                              if last_error else "") + ".",
                                     problem=True))
     section.add(Table(["probe", "kind", "runs", "success", "previous", "last error"], rows))
+    for p in data.probes:  # the table cuts errors short; each failing probe's newest, whole
+        last = next((r for r in reversed(p.failed) if r.error), None)
+        if last is not None:
+            section.add(Para(f"{p.name} failed {len(p.failed)} of {len(p.runs)} runs; newest "
+                             f"error ({when(last.started_at)}): {_cut(last.error or '', 400)}",
+                             "bad"))
     section.add(*_index_counts(data))
     section.add(*_golden(data, versions))
     return section, findings
