@@ -138,6 +138,7 @@ def test_the_pod_is_locked_down_with_writable_mounts_only() -> None:
     assert ctx["runAsNonRoot"] is True and ctx["runAsUser"] != 0
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["automountServiceAccountToken"] is False
+    assert pod["enableServiceLinks"] is False  # Service variables would share RAGMON_*
     env = {e["name"]: e.get("value") for e in container(objects)["env"]}
     writable = {m["mountPath"] for m in container(objects)["volumeMounts"]
                 if not m.get("readOnly")}
