@@ -54,6 +54,7 @@ def chart_objects() -> dict[str, Any]:
         "svc": {one(objects, "Service")["metadata"]["name"]},
         "configmap": {o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"},
         "servicemonitor": {one(objects, "ServiceMonitor")["metadata"]["name"]},
+        "pvc": {one(objects, "PersistentVolumeClaim")["metadata"]["name"]},
         "ports": {p["name"] for p in one(objects, "Service")["spec"]["ports"]},
         "mounts": [m["mountPath"] for m in container["volumeMounts"]],
     }
@@ -104,12 +105,12 @@ def test_a_command_names_what_the_chart_creates(source: str, command: str) -> No
             assert name in chart[kind], f"{source}: no {kind} {name!r}"
         if re.fullmatch(r"\d+:[a-z]+", word):
             assert word.split(":")[1] in chart["ports"], f"{source}: no port {word}"
-    for kind in ("configmap", "servicemonitor"):
+    for kind in ("configmap", "servicemonitor", "pvc"):
         if kind in words and words.index(kind) + 1 < len(words):
             name = words[words.index(kind) + 1]
             if not name.startswith("-"):
                 assert name in chart[kind], f"{source}: no {kind} {name!r}"
+    for path in (w for w in inside if w.startswith(("/var/lib/ragmon", "/etc/ragmon"))):
+        assert any(path == m or path.startswith(m + "/") for m in chart["mounts"]), path
     if inside and inside[0] == "ragmon":
         build_parser(default_plugins()).parse_args(inside[1:])
-        for path in (w for w in inside if w.startswith("/etc/ragmon/")):
-            assert any(path.startswith(m + "/") for m in chart["mounts"]), path
