@@ -196,7 +196,13 @@ class ConfigReloader:
                 self.metrics["failures"].inc()
                 self.metrics["successful"].set(0)
                 return False
-            self._retired.append(apply_config(self.daemon, new))
+            try:
+                self._retired.append(apply_config(self.daemon, new))
+            except Exception:  # a bug while applying: say so, count it, keep the daemon up
+                log.exception("config reload: applying the new config failed")
+                self.metrics["failures"].inc()
+                self.metrics["successful"].set(0)
+                return False
             self._seen = self._stamper.digests(watched_files(self.daemon.config))
             self._applied(self.daemon.config)
             log.info("config reloaded: %d probes", len(self.daemon.config.probes))
