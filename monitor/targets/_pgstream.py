@@ -30,6 +30,7 @@ _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _HEADER = len(_SIGNATURE) + 8  # signature, flags (int32), header extension length (int32)
 _INT16 = struct.Struct(">h")
 _INT32 = struct.Struct(">i")
+_ROW = struct.Struct(">hi")  # a row's field count, then its first field's length
 
 
 class CopyFormatError(ValueError):
@@ -39,57 +40,59 @@ class CopyFormatError(ValueError):
 def copy_blocks(chunks: Iterable[bytes | memoryview], dimension: int,
                 rows: int) -> Iterator[tuple[list[str], np.ndarray]]:
     """Blocks of up to ``rows`` (ids, vectors) parsed from binary COPY ``chunks`` of rows
-    ``(text id, vector(dimension))``; rows whose id or vector is NULL are skipped."""
-    buf = bytearray()
-    pos = 0
+    ``(text id, vector(dimension))``; rows whose id or vector is NULL are skipped.
+
+    The server sends one row per message, so a chunk is usually exactly one row: it is
+    parsed in place, and only a row split across chunks is buffered."""
+    held = b""
     header = False
     ids: list[str] = []
-    vectors = bytearray()
+    parts: list[bytes] = []
     width = 4 + 4 * dimension  # bytes of one vector value
     for chunk in chunks:
-        buf += chunk
+        data = held + bytes(chunk) if held else bytes(chunk)
+        pos, end = 0, len(data)
         if not header:
-            if len(buf) < _HEADER:
-                continue
-            if bytes(buf[:len(_SIGNATURE)]) != _SIGNATURE:
+            if end >= len(_SIGNATURE) and data[:len(_SIGNATURE)] != _SIGNATURE:
                 raise CopyFormatError("not a binary COPY stream")
-            extension = _INT32.unpack_from(buf, _HEADER - 4)[0]
-            pos, header = _HEADER + extension, True
-        end = len(buf)
+            if end < _HEADER or end < _HEADER + _INT32.unpack_from(data, _HEADER - 4)[0]:
+                held = data  # the header, with its extension, is not all here yet
+                continue
+            pos, header = _HEADER + _INT32.unpack_from(data, _HEADER - 4)[0], True
         while end - pos >= 2:
-            fields = _INT16.unpack_from(buf, pos)[0]
-            if fields == -1:  # trailer
-                pos = end
+            if end - pos < 6:  # the trailer (-1), or a row cut short
+                if _INT16.unpack_from(data, pos)[0] == -1:
+                    pos = end
                 break
+            fields, id_len = _ROW.unpack_from(data, pos)
             if fields != 2:
+                if fields == -1:
+                    pos = end
+                    break
                 raise CopyFormatError(f"expected 2 fields per row, got {fields}")
-            if end - pos < 6:
-                break
-            id_len = _INT32.unpack_from(buf, pos + 2)[0]
-            vec_at = pos + 6 + max(id_len, 0)
+            vec_at = pos + 6 + (id_len if id_len > 0 else 0)
             if end - vec_at < 4:
                 break
-            vec_len = _INT32.unpack_from(buf, vec_at)[0]
-            row_end = vec_at + 4 + max(vec_len, 0)
+            vec_len = _INT32.unpack_from(data, vec_at)[0]
+            row_end = vec_at + 4 + (vec_len if vec_len > 0 else 0)
             if row_end > end:
                 break
-            if id_len >= 0 and vec_len >= 0:
-                if vec_len != width:
-                    raise CopyFormatError(f"a vector of {(vec_len - 4) // 4} dimensions in a "
-                                          f"column of {dimension}")
-                ids.append(buf[pos + 6:vec_at].decode())
-                vectors += buf[vec_at + 8:row_end]
+            if vec_len == width and id_len >= 0:
+                ids.append(data[pos + 6:vec_at].decode())
+                parts.append(data[vec_at + 8:row_end])
+            elif vec_len >= 0 and id_len >= 0:
+                raise CopyFormatError(f"a vector of {(vec_len - 4) // 4} dimensions in a "
+                                      f"column of {dimension}")
             pos = row_end
             if len(ids) >= rows:
-                yield ids, _floats(vectors, dimension)
-                ids, vectors = [], bytearray()
-        del buf[:pos]
-        pos = 0
+                yield ids, _floats(b"".join(parts), dimension)
+                ids, parts = [], []
+        held = data[pos:] if pos < end else b""
     if ids:
-        yield ids, _floats(vectors, dimension)
+        yield ids, _floats(b"".join(parts), dimension)
 
 
-def _floats(data: bytearray, dimension: int) -> np.ndarray:
+def _floats(data: bytes, dimension: int) -> np.ndarray:
     return np.frombuffer(data, dtype=">f4").reshape(-1, dimension).astype(np.float32)
 
 
