@@ -164,7 +164,7 @@ def reload_metrics(registry: CollectorRegistry) -> dict[str, Any]:
     whether the last one applied and when one last did, and a hash of the files in force."""
     return {
         "reloads": Counter("ragmon_config_reload", "Config reloads attempted (SIGHUP or a "
-                           "changed config or golden set file).", registry=registry),
+                           "changed config, secret or golden set file).", registry=registry),
         "failures": Counter("ragmon_config_reload_failures", "Config reloads refused (the "
                             "new config had errors; the running one stayed).",
                             registry=registry),

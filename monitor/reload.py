@@ -1,5 +1,5 @@
-"""Config reload without a restart: on SIGHUP, or when the config file or a golden set file
-it names changes.
+"""Config reload without a restart: on SIGHUP, or when the config file, a secret file or a
+golden set file it names changes.
 
 The watcher polls every ``reload.poll`` seconds the path of each watched file, the file its
 path resolves to, its mtime and size, and (when one of those moved) a SHA-256 of its
@@ -23,9 +23,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ragmon.monitor.config import RootConfig, load_config
+from ragmon.monitor.config import RootConfig, load_config, parse_yaml
 from ragmon.monitor.errors import ConfigError
 from ragmon.monitor.metrics import reload_metrics
 from ragmon.monitor.targets import VectorTarget
@@ -47,9 +47,36 @@ class FileStamp:
     digest: str
 
 
+def secret_files(config: RootConfig) -> list[Path]:
+    """The files the config reads secrets from (``{file: PATH}``), so that a rotated Secret
+    volume is a reload too."""
+    if not config.source:
+        return []
+    source = Path(config.source)
+    try:
+        raw: Any = parse_yaml(source.read_text(encoding="utf-8"), str(source))
+    except (OSError, UnicodeDecodeError, ConfigError):
+        return []
+    found: list[Path] = []
+    stack = [raw]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if len(node) == 1 and isinstance(node.get("file"), str):
+                path = Path(os.path.expanduser(node["file"]))
+                found.append(path if path.is_absolute()
+                             else Path(os.path.abspath(source.parent / path)))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return sorted(set(found))
+
+
 def watched_files(config: RootConfig) -> list[Path]:
-    """The config file and the golden set files it names (each file of a BEIR folder)."""
+    """The config file, the secret files it names and its golden set files (each file of a
+    BEIR folder)."""
     paths = [Path(config.source)] if config.source else []
+    paths.extend(secret_files(config))
     for golden in config.golden_sets.values():
         for path in (golden.path, golden.queries):
             if path is None:

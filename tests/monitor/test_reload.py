@@ -400,3 +400,24 @@ def test_a_replaced_target_is_closed_only_after_the_runs_in_flight(
     assert old._loaded is not None  # type: ignore[attr-defined]  # the run still goes
     wait_for(lambda: runs(daemon, "slow"), 10, "the run in flight to be stored")
     wait_for(lambda: old._loaded is None, 5, "the replaced target to be closed")  # type: ignore[attr-defined]
+
+
+def test_a_rotated_secret_file_is_a_reload_and_never_logged(
+    tmp_path: Path, started: Any, caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = free_port()
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "db-url").write_text("postgresql://ragmon:first-secret@127.0.0.1:1/rag")
+    path = tmp_path / "ragmon.yaml"
+    path.write_text(yaml.safe_dump(config_dict(
+        tmp_path, port, {}, targets={"db": {"kind": "pgvector", "table": "chunks",
+                                           "url": {"file": "secrets/db-url"}}})))
+    daemon = started(path)
+    caplog.set_level(logging.DEBUG, logger="ragmon")
+    (secrets / "db-url").write_text("postgresql://ragmon:second-secret@127.0.0.1:1/rag")
+    wait_for(lambda: sample(daemon, "ragmon_config_reload_total") == 1, 10, "the reload")
+    url = daemon.config.targets["db"].url  # type: ignore[attr-defined]
+    assert "second-secret" in url.get_secret_value()
+    assert "secrets/db-url" in caplog.text
+    assert "second-secret" not in caplog.text and "first-secret" not in caplog.text
