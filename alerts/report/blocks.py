@@ -24,6 +24,8 @@ class Para:
 class Table:
     headers: list[str]
     rows: list[list[str]]
+    #: Columns the HTML keeps on one line (dates, numbers).
+    nowrap: tuple[int, ...] = ()
     kind: str = "table"
 
 

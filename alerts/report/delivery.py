@@ -125,6 +125,8 @@ class ReportSender:
             log.warning("report %s: cannot claim the period: %s", period.key, error)
             return Outcome("skipped", period, error)
         if claim is None:
+            log.debug("report %s: not claimed by %s (sent, held by another replica, or not "
+                      "due)", period.key, self.replica)
             return Outcome("skipped", period)
         log.info("report %s: claimed by %s (attempt %d)", period.key, self.replica,
                  claim.attempt)

@@ -26,7 +26,7 @@ MEANING = {"mmd": "MMD^2", "classifier": "domain-classifier AUC", "centroid":
            "centroid cosine distance", "clusters": "cluster-share JS divergence",
            "coverage": "coverage-gap share"}
 #: What each source's embeddings are, in a sentence.
-SOURCES = {"queries": "query-traffic", "index": "index", "canary": "canary"}
+SOURCES = {"queries": "query traffic", "index": "index", "canary": "canary"}
 #: The coverage-gap share this much above the previous period's is news.
 GAP_RISE = 0.05
 
@@ -43,7 +43,8 @@ def drift_section(p: ProbeHistory, current: list[DriftPoint],
     """One drift probe's section and findings from its statistics in the two periods."""
     source = next((pt.source for pt in current), None) or next(
         (str(r.details.get("source")) for r in p.runs if r.details.get("source")), "?")
-    section = Section(f"Embedding drift: {p.name} ({source})", slug=f"drift-{p.name}")
+    section = Section(f"Embedding drift: {p.name} ({SOURCES.get(source, source)})",
+                      slug=f"drift-{p.name}")
     if not current:
         reason = _why_nothing(p)
         section.add(Para(f"No window of {p.name} was compared in this period{reason}.",
@@ -62,8 +63,8 @@ def drift_section(p: ProbeHistory, current: list[DriftPoint],
     for method in methods:
         section.add(method_chart(p, method, current, previous, method == main))
     if alarms:
-        findings.append(Finding(DRIFT_ALARM, f"{p.name}: the {SOURCES.get(source, source)} "
-                                f"embeddings drifted "
+        findings.append(Finding(DRIFT_ALARM, f"{p.name}: the embeddings of the "
+                                f"{SOURCES.get(source, source)} drifted "
                                 f"from their reference (alarm since {when(alarms[0].window_end)}"
                                 f").", problem=True))
     elif drifted:
@@ -120,12 +121,14 @@ def clusters(current: list[DriftPoint], main: str) -> list[Any]:
                     f"significant: the {main} test did not find the distribution moved in "
                     "this period, so these shifts are within chance.", "muted")
     return [head, Table(["cluster", "moved", "share before -> now", "examples"],
-                        [_shift_row(sh) for sh in pick.shifts])]
+                        [_shift_row(sh) for sh in pick.shifts], nowrap=(1, 2))]
 
 
 def _shift_row(sh: Shift) -> list[str]:
     examples = "; ".join(_cut(t) for t in sh.examples[:2]) or "-"
-    return [_cut(sh.label or "unlabelled", 80), sh.direction,
+    # a label is "terms: the text nearest the centre"; the examples show texts already
+    terms = (sh.label or "").split(": ", 1)[0] or "unlabelled"
+    return [_cut(terms, 80), sh.direction,
             f"{sh.reference_share:.1%} -> {sh.current_share:.1%}", examples]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ragmon.alerts.report.blocks import Para, Section, Table
+from ragmon.alerts.report.blocks import Chart, Para, Section, Table
 from ragmon.alerts.report.build import ReportData, Run
 from ragmon.alerts.report.charts import Series, trend
 from ragmon.alerts.report.findings import (
@@ -85,7 +85,8 @@ def alerts_section(episodes: list[Episode], period: Period) -> tuple[Section, li
     firing = [ep for ep in episodes if ep.resolved_at is None]
     section.add(Para(f"{len(episodes)} alert episodes; {len(firing)} still firing at the end "
                      "of the period.", "bad" if firing else ""))
-    section.add(Table(["rule", "severity", "summary", "fired", "resolved", "duration"], rows))
+    section.add(Table(["rule", "severity", "summary", "fired", "resolved", "duration"], rows,
+                      nowrap=(3, 4, 5)))
     finding = Finding(ALERT, f"{len(episodes)} alerts fired ({len(firing)} still firing: "
                       + ", ".join(sorted({e.rule for e in firing})) + ")." if firing else
                       f"{len(episodes)} alerts fired and all resolved.", problem=bool(firing))
@@ -147,6 +148,10 @@ def _index_counts(data: ReportData) -> list[Any]:
         summary = (f"vectors in {target}: {int(last):,} at the end of the period "
                    f"({int(last - first):+,} since its start; range "
                    f"{int(min(v for _, v in pts)):,}..{int(max(v for _, v in pts)):,}).")
+        if first == last and min(v for _, v in pts) == max(v for _, v in pts):
+            out.append(Chart(f"vectors in {target}: {int(last):,}, unchanged through the "
+                             f"period ({len(pts)} counts)."))
+            continue
         out.append(trend(f"index vectors - {target}", [Series(target, pts)], summary,
                          step=True, span=(data.period.since, data.period.until)))
     return out

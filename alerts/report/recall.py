@@ -131,7 +131,7 @@ def metric_table(p: ProbeHistory, k: int) -> Table:
         before = [v * 1000 for _, v in points(p.previous, "search_latency_seconds", stat="p95")]
         rows.append(["latency p95 (ms)", delta(mean(p95), mean(before), 2),
                      f"{p95[-1]:.2f}"])
-    return Table(["metric", "mean (previous, change)", "last run"], rows)
+    return Table(["metric", "mean (previous, change)", "last run"], rows, nowrap=(0, 1, 2))
 
 
 def _drop(p: ProbeHistory, k: int) -> Finding | None:

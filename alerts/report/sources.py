@@ -153,8 +153,8 @@ def _state_summary(st: AlertState) -> str:
     """What an alert known only from its state was about: its labels and last value."""
     labels = ", ".join(f"{k}={v}" for k, v in sorted((st.labels or {}).items())
                        if k not in ("alertname", "severity"))
-    value = (st.details or {}).get("value")
-    return labels + (f"; value {value}" if value is not None else "")
+    value = (st.details or {}).get("value")  # the newest evaluation's: only while firing
+    return labels + (f"; value {value}" if value is not None and st.state == "firing" else "")
 
 
 def _touches(ep: Episode, period: Period) -> bool:
