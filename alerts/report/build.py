@@ -144,9 +144,9 @@ def build(store: Store, config: RootConfig, period: Period, now: datetime) -> Re
     data.drift = drift_points(store, period)
     data.drift_before = drift_points(store, period.previous())
     data.alerts = alert_episodes(store, period)
-    names = {str(r.details["golden"]["name"]) for r in current
-             if isinstance(r.details.get("golden"), dict) and r.details["golden"].get("name")}
-    data.golden = golden_versions(store, names)
+    golden = {str(r.details["golden"]["name"]) for r in current
+              if isinstance(r.details.get("golden"), dict) and r.details["golden"].get("name")}
+    data.golden = golden_versions(store, golden)
     return data
 
 

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from ragmon.alerts.report.blocks import Chart
 from ragmon.alerts.report.model import Image
@@ -61,7 +62,8 @@ def _draw(title: str, series: Sequence[Series], ylabel: str, unit_range: bool,
     ax = fig.add_subplot()
     for i, s in enumerate(series):
         colour = COLOURS[i % len(COLOURS)]
-        xs, ys = [p[0] for p in s.points], [p[1] for p in s.points]
+        xs = _nums([p[0] for p in s.points])  # date numbers: matplotlib's time axis
+        ys = [p[1] for p in s.points]
         style = "--" if s.dashed else "-"
         if step:
             ax.step(xs, ys, where="post", color=colour, linestyle=style, linewidth=1.6,
@@ -70,7 +72,7 @@ def _draw(title: str, series: Sequence[Series], ylabel: str, unit_range: bool,
             ax.plot(xs, ys, color=colour, linestyle=style, linewidth=1.6, label=s.label,
                     marker="o" if len(xs) <= 30 else None, markersize=3)
         if s.marks:
-            ax.scatter([m[0] for m in s.marks], [m[1] for m in s.marks], color="#dc2626",
+            ax.scatter(_nums([m[0] for m in s.marks]), [m[1] for m in s.marks], color="#dc2626",
                        marker="x", s=40, zorder=5, label=f"{s.label} alarm")
     ax.set_title(title, fontsize=10, loc="left")
     if ylabel:
@@ -79,10 +81,10 @@ def _draw(title: str, series: Sequence[Series], ylabel: str, unit_range: bool,
         low = min(min(p[1] for p in s.points) for s in series)
         ax.set_ylim(max(0.0, min(low - 0.05, 0.8)), 1.02)
     if span is not None:  # every chart of a report spans its whole period
-        ax.set_xlim(span[0], span[1])
-    locator = AutoDateLocator(minticks=3, maxticks=8)
+        ax.set_xlim(float(_nums(span[0])), float(_nums(span[1])))
+    locator = AutoDateLocator(minticks=3, maxticks=8)  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
     ax.tick_params(labelsize=8)
     ax.grid(True, color="#e5e7eb", linewidth=0.6)
     for side in ("top", "right"):
@@ -93,6 +95,13 @@ def _draw(title: str, series: Sequence[Series], ylabel: str, unit_range: bool,
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)  # Figure() draws on the Agg canvas by default
     return buf.getvalue()
+
+
+def _nums(times: datetime | list[datetime]) -> Any:
+    """Times as matplotlib's date numbers (days), the x values of its time axis."""
+    from matplotlib.dates import date2num
+
+    return date2num(times)  # type: ignore[no-untyped-call]
 
 
 __all__ = ["Series", "trend"]

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING
 
-from ragmon.alerts.report.blocks import Para, Section, Table
+from ragmon.alerts.report.blocks import Chart, Para, Section, Table
 from ragmon.alerts.report.build import ReportData, build
 from ragmon.alerts.report.drift import drift_section
 from ragmon.alerts.report.findings import Finding, headline
@@ -65,7 +65,7 @@ def render_report(store: Store, config: RootConfig, period: Period, *,
     data = build(store, config, period, now or datetime.now(UTC))
     status, sentence, sections = compose(store, data)
     images = [b.image for s in sections for b in s.blocks
-              if b.kind == "chart" and b.image is not None]  # type: ignore[union-attr]
+              if isinstance(b, Chart) and b.image is not None]
     subject = f"ragmon weekly report {period_label(period)}: {status} - {sentence}"
     context = {"period": period_label(period), "generated": iso(data.generated_at),
                "status": status, "headline": sentence, "sections": sections}
