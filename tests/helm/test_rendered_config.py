@@ -138,7 +138,11 @@ def test_the_sidecar_config_passes_check_config(tmp_path: Path) -> None:
     # the existing Secret the values name, as the kubelet would mount it
     (tmp_path / "secrets" / "database-url").write_text("postgresql://ragmon@db/ragmon\n")
     write_index(tmp_path / "index")
-    checked = ragmon("check-config", "--strict", str(config), env=dict(os.environ))
+    # POD_NAME from the downward API names this sidecar's instance
+    env = {k: v for k, v in os.environ.items() if k not in ("POD_NAME", "HOSTNAME")}
+    checked = ragmon("check-config", "--strict", str(config), env=env)
+    assert checked.returncode == 2 and "deployment" in checked.stdout + checked.stderr
+    checked = ragmon("check-config", "--strict", str(config), env={**env, "POD_NAME": "rag-api-0"})
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 

@@ -52,6 +52,8 @@ def test_a_native_sidecar_is_an_init_container_that_keeps_running(tmp_path: Path
     assert {m["mountPath"] for m in ragmon["volumeMounts"]} >= {"/data/index",
                                                                "/etc/ragmon/secrets"}
     assert ragmon["name"] == "ragmon" and ragmon["restartPolicy"] == "Always"
+    env = {e["name"]: e for e in ragmon["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert ragmon["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     mounts_resolve(pod, ragmon)
 

@@ -144,6 +144,11 @@ args: ["run", "--config", "/etc/ragmon/config/ragmon.yaml"]
 env:
   - name: RAGMON_CONFIG
     value: /etc/ragmon/config/ragmon.yaml
+  # the instance name of `deployment.mode: sidecar` (one history per pod)
+  - name: POD_NAME
+    valueFrom:
+      fieldRef:
+        fieldPath: metadata.name
   - name: HF_HUB_OFFLINE
     value: "1"
   - name: HOME
