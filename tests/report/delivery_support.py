@@ -7,6 +7,7 @@ from __future__ import annotations
 import email
 import email.policy
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ from ragmon.monitor.config import RootConfig
 from ragmon.monitor.http import free_port
 from ragmon.monitor.store import RunRecord, Store
 
+#: The console script of this install (``ragmon run`` in the daemon tests).
+RAGMON = Path(sys.executable).with_name("ragmon")
 USER, PASSWORD = "reports", "smtp-secret-91c7"
 SENDER = "ragmon@example.org"
 TO = ["search-team@example.org", "Knowledge Base <kb-owners@example.org>"]
@@ -171,3 +174,13 @@ def store_history(store: Store, until: datetime = UNTIL) -> None:
     store.record_run(RunRecord(
         probe="docs-recall", kind="recall", target="docs", started_at=at,
         finished_at=at + timedelta(seconds=1), status="error", error="target down"))
+
+
+def wait_until(what: str, check: Any, timeout: float = 90) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

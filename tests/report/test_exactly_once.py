@@ -21,9 +21,18 @@ from sqlalchemy import select
 from ragmon.alerts.report.delivery import ReportSender
 from ragmon.alerts.report.tables import ReportRun
 from ragmon.monitor.app import load_config
+from ragmon.monitor.http import free_port, http_get
 from ragmon.monitor.store import Store
 
-from .delivery_support import UNTIL, report_section, smtp_server, store_history, write_config
+from .delivery_support import (
+    RAGMON,
+    UNTIL,
+    report_section,
+    smtp_server,
+    store_history,
+    wait_until,
+    write_config,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("claim_process.py")
@@ -152,3 +161,48 @@ def test_a_claim_left_by_a_killed_replica_is_sent_once_its_lease_ends(
     store.close()
     assert len(mailbox.messages) == 1
     assert report_rows(url)[0][1:] == ("sent", 2, 0, "survivor")
+
+
+def test_two_ragmon_run_daemons_on_one_postgres_send_one_email(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Two real daemons started together, each polling every second for a due period."""
+    prepared_store(postgres_url)
+    logs, procs = [], []
+    with smtp_server(None) as (smtp_port, mailbox):
+        report = report_section(smtp_port, None, schedule="* * * * *", period="1m", retry={
+            "give_up_after": "59s", "lease": "20s", "poll": "1s"})
+        for name in ("a", "b"):
+            folder = tmp_path / name
+            folder.mkdir()
+            port = free_port()
+            config = write_config(folder, report, postgres_url, probes={},
+                                  server={"listen": f"127.0.0.1:{port}"},
+                                  logging={"level": "debug"})
+            logs.append(folder / "daemon.log")
+            out = logs[-1].open("w")
+            procs.append((subprocess.Popen([str(RAGMON), "run", "--config", str(config)],
+                                           stdout=out, stderr=subprocess.STDOUT), out, port))
+        try:
+            for _, _, port in procs:
+                wait_until("the daemon to be ready",
+                           lambda p=port: http_get(f"http://127.0.0.1:{p}/readyz")[0] == 200)
+            (_, message), = mailbox.wait_for(1, timeout=90)
+            period = report_rows(postgres_url)[0][0]
+            # each daemon went for that period: one sent it, the other found it taken
+            wait_until("both daemons to attempt the period", lambda: all(
+                f"report {period}: " in log.read_text() for log in logs), 30)
+        finally:
+            for proc, out, _ in procs:
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(timeout=60) == 0
+                out.close()
+    texts = [log.read_text() for log in logs]
+    winners = [i for i, t in enumerate(texts) if f"report {period}: sent to 2 recipient" in t]
+    assert len(winners) == 1, texts
+    assert f"report {period}: not claimed by " in texts[1 - winners[0]]
+    assert sum(m["Subject"] == message["Subject"] for _, m in mailbox.messages) == 1
+    rows = report_rows(postgres_url)
+    assert len({p for p, *_ in rows}) == len(rows)  # one row per period
+    assert all((status, attempts) == ("sent", 1) for _, status, attempts, _, _ in rows)
+    assert len(mailbox.messages) == len(rows)

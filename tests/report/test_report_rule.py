@@ -13,7 +13,6 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -21,7 +20,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -32,23 +30,12 @@ from ragmon.alerts.rule_metrics import RULES_FILE
 from ragmon.monitor.http import free_port, http_get
 from ragmon.monitor.store import Store
 
-from .delivery_support import report_section, smtp_server, write_config
+from .delivery_support import RAGMON, report_section, smtp_server, wait_until, write_config
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = REPO / ".tools" / "deb" / "root" / "usr" / "bin" / "prometheus"
-RAGMON = Path(sys.executable).with_name("ragmon")
 TOKEN = "report-token-3f9a"
 ALERT = "RagmonReportMissing"
-
-
-def wait_until(what: str, check: Any, timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def derived_rules(folder: Path) -> Path:
