@@ -44,6 +44,12 @@ class Evidence:
     fidelity: float | None = None
     fidelity_baseline: float | None = None
     fidelity_drop: bool = False
+    #: The confidence interval of ``fidelity`` (the point itself when every query had
+    #: ground truth) and how many of how many queries it was measured on.
+    fidelity_lower: float | None = None
+    fidelity_upper: float | None = None
+    fidelity_queries: int = 0
+    fidelity_total: int = 0
     fidelity_floor: float = 0.9
     fidelity_k: int = 10
     shortfall_ratio: float = 0.0  # at shortfall_k, the largest k any query came back short at
@@ -166,13 +172,26 @@ def _names(ids: list[str], total: int) -> str:
     return f": {name_list(ids, total)}" if ids else ""
 
 
+def _upper(ev: Evidence) -> float:
+    """The fidelity's upper bound: below the floor means significantly below it."""
+    return ev.fidelity_upper if ev.fidelity_upper is not None else ev.fidelity or 0.0
+
+
+def _subset(ev: Evidence) -> str:
+    if ev.fidelity_queries >= ev.fidelity_total or ev.fidelity_lower is None:
+        return ""
+    return (f" (on {ev.fidelity_queries} of {ev.fidelity_total} queries, interval "
+            f"{ev.fidelity_lower:.3f}..{ev.fidelity_upper:.3f})")
+
+
 def _index(ev: Evidence) -> list[str]:
     out = []
     if ev.fidelity_drop:
+        how = "paired" if not _subset(ev) else "significant at the subset sizes"
         out.append(f"ANN-vs-exact recall fell from {ev.fidelity_baseline:.3f} to "
-                   f"{ev.fidelity:.3f} (paired)")
-    elif ev.fidelity is not None and ev.fidelity < ev.fidelity_floor:
-        out.append(f"ANN-vs-exact recall is {ev.fidelity:.3f}, below the floor "
+                   f"{ev.fidelity:.3f}{_subset(ev)} ({how})")
+    elif ev.fidelity is not None and _upper(ev) < ev.fidelity_floor:
+        out.append(f"ANN-vs-exact recall is {ev.fidelity:.3f}{_subset(ev)}, below the floor "
                    f"{ev.fidelity_floor:g} at k={ev.fidelity_k} ({FLOOR_NOTE})")
     if ev.shortfall_ratio > 0:
         asked = "asked" if ev.shortfall_k is None else f"k={ev.shortfall_k}"

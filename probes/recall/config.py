@@ -7,7 +7,10 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ragmon.monitor.config import ProbeConfig, Strict, config_error
+from ragmon.monitor.config import Duration, ProbeConfig, Strict, config_error
+
+#: Share of ``timeout`` the ground truth may take when ``exact_budget`` is not set.
+EXACT_SHARE = 0.4
 
 
 class DocumentsConfig(Strict):
@@ -67,6 +70,11 @@ class RecallConfig(ProbeConfig):
     #: search scans the index once per call, so larger is faster.
     search_batch: int = Field(default=1024, ge=1)
     fidelity_epsilon: float = Field(default=1e-6, ge=0.0)
+    exact_budget: Duration | None = None
+    """Seconds the ground truth (exact search) of one run may take; default 40% of
+    `timeout`, leaving the rest to live search, causes and storing. When the whole golden
+    set does not fit, fidelity is measured on a rotating subset of the queries, with a
+    confidence interval (docs/recall.md, "Ground truth at scale")."""
     #: ANN-vs-exact recall at verdict_k below this is an index problem, baseline or not:
     #: healthy HNSW and IVF indexes reach 0.93 to 1.0 (docs/recall.md, "Index fidelity").
     fidelity_floor: float = Field(default=0.9, ge=0.0, le=1.0)
@@ -100,6 +108,21 @@ class RecallConfig(ProbeConfig):
             raise config_error("verdict_k", "must be one of k {ks}", {"ks": str(ks)},
                                echo_input=True)
         return value
+
+    @model_validator(mode="after")
+    def _budget_within_timeout(self) -> RecallConfig:
+        if self.exact_budget is not None and self.exact_budget >= self.timeout:
+            raise config_error("exact_budget", "exact_budget ({budget:g}s) must be below the "
+                               "probe's timeout ({timeout:g}s): live search and storing need "
+                               "time too; raise timeout or lower exact_budget",
+                               {"budget": self.exact_budget, "timeout": self.timeout})
+        return self
+
+    @property
+    def ground_truth_budget(self) -> float:
+        """Seconds the run's exact search may take (``exact_budget``, or its default)."""
+        return self.exact_budget if self.exact_budget is not None else \
+            EXACT_SHARE * self.timeout
 
     @property
     def decision_k(self) -> int:

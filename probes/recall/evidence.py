@@ -31,6 +31,7 @@ from ragmon.probes.recall.config import RecallConfig
 from ragmon.probes.recall.fidelity import shortfall
 from ragmon.probes.recall.golden import GoldenSet
 from ragmon.probes.recall.golden_diff import NAMED, GoldenDiff, diff_golden
+from ragmon.probes.recall.groundtruth import fidelity_interval
 
 
 def gather_causes(
@@ -88,6 +89,11 @@ def build_evidence(
     ev.queries_failed = sum(r["status"] != "ok" for r in rows.values())
     ev.fidelity = mean([f["recall"][str(kv)] for f in measured]) if measured else None
     ev.fidelity_measurable = ev.fidelity is not None
+    if measured:
+        ci = fidelity_interval([f["recall"][str(kv)] for f in measured], len(rows),
+                               1.0 - cfg.alpha)
+        ev.fidelity_lower, ev.fidelity_upper = ci.lower, ci.upper
+        ev.fidelity_queries, ev.fidelity_total = len(measured), len(rows)
     ev.fidelity_k = kv
     short = shortfall(rows, cfg.k, desc)  # at any k: a cap below the largest k is the index's
     if short is not None:
@@ -133,19 +139,36 @@ def _compare(cfg: RecallConfig, ev: Evidence, comparisons: dict[str, Comparison]
     for k in cfg.k:
         comparisons[f"live@{k}"] = compare(before, rows, k, "live")
     ev.live_drop = comparisons[f"live@{kv}"].significant_drop
-    if all("exact" in r for r in rows.values()):
-        comparisons[f"exact@{kv}"] = compare(before, rows, kv, "exact")
+    # exact sides: the queries that had ground truth in both runs (all of them, unless
+    # the ground-truth budget measured a subset)
+    now = {q: r for q, r in rows.items() if "exact" in r}
+    then = {q: r for q, r in before.items() if "exact" in r}
+    if now and then:
+        comparisons[f"exact@{kv}"] = compare(then, now, kv, "exact")
         ev.exact_drop = comparisons[f"exact@{kv}"].significant_drop
     _fidelity_change(cfg, ev, before, rows, kv)
 
 
 def _fidelity_change(cfg: RecallConfig, ev: Evidence, before: dict[str, Any],
                      after: dict[str, Any], k: int) -> None:
-    """Paired change of per-query fidelity: a drop needs the whole bootstrap CI below 0 and
-    a mean of at least ``fidelity_min_effect``."""
+    """Change of per-query fidelity: a drop needs its whole confidence interval below 0 and
+    a mean of at least ``fidelity_min_effect``. Paired (bootstrap) when both runs measured
+    the same queries; else, with a ground-truth subset in either run, the difference of the
+    two runs' means with each one's sampling error (:func:`unpaired_drop`)."""
     qids = [q for q in paired_queries(before, after)
             if "fidelity" in before[q] and "fidelity" in after[q]]
     if not qids:
+        return
+    # a query both runs answered but only one measured: a ground-truth subset
+    if any(("fidelity" in before[q]) != ("fidelity" in after[q])
+           for q in paired_queries(before, after)
+           if before[q].get("status", "ok") == "ok" and after[q].get("status") == "ok"):
+        ev.fidelity_baseline, ev.fidelity_drop = unpaired_drop(
+            [before[q]["fidelity"]["recall"].get(str(k), 0.0) for q in before
+             if "fidelity" in before[q]],
+            [after[q]["fidelity"]["recall"].get(str(k), 0.0) for q in after
+             if "fidelity" in after[q]],
+            len(before), len(after), cfg.alpha, cfg.fidelity_min_effect)
         return
     f0 = np.array([before[q]["fidelity"]["recall"].get(str(k), 0.0) for q in qids])
     f1 = np.array([after[q]["fidelity"]["recall"].get(str(k), 0.0) for q in qids])
@@ -182,6 +205,23 @@ def _vector_changes(cfg: RecallConfig, store: Store, ev: Evidence, old: Any,
         ev.docs_compared = len({doc_of.get(d, d) for d in causes["doc_vectors"] if d in before})
         ev.docs_changed = len(changed)
         ev.docs_changed_ids = changed[:NAMED]
+
+
+def unpaired_drop(f0: list[float], f1: list[float], n0: int, n1: int, alpha: float,
+                  min_effect: float) -> tuple[float, bool]:
+    """(baseline mean, dropped) for two runs whose fidelity was measured on different
+    random subsets of ``n0`` and ``n1`` queries: the difference of means with the sampling
+    variance of each (finite-population corrected; nil for a fully measured run)."""
+    from scipy.stats import norm
+
+    a, b = np.asarray(f0, dtype=float), np.asarray(f1, dtype=float)
+
+    def var(x: np.ndarray, n: int) -> float:
+        return float(x.var(ddof=1)) / x.size * max(0.0, 1 - x.size / n) if x.size > 1 else 0.0
+
+    delta = float(b.mean() - a.mean())
+    high = delta + float(norm.ppf(1 - alpha / 2)) * (var(a, n0) + var(b, n1)) ** 0.5
+    return float(a.mean()), bool(high < 0 and delta <= -min_effect)
 
 
 def changed_ids(before: dict[str, np.ndarray], now: dict[str, np.ndarray],

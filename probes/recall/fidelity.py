@@ -106,6 +106,21 @@ def query_fidelity(
     return out
 
 
+def fidelity_rows(
+    queries: np.ndarray, sides: Sequence[tuple[Sequence[str], Sequence[str]]],
+    vectors: Mapping[str, np.ndarray], metric: str, ks: Sequence[int], epsilon: float,
+    cosine: CosineRanking = "direction",
+) -> list[dict[str, dict[str, Any]]]:
+    """Stored fidelity (``recall`` and ``shortfall`` by k as a string) of each query, from
+    its (live ids, exact ids)."""
+    out: list[dict[str, dict[str, Any]]] = []
+    for query, (live, exact) in zip(queries, sides, strict=True):
+        fid = query_fidelity(query, live, exact, vectors, metric, ks, epsilon, cosine)
+        out.append({"recall": {str(k): v for k, v in fid.recall.items()},
+                    "shortfall": {str(k): v for k, v in fid.shortfall.items()}})
+    return out
+
+
 @dataclass
 class Shortfall:
     """Queries short at ``k`` (the largest k with any), as a share, and the likely cause."""

@@ -1,13 +1,14 @@
 """The ``recall`` probe kind: golden queries against a live vector index.
 
 One run, in phases: load the golden set (versioned by content hash); embed its queries once
-(precomputed vectors are used as they are); search live and exact at max(k); score
-labelled relevance per query with trec_eval semantics (:mod:`probes.recall.scoring`); measure
-index fidelity, tie-tolerant (:mod:`probes.recall.fidelity`); gather causes (golden documents
-present and unchanged, query vectors unchanged, canary, index configuration); compare per
-query with the baseline run (:mod:`probes.recall.compare`); and give one verdict
-(:mod:`probes.recall.attribution`). Everything is stored: values, one row per query, and the
-evidence in the run's details.
+(precomputed vectors are used as they are); search live at max(k), and exact for the
+queries the ground-truth budget allows (:mod:`probes.recall.truth`); score labelled
+relevance per query with trec_eval semantics (:mod:`probes.recall.scoring`); measure index
+fidelity, tie-tolerant, with its interval (:mod:`probes.recall.fidelity`); gather causes
+(golden documents present and unchanged, query vectors unchanged, canary, index
+configuration); compare per query with the baseline run (:mod:`probes.recall.compare`);
+and give one verdict (:mod:`probes.recall.attribution`). Everything is stored: values, one
+row per query, and the evidence in the run's details.
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ import numpy as np
 from ragmon.monitor.errors import ConfigError, ConfigIssue, DimensionMismatch, GoldenSetError
 from ragmon.monitor.probe import Deadline, MetricSpec, Probe, ProbeResult
 from ragmon.monitor.targets.abc import Description, VectorTarget
-from ragmon.probes.recall import history, scoring
-from ragmon.probes.recall._search import Searched, search_all
+from ragmon.probes.recall import history, scoring, truth
+from ragmon.probes.recall._search import search_all
 from ragmon.probes.recall.attribution import attribute
 from ragmon.probes.recall.config import RecallConfig
 from ragmon.probes.recall.documents import DocumentMap, lift_presence, presence_set
 from ragmon.probes.recall.evidence import build_evidence, gather_causes, target_details
-from ragmon.probes.recall.fidelity import query_fidelity
 from ragmon.probes.recall.golden import GoldenQuery, GoldenSet, check_id_type, load_golden_set
 
 __all__ = ["RecallConfig", "RecallProbe"]
@@ -50,7 +50,17 @@ class RecallProbe(Probe):
         "mrr_ratio": _spec("Mean reciprocal rank of the first relevant document.", "mode"),
         "ndcg_ratio": _spec("Mean nDCG@k (IDCG over all judged documents).", "k", "mode"),
         "index_fidelity_ratio": _spec("Tie-tolerant recall of the live top k against the exact "
-                                      "top k.", "k"),
+                                      "top k, mean over the queries with ground truth.", "k"),
+        "index_fidelity_lower_ratio": _spec("Lower bound of the confidence interval (1 - "
+                                            "alpha) of the index fidelity; equal to it when "
+                                            "every query had ground truth.", "k"),
+        "index_fidelity_upper_ratio": _spec("Upper bound of the confidence interval (1 - "
+                                            "alpha) of the index fidelity.", "k"),
+        "ground_truth_queries": _spec("Golden queries whose ground truth (exact search) was "
+                                      "measured this run."),
+        "ground_truth_skipped_total": _spec("Runs whose ground truth was not measured, by "
+                                            "reason (budget: exact_budget; error: the exact "
+                                            "search failed).", "reason"),
         "index_shortfall_ratio": _spec("Share of queries whose live search returned fewer than "
                                        "k results.", "k"),
         "document_shortfall_ratio": _spec("Share of queries whose live chunks, searched up to "
@@ -165,11 +175,14 @@ class RecallProbe(Probe):
         check_id_type(chunks, desc.id_type, cfg.target)
         vectors, emb_fp = self._embed(golden, desc, target, deadline)
         deadline.check("embedding")
-        exact = bool(target.supports_exact)
-        searched = search_all(target, golden.queries, vectors, max(cfg.k), cfg.search_batch,
-                              deadline, exact, docs)
-        rows = scoring.score(cfg, golden, searched, exact, docs)
-        fid_note = self._fidelity(target, desc, golden, vectors, searched, rows, exact)
+        searched, qvec = search_all(target, golden.queries, vectors, max(cfg.k),
+                                    cfg.search_batch, deadline, docs)
+        gt = truth.measure(self.name, cfg, self.context.store, target, desc, golden, qvec,
+                           searched, deadline, docs)
+        rows = scoring.score(cfg, golden, searched, docs)
+        fid_note = truth.fill_fidelity(cfg, target, desc, golden, vectors, searched, rows)
+        if fid_note:
+            gt.notes.append(fid_note)
         result = ProbeResult(target=cfg.target, golden_version=golden.version,
                              embedder_fingerprint=emb_fp, target_fingerprint=desc.fingerprint())
         baseline = history.find_baseline(self.context.store, self.name, golden.version)
@@ -178,8 +191,9 @@ class RecallProbe(Probe):
         evidence, comparisons = build_evidence(cfg, self.context.store, baseline, rows, causes,
                                                emb_fp, desc, golden)
         attribution = attribute(evidence)
-        scoring.add_values(cfg, result, golden, searched, rows, exact, causes, comparisons,
+        scoring.add_values(cfg, result, golden, searched, rows, causes, comparisons,
                            desc, evidence, attribution.verdict)
+        truth.add_values(cfg, result, rows, gt)
         result.queries = [(q.id, rows[q.id]["status"], rows[q.id]) for q in golden.queries]
         result.details = {
             "verdict": attribution.verdict, "reasons": attribution.reasons,
@@ -188,8 +202,7 @@ class RecallProbe(Probe):
             "golden": {"name": golden.name, "version": golden.version, "source": golden.source,
                        "queries": len(golden.queries), "note": golden_note},
             "target": target_details(desc),
-            "fidelity": {"measurable": exact, "note": fid_note,
-                         "ground_truth_sample": searched.ground_truth_sample},
+            "fidelity": gt.details(),
             "causes": {k: v for k, v in causes.items() if k not in ("doc_vectors", "chunk_docs")},
             "references": causes["references"],
             "baseline": None if baseline is None else {
@@ -224,42 +237,6 @@ class RecallProbe(Probe):
                                emb_fp, desc)
         lift_presence(causes, golden, chunks, docs, remembered)
         return causes
-
-    # -- fidelity --------------------------------------------------------------------------
-
-    def _fidelity(
-        self, target: VectorTarget, desc: Description, golden: GoldenSet,
-        vectors: np.ndarray | None, s: Searched, rows: dict[str, dict[str, Any]], exact: bool,
-    ) -> str | None:
-        """Fill each row's tie-tolerant fidelity; a note when it cannot be measured."""
-        cfg: RecallConfig = self.config
-        if not exact:
-            return "not measurable: the target has no exact search"
-        fetched: dict[str, np.ndarray] = {}
-        note = None
-        if target.supports_fetch and vectors is not None:
-            wanted = sorted({d for i in range(len(golden.queries)) if s.status[i] == "ok"
-                             for d in [*s.live_ids[i], *s.exact_ids[i]]})
-            got = target.fetch(wanted)
-            fetched = {d: got.vectors[n] for n, d in enumerate(got.ids)}
-        else:
-            note = ("approximate: without fetched vectors and query vectors, ties are not "
-                    "recognised (plain id overlap)")
-        if s.ground_truth_sample is not None:
-            note = (f"approximate: the exact search covered a sample of "
-                    f"{s.ground_truth_sample} vectors (the target's exact-search memory cap)")
-        for i, q in enumerate(golden.queries):
-            row = rows[q.id]
-            if s.status[i] != "ok":
-                continue  # nothing was measured; the labelled metrics count it as 0
-            query = vectors[i] if vectors is not None else np.zeros(1)
-            chunks = row.get("chunks", row)  # fidelity compares chunks, never documents
-            fid = query_fidelity(query, chunks["live"]["ids"], chunks["exact"]["ids"], fetched,
-                                 desc.metric, cfg.k, cfg.fidelity_epsilon,
-                                 target.cosine_ranking)
-            row["fidelity"] = {"recall": {str(k): v for k, v in fid.recall.items()},
-                               "shortfall": {str(k): v for k, v in fid.shortfall.items()}}
-        return note
 
     def render(self, result: ProbeResult) -> str:
         from ragmon.probes.recall.render import render

@@ -61,8 +61,9 @@ def _table(result: ProbeResult, d: dict[str, Any]) -> list[str]:
     lines.append(f"  MRR live {_fmt(_get(values, 'mrr_ratio', mode='live'))}  exact "
                  f"{_fmt(_get(values, 'mrr_ratio', mode='exact'))}")
     fidelity = d.get("fidelity", {})
-    if fidelity.get("note"):
-        lines.append(f"  fidelity: {fidelity['note']}")
+    notes = fidelity.get("notes") or ([fidelity["note"]] if fidelity.get("note") else [])
+    lines.extend(f"  fidelity: {note}" for note in notes)
+    lines.extend(_interval(values, d))
     ev = d.get("evidence") or {}
     if ev.get("shortfall_k"):
         lines.append(f"  shortfall at k={ev['shortfall_k']}: {ev['shortfall_ratio']:.0%} of the "
@@ -76,6 +77,20 @@ def _table(result: ProbeResult, d: dict[str, Any]) -> list[str]:
     if missing:
         lines.append(f"  golden documents missing: {missing:.1%}")
     return lines
+
+
+def _interval(values: dict[Any, float], d: dict[str, Any]) -> list[str]:
+    """The fidelity's confidence interval at the verdict k, when a subset was measured."""
+    gt = (d.get("fidelity") or {}).get("ground_truth") or {}
+    k = d.get("verdict_k")
+    lower = _get(values, "index_fidelity_lower_ratio", k=k)
+    upper = _get(values, "index_fidelity_upper_ratio", k=k)
+    if lower is None or upper is None or not gt.get("queries") \
+            or gt["queries"] >= gt.get("total", 0):
+        return []
+    return [f"  fidelity@{k} {_fmt(_get(values, 'index_fidelity_ratio', k=k)).strip()}, "
+            f"interval {lower:.3f}..{upper:.3f} from {gt['queries']} of {gt['total']} "
+            "queries"]
 
 
 def _level(values: dict[Any, float], d: dict[str, Any]) -> list[str]:

@@ -30,11 +30,11 @@ from ragmon.probes.recall.metrics import (
 
 
 def score(
-    cfg: RecallConfig, golden: GoldenSet, s: Searched, exact: bool,
-    docs: DocumentMap | None = None,
+    cfg: RecallConfig, golden: GoldenSet, s: Searched, docs: DocumentMap | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per query and mode, the metrics of the ranking the golden set judges: chunks, or
-    with ``docs`` the documents (MaxP), chunk-level kept under ``chunks``."""
+    with ``docs`` the documents (MaxP), chunk-level kept under ``chunks``. The ``exact``
+    side exists for the queries that had ground truth this run (``s.truth``)."""
     rows: dict[str, dict[str, Any]] = {}
     mapping = None if docs is None else docs.describe()
     for i, q in enumerate(golden.queries):
@@ -42,7 +42,7 @@ def score(
         if s.error[i]:
             row["error"] = s.error[i]
         modes = [("live", s.live_ids[i], s.live_scores[i])]
-        if exact:
+        if s.truth[i]:
             modes.append(("exact", s.exact_ids[i], s.exact_scores[i]))
         ok = s.status[i] == "ok"
         for mode, ids, scores in modes:
@@ -80,24 +80,26 @@ def side(cfg: RecallConfig, ranked: list[str], grades: dict[str, float],
 
 def add_values(
     cfg: RecallConfig, result: ProbeResult, golden: GoldenSet, s: Searched,
-    rows: dict[str, Any], exact: bool, causes: dict[str, Any], comparisons: dict[str, Any],
+    rows: dict[str, Any], causes: dict[str, Any], comparisons: dict[str, Any],
     desc: Description, ev: Evidence, verdict: str,
 ) -> None:
-    """The run's values: labelled metrics per mode, fidelity, the comparison, the verdict
-    and the causes' ratios."""
-    for mode in ("live", "exact") if exact else ("live",):
-        means = mean_metrics([as_metrics(r[mode]) for r in rows.values()], cfg.k)
+    """The run's values: labelled metrics per mode (``exact``: over the queries that had
+    ground truth), the shortfall, the comparison, the verdict and the causes' ratios."""
+    for mode in ("live", "exact"):
+        sides = [as_metrics(r[mode]) for r in rows.values() if mode in r]
+        if not sides:
+            continue
+        means = mean_metrics(sides, cfg.k)
         for k in cfg.k:
             result.add("recall_ratio", means["recall"][k], k=k, mode=mode)
             result.add("precision_ratio", means["precision"][k], k=k, mode=mode)
             result.add("hit_rate_ratio", means["hit"][k], k=k, mode=mode)
             result.add("ndcg_ratio", means["ndcg"][k], k=k, mode=mode)
         result.add("mrr_ratio", means["mrr"][0], mode=mode)
-    level_values(cfg, result, rows, exact)
+    level_values(cfg, result, rows)
     if any("fidelity" in r for r in rows.values()):
         for k in cfg.k:
             fid = [r["fidelity"] for r in rows.values() if "fidelity" in r]
-            result.add("index_fidelity_ratio", mean([f["recall"][str(k)] for f in fid]), k=k)
             result.add("index_shortfall_ratio",
                        mean([float(f["shortfall"][str(k)]) for f in fid]), k=k)
     for k in cfg.k:
@@ -121,8 +123,7 @@ def add_values(
         result.add("search_latency_seconds", value, stat=stat)
 
 
-def level_values(cfg: RecallConfig, result: ProbeResult, rows: dict[str, Any],
-                 exact: bool) -> None:
+def level_values(cfg: RecallConfig, result: ProbeResult, rows: dict[str, Any]) -> None:
     """With documents judged: the document shortfall, and chunk-level recall and nDCG
     over the queries that judge chunks."""
     if cfg.documents is None:
@@ -130,8 +131,9 @@ def level_values(cfg: RecallConfig, result: ProbeResult, rows: dict[str, Any],
     for k in cfg.k:
         short = [len(r["live"]["ids"]) < k for r in rows.values() if r["status"] == "ok"]
         result.add("document_shortfall_ratio", mean([float(x) for x in short]), k=k)
-    for mode in ("live", "exact") if exact else ("live",):
-        sides = [r["chunks"][mode] for r in rows.values() if "recall" in r["chunks"][mode]]
+    for mode in ("live", "exact"):
+        sides = [r["chunks"][mode] for r in rows.values()
+                 if mode in r["chunks"] and "recall" in r["chunks"][mode]]
         if not sides:
             continue
         means = mean_metrics([as_metrics(one) for one in sides], cfg.k)

@@ -281,8 +281,7 @@ def test_queries_past_the_time_budget_are_marked_timeout(env: Env) -> None:
     vectors = env.minilm.encode([q.text for q in golden.queries])
     deadline = Deadline(10.0)
     deadline.expires = time.monotonic()  # spent
-    out = search_all(env.context.target("docs"), golden.queries, vectors, 10, 16, deadline,
-                     exact=True)
+    out, _ = search_all(env.context.target("docs"), golden.queries, vectors, 10, 16, deadline)
     assert set(out.status) == {"timeout"} and out.live_ids[0] == []
 
 
@@ -313,9 +312,9 @@ def test_target_without_exact_search_reports_fidelity_as_not_measurable(env: Env
     v = values(result)
     assert not any(name == "index_fidelity_ratio" for name, _ in v)
     assert not any("mode=exact" in labels for _, labels in v)
+    note = "not measurable: the target has no exact search"
     assert result.details["fidelity"] == {
-        "measurable": False, "note": "not measurable: the target has no exact search",
-        "ground_truth_sample": None}
+        "measurable": False, "note": note, "notes": [note], "ground_truth": None}
     text = env.runner.probes[PROBE].render(result)
     assert "fidelity: not measurable" in text and result.details["verdict"] == "healthy"
 
@@ -350,8 +349,8 @@ def test_text_input_target_without_embedder_or_fetch(env: Env) -> None:
             return super().search(minilm.encode(list(texts)), k, filter)
 
         def exact_search(self, vectors: Any, k: int, filter: Any = None, *,
-                         texts: Any = None) -> Any:
-            return super().exact_search(minilm.encode(list(texts)), k, filter)
+                         texts: Any = None, budget: float | None = None) -> Any:
+            return super().exact_search(minilm.encode(list(texts)), k, filter, budget=budget)
 
         def fetch(self, ids: Any) -> Any:
             raise AssertionError("fetch must not be called")
