@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -27,7 +27,7 @@ import numpy as np
 
 from ragmon.monitor.errors import GroundTruthBudgetExceeded
 from ragmon.monitor.targets._helpers import normalised
-from ragmon.monitor.targets.abc import ExactMode, Metric
+from ragmon.monitor.targets.abc import ExactMode, Metric, SearchResult
 
 DEFAULT_BLOCK = 64 << 20  # one block of float32 vectors: ~43,000 vectors at 384-d
 #: How a target is told to compute ground truth: by estimated cost, or forced.
@@ -150,6 +150,9 @@ class Budget:
                 total=self.total, queries=done_queries)
 
 
+Scale = Callable[[list[list[float]]], list[list[float]]]
+
+
 def stream_exact(
     target: str,
     queries: np.ndarray,
@@ -159,16 +162,25 @@ def stream_exact(
     *,
     total: int,
     budget: float | None,
-) -> tuple[list[list[str]], list[list[float]], int]:
-    """Exact top-k over every vector ``blocks`` yields, within ``budget`` seconds: (ids,
-    scores, vectors scanned)."""
+    scale: Scale | None = None,
+) -> SearchResult:
+    """Exact top-k over every vector ``blocks`` yields, within ``budget`` seconds. Scores
+    are FAISS's (see ``ExactTopK``), or the engine's after ``scale``."""
     clock = Budget(target, budget, total=total, queries=len(queries))
     top = ExactTopK(queries, k, metric)
     for ids, vectors in blocks:
         top.add(ids, vectors)
         clock.check(top.scanned)
     ids_out, scores = top.result()
-    return ids_out, scores, top.scanned
+    per_query = clock.elapsed() / max(len(queries), 1)
+    return SearchResult(ids_out, scale(scores) if scale else scores,
+                        [per_query] * len(queries), exact=True, exact_mode="stream",
+                        scanned=top.scanned)
+
+
+def one_minus(scores: list[list[float]]) -> list[list[float]]:
+    """Similarities as ``1 - similarity`` distances (Chroma's and LanceDB's scale)."""
+    return [[1.0 - s for s in row] for row in scores]
 
 
 def regroup(

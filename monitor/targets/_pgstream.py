@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ragmon.monitor.targets._exact import Costs, rows_within, stream_exact
-from ragmon.monitor.targets.abc import Metric
+from ragmon.monitor.targets.abc import Metric, SearchResult
 
 #: pgvector's two ways to ground truth, in seconds (``Costs``; measured by
 #: bench/ground_truth.py, docs/benchmarks.md): a forced sequential scan per query, or one
@@ -117,7 +117,7 @@ def to_engine_scores(metric: Metric, scores: list[list[float]]) -> list[list[flo
 
 def stream(target: str, cur: Any, cfg: Any, where: tuple[str, list[Any]], queries: np.ndarray,
            k: int, metric: Metric, *, total: int,
-           budget: float | None) -> tuple[list[list[str]], list[list[float]], int]:
+           budget: float | None) -> SearchResult:
     """Exact top-k of ``queries`` over the rows of table ``cfg.table`` (a PgvectorConfig)
     matching ``where`` (SQL and its parameters), in one binary COPY; scores on pgvector's
     scale. The statement may run for the budget (and the usual timeout after it); without a
@@ -130,9 +130,8 @@ def stream(target: str, cur: Any, cfg: Any, where: tuple[str, list[Any]], querie
     dimension = queries.shape[1]
     with cur.copy(sql, where[1]) as copy:
         blocks = copy_blocks(copy, dimension, rows_within(cfg.exact_memory, dimension))
-        ids, scores, scanned = stream_exact(target, queries, k, metric, blocks, total=total,
-                                            budget=budget)
-    return ids, to_engine_scores(metric, scores), scanned
+        return stream_exact(target, queries, k, metric, blocks, total=total, budget=budget,
+                            scale=lambda scores: to_engine_scores(metric, scores))
 
 
 def quote(identifier: str) -> str:

@@ -19,7 +19,13 @@ from pydantic import Field, model_validator
 
 from ragmon.monitor.config import ConfigPath, Secret, TargetConfig, config_error
 from ragmon.monitor.errors import TargetError, TargetUnavailable
-from ragmon.monitor.targets._exact import DEFAULT_BLOCK, regroup, rows_within, stream_exact
+from ragmon.monitor.targets._exact import (
+    DEFAULT_BLOCK,
+    one_minus,
+    regroup,
+    rows_within,
+    stream_exact,
+)
 from ragmon.monitor.targets._helpers import (
     ByteSize,
     check_filter,
@@ -175,24 +181,17 @@ class ChromaTarget(VectorTarget):
                      budget: float | None = None) -> SearchResult:
         """One client-side pass over every vector read back (``where`` applied by Chroma),
         for all queries at once, a block of at most ``exact_memory`` at a time."""
-        import time
-
         k = check_k(self.name, k)
         queries = self._queries(vectors)
         where = self._where(filter)
         metric = self._metric()
-        start = time.perf_counter()
         rows = rows_within(self.config.exact_memory, queries.shape[1])
         with self._errors():
             total = self._col().count() if where is None else len(self._all_ids(where))
-            ids, scores, scanned = stream_exact(
-                self.name, queries, k, metric, regroup(self._pages(where), rows), total=total,
-                budget=budget)
-        if metric != "l2":  # FAISS similarity -> Chroma distance
-            scores = [[1.0 - s for s in row] for row in scores]
-        per_query = (time.perf_counter() - start) / max(len(queries), 1)
-        return SearchResult(ids, scores, [per_query] * len(queries), exact=True,
-                            exact_mode="stream", scanned=scanned)
+            # FAISS similarity -> Chroma distance (1 - dot, 1 - cosine)
+            return stream_exact(self.name, queries, k, metric, regroup(self._pages(where), rows),
+                                total=total, budget=budget,
+                                scale=None if metric == "l2" else one_minus)
 
     def _pages(self, where: dict[str, Any] | None) -> Iterator[tuple[list[str], np.ndarray]]:
         col, size, offset = self._col(), self.config.page_size, 0

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -263,7 +262,6 @@ class FaissTarget(VectorTarget):
         loaded = self._current()
         queries = self.check_queries(vectors, loaded.index.d)
         metric = self._metric(loaded)
-        start = time.perf_counter()
         inner, labels = loaded.inner, loaded.labels
         rows = rows_within(self.config.exact_memory, loaded.index.d)
         with engine_errors(self.name, f"index file {str(self.config.path)!r}"):
@@ -274,13 +272,10 @@ class FaissTarget(VectorTarget):
             else:
                 blocks = _faiss_exact.blocks(inner, labels, rows)
             # cosine: the index compares by inner product over the vectors it stores
-            ids, scores, scanned = stream_exact(
+            return stream_exact(
                 self.name, _unit(queries) if metric == "cosine" else queries, k,
                 "l2" if metric == "l2" else "ip", blocks, total=int(loaded.index.ntotal),
                 budget=budget)
-        per_query = (time.perf_counter() - start) / max(len(queries), 1)
-        return SearchResult(ids, scores, [per_query] * len(queries), exact=True,
-                            exact_mode="stream", scanned=scanned)
 
     @staticmethod
     def _reconstruct(inner: Any, positions: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ from ragmon.monitor.targets._exact import (
     Costs,
     ModeChoice,
     choose_mode,
+    one_minus,
     rows_within,
     stream_exact,
 )
@@ -172,7 +173,6 @@ class LanceDBTarget(VectorTarget):
             if mode == "engine":
                 clock = Budget(self.name, budget, total=total, queries=len(queries))
                 return self._run(vectors, k, filter, exact=True, clock=clock)
-            start = time.perf_counter()
             reader = table.search().select([cfg.id_column, cfg.vector_column]).limit(None)
             if where is not None:
                 reader = reader.where(where)
@@ -180,13 +180,9 @@ class LanceDBTarget(VectorTarget):
                        batch.column(cfg.vector_column).flatten().to_numpy().reshape(
                            -1, dimension)) for batch in reader.to_batches(
                                rows_within(cfg.exact_memory, dimension)))
-            ids, scores, scanned = stream_exact(self.name, queries, k, metric, blocks,
-                                                total=total, budget=budget)
-        if metric != "l2":  # FAISS similarity -> LanceDB distance (1 - cosine, 1 - dot)
-            scores = [[1.0 - s for s in row] for row in scores]
-        per_query = (time.perf_counter() - start) / max(len(queries), 1)
-        return SearchResult(ids, scores, [per_query] * len(queries), exact=True,
-                            exact_mode="stream", scanned=scanned)
+            # FAISS similarity -> LanceDB distance (1 - cosine, 1 - dot)
+            return stream_exact(self.name, queries, k, metric, blocks, total=total,
+                                budget=budget, scale=None if metric == "l2" else one_minus)
 
     def _run(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None,
              exact: bool, clock: Budget | None = None) -> SearchResult:

@@ -196,14 +196,9 @@ class PgvectorTarget(VectorTarget):
             clock = Budget(self.name, budget, total=total, queries=len(queries))
             return self._run(vectors, k, filter, ["SET LOCAL enable_indexscan = off"],
                              exact=True, clock=clock)
-        start = time.perf_counter()
         with self._session() as cur:
-            ids, scores, scanned = _pgstream.stream(
-                self.name, cur, self.config, (conditions, params), queries, k, meta["metric"],
-                total=total, budget=budget)
-        per_query = (time.perf_counter() - start) / max(len(queries), 1)
-        return SearchResult(ids, scores, [per_query] * len(queries), exact=True,
-                            exact_mode="stream", scanned=scanned)
+            return _pgstream.stream(self.name, cur, self.config, (conditions, params), queries,
+                                    k, meta["metric"], total=total, budget=budget)
 
     def _run(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None,
              settings: list[str], exact: bool, clock: Budget | None = None) -> SearchResult:

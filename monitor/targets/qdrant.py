@@ -191,17 +191,12 @@ class QdrantTarget(VectorTarget):
         clock = Budget(self.name, budget, total=total, queries=len(queries))
         if mode == "engine":
             return self._run(vectors, k, filter, exact=True, clock=clock)
-        metric, start = _METRICS[params.distance.value], time.perf_counter()
+        metric = _METRICS[params.distance.value]
         rows = rows_within(self.config.exact_memory, int(params.size))
-        with self._errors():
-            ids, scores, scanned = stream_exact(
+        with self._errors():  # squared L2 -> Qdrant's Euclid distance
+            return stream_exact(
                 self.name, queries, k, metric, regroup(self._scroll(query_filter), rows),
-                total=total, budget=budget)
-        if metric == "l2":  # squared L2 -> Qdrant's Euclid distance
-            scores = [[float(np.sqrt(max(s, 0.0))) for s in row] for row in scores]
-        per_query = (time.perf_counter() - start) / max(len(queries), 1)
-        return SearchResult(ids, scores, [per_query] * len(queries), exact=True,
-                            exact_mode="stream", scanned=scanned)
+                total=total, budget=budget, scale=_root if metric == "l2" else None)
 
     def _scroll(self, query_filter: Any) -> Iterator[tuple[list[str], np.ndarray]]:
         offset, using = None, self.config.vector_name
@@ -329,6 +324,10 @@ class QdrantTarget(VectorTarget):
     def _server_version(self) -> str:
         with self._errors():
             return str(self._qc().info().version)
+
+
+def _root(scores: list[list[float]]) -> list[list[float]]:
+    return [[float(np.sqrt(max(s, 0.0))) for s in row] for row in scores]
 
 
 def _point_id(value: str) -> int | str | None:

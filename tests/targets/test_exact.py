@@ -63,10 +63,9 @@ def test_pages_regroup_into_blocks_and_every_vector_is_searched() -> None:
     blocks = list(regroup(iter(pages), rows_within(200 * 8 * 4, 8)))
     assert [len(b[0]) for b in blocks] == [222] * 4 + [112]  # whole pages, ~200 rows each
     queries = rng.normal(size=(3, 8)).astype(np.float32)
-    got, _, scanned = stream_exact("t", queries, 5, "l2", iter(blocks), total=1000,
-                                   budget=None)
-    assert scanned == 1000
-    assert got == [[str(i) for i in row] for row in numpy_topk(queries, vectors, 5, "l2")]
+    got = stream_exact("t", queries, 5, "l2", iter(blocks), total=1000, budget=None)
+    assert (got.scanned, got.exact, got.exact_mode) == (1000, True, "stream")
+    assert got.ids == [[str(i) for i in row] for row in numpy_topk(queries, vectors, 5, "l2")]
 
 
 def test_budget_projects_the_pass_and_raises_with_how_far_it_got() -> None:
