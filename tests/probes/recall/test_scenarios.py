@@ -242,8 +242,13 @@ def test_exported_metrics_pass_promtool(env: Env, tmp_path: Any, promtool: str) 
     text = generate_latest(registry).decode()
     for name in ("recall_ratio", "precision_ratio", "hit_rate_ratio", "mrr_ratio", "ndcg_ratio",
                  "index_fidelity_ratio", "recall_drop_significant", "recall_delta_ratio",
-                 "recall_verdict", "golden_docs_missing_ratio", "search_latency_seconds"):
+                 "recall_verdict", "golden_docs_missing_ratio", "search_latency_seconds",
+                 "index_fidelity_lower_ratio", "index_fidelity_upper_ratio"):
         assert f"ragmon_{name}{{" in text, name
+    assert "ragmon_ground_truth_queries{" in text
+    assert "# TYPE ragmon_ground_truth_skipped_total counter" in text
+    assert ('ragmon_ground_truth_skipped_total{kind="recall",probe="docs-recall",'
+            'reason="budget",target="docs"} 0.0') in text
     assert ('ragmon_recall_ratio{k="10",kind="recall",mode="exact",probe="docs-recall",'
             'target="docs"}') in text
     check = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
