@@ -46,6 +46,8 @@ class Run:
     golden_version: str | None
     embedder_fingerprint: str | None
     values: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: The sidecar that ran it ("" for standalone replicas, which share one history).
+    instance: str = ""
 
     def value(self, name: str, **labels: Any) -> float | None:
         key = ",".join(f"{k}={labels[k]}" for k in sorted(labels))
@@ -72,7 +74,7 @@ def runs_in(store: Store, period: Period, probes: Iterable[str] | None = None) -
                 values.setdefault(v.run_id, {})[(v.name, v.labels)] = v.value
     return [Run(r.id, r.probe, r.kind, r.target, utc(r.started_at), r.status, r.error,
                 r.details or {}, r.golden_version, r.embedder_fingerprint,
-                values.get(r.id, {})) for r in rows]
+                values.get(r.id, {}), r.instance or "") for r in rows]
 
 
 @dataclass
@@ -94,6 +96,16 @@ class ProbeHistory:
     @property
     def ok(self) -> list[Run]:
         return [r for r in self.runs if r.status == "ok"]
+
+    @property
+    def instances(self) -> list[str]:
+        """The sidecars whose runs these are (``[""]`` for standalone replicas)."""
+        return sorted({r.instance for r in self.runs}) or [""]
+
+    def of(self, instance: str, previous: bool = False) -> list[Run]:
+        """The successful runs of one instance, in the period (or the one before)."""
+        return [r for r in (self.previous if previous else self.runs)
+                if r.instance == instance and r.status == "ok"]
 
     @property
     def failed(self) -> list[Run]:

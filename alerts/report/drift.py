@@ -27,6 +27,8 @@ MEANING = {"mmd": "MMD^2", "classifier": "domain-classifier AUC", "centroid":
            "coverage": "coverage-gap share"}
 #: What each source's embeddings are, in a sentence.
 SOURCES = {"queries": "query traffic", "index": "index", "canary": "canary"}
+#: Lines per chart when sidecars each have their own windows.
+MAX_LINES = 6
 #: The coverage-gap share this much above the previous period's is news.
 GAP_RISE = 0.05
 
@@ -95,13 +97,20 @@ def method_chart(p: ProbeHistory, method: str, current: list[DriftPoint],
     pts = [pt for pt in current if pt.method == method]
     before = [pt.statistic for pt in previous if pt.method == method and pt.probe == probe]
     marks = [(pt.window_end, pt.statistic) for pt in pts if pt.alarm]
-    series = Series(method, [(pt.window_end, pt.statistic) for pt in pts], marks=marks)
+    instances = sorted({pt.instance for pt in pts})
+    series = [Series(i or method, [(pt.window_end, pt.statistic) for pt in pts
+                                   if pt.instance == i],
+                     marks=[(pt.window_end, pt.statistic) for pt in pts
+                            if pt.instance == i and pt.alarm])
+              for i in instances[:MAX_LINES]]
     name = MEANING.get(method, method)
     summary = (f"{name} ({method}{', decides' if decides else ''}) of {probe}: mean "
                f"{delta(mean([pt.statistic for pt in pts]), mean(before), 4)}; "
                f"{sum(pt.drifted for pt in pts)} of {len(pts)} windows differed"
                + (f", alarm in {len(marks)}" if decides else "") + ".")
-    return trend(f"{name} - {probe}", [series], summary, span=p.span)
+    if len(instances) > MAX_LINES:
+        summary = summary[:-1] + f" (the first {MAX_LINES} of {len(instances)} instances drawn)."
+    return trend(f"{name} - {probe}", series, summary, span=p.span)
 
 
 def clusters(current: list[DriftPoint], main: str) -> list[Any]:
@@ -151,10 +160,10 @@ def coverage(p: ProbeHistory, current: list[DriftPoint],
                f"reference's {last.details.get('quantile', 0.95):.0%} quantile): mean "
                f"{delta(now, before)}; {sum(pt.drifted for pt in pts)} of {len(pts)} "
                "windows above the expected share.")
-    blocks: list[Any] = [trend(f"coverage-gap share - {probe}",
-                               [Series("gap share", [(pt.window_end, pt.statistic)
-                                                     for pt in pts])], summary,
-                               unit_range=False, span=p.span)]
+    instances = sorted({pt.instance for pt in pts})[:MAX_LINES]
+    lines = [Series(i or "gap share", [(pt.window_end, pt.statistic) for pt in pts
+                                       if pt.instance == i]) for i in instances]
+    blocks: list[Any] = [trend(f"coverage-gap share - {probe}", lines, summary, span=p.span)]
     examples = [str(e.get("text") if isinstance(e, dict) else e)
                 for e in (last.details.get("examples") or [])][:5]
     if examples:

@@ -34,10 +34,12 @@ def canary_section(data: ReportData) -> tuple[Section, list[Finding]]:
         low = f"; lowest canary cosine {min(cosines):.6f}" if cosines else ""
         if changed:
             first = changed[0]
+            where = f" on {first.instance}" if len(p.instances) > 1 else ""
             diff = first.details.get("fingerprint_diff") or {}
             what = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in diff.items())
             section.add(Para(f"{p.name}: the embedding pipeline CHANGED, first seen "
-                             f"{when(first.started_at)} ({len(changed)} of {len(p.ok)} runs)"
+                             f"{when(first.started_at)}{where} ({len(changed)} of "
+                             f"{len(p.ok)} runs)"
                              + (f": {what}" if what else "") + low + ".", "bad"))
             findings.append(Finding(CANARY, f"the embedding pipeline changed on "
                                     f"{when(first.started_at)} (canary {p.name}).",
@@ -110,7 +112,9 @@ def housekeeping_section(data: ReportData,
         rate = _rate(p.runs)
         before = _rate(p.previous)
         last_error = next((r.error for r in reversed(p.failed) if r.error), "")
-        rows.append([p.name, p.kind, str(len(p.runs)),
+        several = len(p.instances) > 1
+        rows.append([p.name + (f" ({len(p.instances)} instances)" if several else ""), p.kind,
+                     str(len(p.runs)),
                      "-" if rate is None else f"{rate:.0%}",
                      "-" if before is None else f"{before:.0%}", _cut(last_error or "", 70)])
         if p.runs and len(p.failed) / len(p.runs) > FAILURE_SHARE:

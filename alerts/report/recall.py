@@ -28,6 +28,8 @@ FINE = ("healthy", "golden-set-changed")
 #: A period mean this much below the previous period's is worth the headline.
 NOTABLE_DROP = 0.02
 TOP_QUERIES = 5
+#: Lines per chart when sidecars each have their own history.
+MAX_LINES = 6
 CAUSES = {"index": "the index (ANN vs exact recall fell)",
           "embedding": "the embedding model or query pipeline",
           "content": "content (golden documents deleted or re-ingested)",
@@ -81,20 +83,41 @@ def recall_section(store: Store, p: ProbeHistory,
     return section, findings
 
 
+def lines(p: ProbeHistory, name: str, **labels: Any) -> tuple[list[Series], str]:
+    """The chart lines of a metric: live and exact; with several sidecars, live per
+    instance (the ``MAX_LINES`` lowest), and a note naming the lowest instance."""
+    instances = p.instances
+    if len(instances) == 1:
+        return [Series(mode, points(p.ok, name, mode=mode, **labels), dashed=mode == "exact")
+                for mode in ("live", "exact")], ""
+    means = {i: period_mean(p.of(i), name, mode="live", **labels) for i in instances}
+    ranked = sorted((m, i) for i, m in means.items() if m is not None)
+    shown = [i for _, i in ranked[:MAX_LINES]]
+    note = ""
+    if ranked:
+        note = (f"; {len(instances)} instances, lowest {ranked[0][1]} at {ranked[0][0]:.3f}"
+                + (f" (the {len(shown)} lowest drawn)" if len(ranked) > len(shown) else ""))
+    return [Series(i, points(p.of(i), name, mode="live", **labels)) for i in shown], note
+
+
 def metric_charts(p: ProbeHistory, k: int) -> list[Any]:
     charts = []
     for title, name, labelled in (
             (f"recall@{k}", "recall_ratio", True), (f"nDCG@{k}", "ndcg_ratio", True),
             ("MRR", "mrr_ratio", False)):
         extra = {"k": k} if labelled else {}
-        series = [Series(mode, points(p.ok, name, mode=mode, **extra), dashed=mode == "exact")
-                  for mode in ("live", "exact")]
-        parts = [f"{s.label} {delta(mean([v for _, v in s.points]), period_mean(p.previous, name, mode=s.label, **extra))}"  # noqa: E501
-                 for s in series if s.points]
-        low = min(((t, v) for t, v in series[0].points), key=lambda x: x[1], default=None)
-        if low is not None and len(series[0].points) > 1:
+        series, note = lines(p, name, **extra)
+        parts = []
+        for mode in ("live", "exact"):
+            now = period_mean(p.ok, name, mode=mode, **extra)
+            if now is not None:
+                before = period_mean(p.previous, name, mode=mode, **extra)
+                parts.append(f"{mode} {delta(now, before)}")
+        live = points(p.ok, name, mode="live", **extra)
+        if len(live) > 1:
+            low = min(live, key=lambda x: x[1])
             parts.append(f"live low {low[1]:.3f} on {when(low[0])}")
-        summary = f"{title} of {p.name}: " + "; ".join(parts) + "."
+        summary = f"{title} of {p.name}: " + "; ".join(parts) + note + "."
         charts.append(trend(f"{title} - {p.name}", series, summary, unit_range=True,
                             span=p.span))
     fid = points(p.ok, "index_fidelity_ratio", k=k)
@@ -102,8 +125,10 @@ def metric_charts(p: ProbeHistory, k: int) -> list[Any]:
         summary = (f"index fidelity@{k} (ANN vs exact) of {p.name}: "
                    f"{delta(mean([v for _, v in fid]), period_mean(p.previous, 'index_fidelity_ratio', k=k))}; "  # noqa: E501
                    f"lowest {min(v for _, v in fid):.3f}.")
-        charts.append(trend(f"index fidelity@{k} - {p.name}", [Series("fidelity", fid)],
-                            summary, unit_range=True, span=p.span))
+        fid_lines = [Series(i or "fidelity", points(p.of(i), "index_fidelity_ratio", k=k))
+                     for i in p.instances[:MAX_LINES]]
+        charts.append(trend(f"index fidelity@{k} - {p.name}", fid_lines, summary,
+                            unit_range=True, span=p.span))
     return charts
 
 
@@ -148,20 +173,23 @@ def regressions(store: Store, p: ProbeHistory, k: int,
     """The queries whose live recall@k fell most: the period's worst run (lowest mean live
     recall@k) against the last successful run before the period (else the period's first),
     with where each query stands at the period's end."""
-    before_run = next(iter(reversed([r for r in p.previous if r.status == "ok"])), p.ok[0])
     worst = min(p.ok, key=lambda r: (r.value("recall_ratio", k=k, mode="live") or 0.0,
                                      -r.started_at.timestamp()))
+    # compared within one history: a sidecar's worst run with that sidecar's runs
+    before_run = next(iter(reversed(p.of(worst.instance, previous=True))),
+                      p.of(worst.instance)[0])
     if before_run.id == worst.id:
         return [Para("Regressions: one run only, nothing to compare.", "muted")]
     before = {q.query_id: q.data for q in store.query_results(before_run.id)}
     at_worst = {q.query_id: q.data for q in store.query_results(worst.id)}
-    last = {q.query_id: q.data for q in store.query_results(p.ok[-1].id)}
+    last = {q.query_id: q.data for q in store.query_results(p.of(worst.instance)[-1].id)}
     moved = []
     for qid, data in at_worst.items():
         if qid in before and _recall(data, k) < _recall(before[qid], k):
             moved.append((_recall(data, k) - _recall(before[qid], k), qid))
     moved.sort()
-    head = (f"Regressions: the period's lowest live recall@{k} was run {worst.id} "
+    where = f" on {worst.instance}" if len(p.instances) > 1 else ""
+    head = (f"Regressions: the period's lowest live recall@{k} was run {worst.id}{where} "
             f"({when(worst.started_at)}), against run {before_run.id} "
             f"({when(before_run.started_at)}): {len(moved)} of {len(at_worst)} queries fell.")
     if not moved:
@@ -212,18 +240,24 @@ def verdicts(p: ProbeHistory) -> tuple[list[Any], Finding | None]:
         blocks.append(Para(f"{verdict}: first on {when(first.started_at)}, last on "
                            f"{when(last.started_at)}" + (f" - {reasons}" if reasons else ""),
                            "bad"))
-    latest = str(p.ok[-1].details.get("verdict"))
+    latest = {i: runs[-1] for i in p.instances if (runs := p.of(i))}
+    faulty = {i: str(r.details["verdict"]) for i, r in latest.items()
+              if r.details.get("verdict") not in (*FINE, None)}
     faults = [r for r in p.ok if r.details.get("verdict") not in (*FINE, None)]
-    if faults and latest in FINE:
+    if faulty:
+        verdict = Counter(faulty.values()).most_common(1)[0][0]
+        first = next(r for r in p.ok if r.details.get("verdict") == verdict)
+        where = "" if len(latest) == 1 else (
+            f" on {len(faulty)} of {len(latest)} instances ({', '.join(sorted(faulty)[:3])}"
+            + (", ..." if len(faulty) > 3 else "") + ")")
+        finding = Finding(RECALL_VERDICT, f"{p.name}: recall is degraded{where}, attributed "
+                          f"to {CAUSES.get(verdict, verdict)}, since {when(first.started_at)}.",
+                          problem=True)
+    elif faults:
         cause = CAUSES.get(str(faults[0].details["verdict"]), "a fault")
         finding = Finding(CHANGE, f"{p.name}: recall was degraded by {cause} from "
                           f"{when(faults[0].started_at)} to {when(faults[-1].started_at)}, "
                           "and has recovered since.")
-    if latest not in FINE and latest != "None":
-        first = next(r for r in p.ok if r.details.get("verdict") == latest)
-        cause = CAUSES.get(latest, latest)
-        finding = Finding(RECALL_VERDICT, f"{p.name}: recall is degraded, attributed to "
-                          f"{cause}, since {when(first.started_at)}.", problem=True)
     return blocks, finding
 
 

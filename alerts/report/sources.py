@@ -49,6 +49,8 @@ class DriftPoint:
     alarm: bool
     details: dict[str, Any]
     shifts: list[Shift] = field(default_factory=list)
+    #: The sidecar whose window it was ("" for standalone replicas).
+    instance: str = ""
 
 
 def drift_points(store: Store, period: Period) -> list[DriftPoint]:
@@ -60,7 +62,7 @@ def drift_points(store: Store, period: Period) -> list[DriftPoint]:
             .order_by(DriftStatistic.window_end, DriftStatistic.id)).all()
         points = [DriftPoint(r.id, r.probe, r.source, r.method, utc(r.window_end),
                              r.statistic, r.p_value, bool(r.drifted), bool(r.alarm),
-                             dict(r.details or {})) for r in rows]
+                             dict(r.details or {}), instance=r.instance or "") for r in rows]
         clustered = [p for p in points if p.method == "clusters"]
         by_id = {p.id: p for p in clustered}
         ids = list(by_id)

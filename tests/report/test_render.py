@@ -143,3 +143,35 @@ def test_numbers_on_both_backends(tmp_path: Path, store: Store) -> None:
     assert len(r.images) >= 4  # recall, nDCG, MRR, fidelity, index count
     assert re.search(r"^docs-recall\s+recall\s+4\s+100%\s+100%", r.text, re.M)
     assert re.search(r"^canary\s+canary\s+0\s+-\s+-\s+never ran", r.text, re.M)
+
+
+def test_sidecars_are_compared_within_their_own_history(tmp_path: Path, store: Store) -> None:
+    cfg = config(tmp_path, store.safe_url)
+    pods = {pod: Store(store.engine.url.render_as_string(hide_password=False), instance=pod)
+            for pod in ("pod-a", "pod-b")}
+    previous = {}
+    try:
+        for pod, (before, now) in {"pod-a": (0.8, [0.8, 0.82]),
+                                   "pod-b": (0.9, [0.9, 0.4])}.items():
+            previous[pod] = recall_run(pods[pod], WEEK.previous().since + timedelta(days=3),
+                                       before)
+            for day, live in enumerate(now):
+                recall_run(pods[pod], WEEK.since + timedelta(days=day + 1, hours=len(pod)), live)
+        with pods["pod-b"].session() as s:  # pod-b's newest run blames its index
+            from ragmon.monitor.store.models import ProbeRun
+
+            newest = s.query(ProbeRun).filter_by(instance="pod-b").order_by(
+                ProbeRun.id.desc()).first()
+            newest.details = {**newest.details, "verdict": "index"}
+    finally:
+        for pod_store in pods.values():
+            pod_store.close()
+    r = render_report(store, cfg, WEEK, now=UNTIL)
+    text = " ".join(r.text.split())
+    assert ("DEGRADED: docs-recall: recall is degraded on 1 of 2 instances (pod-b), attributed "
+            "to the index") in text
+    assert "2 instances, lowest pod-b at 0.650" in text
+    # pod-b's worst run against pod-b's own run before the period, not pod-a's
+    assert re.search(rf"lowest live recall@10 was run \d+ on pod-b .* against run "
+                     rf"{previous['pod-b']} \(Thu 19 Nov 08:00\): 1 of 1 queries fell", text)
+    assert re.search(r"^docs-recall \(2 instances\)\s+recall\s+4\s+100%", r.text, re.M)
