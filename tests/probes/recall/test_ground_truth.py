@@ -243,3 +243,35 @@ def test_an_always_exact_engine_mode_reports_fidelity_as_not_measurable(
     report = env.runner.probes[PROBE].render(result)
     assert "fidelity: not measurable: this engine mode is always exact" in report
     assert "index fidelity not measurable" in report
+
+
+def test_a_run_past_its_budget_measures_a_subset_next_time_with_an_interval(env: Env) -> None:
+    """With exact_budget 1ms, the first run (no rate known yet) measures every query and
+    records how long that took; the next measures the slice of the rotation that fits, and
+    its fidelity carries an interval from that subset."""
+    env.probe["exact_budget"] = "1ms"
+    env.reload()
+    first, _ = env.run()
+    gt = first.details["fidelity"]["ground_truth"]
+    assert (gt["queries"], gt["rotation"], gt["seconds_per_query"]) == (65, 0, None)
+    assert gt["seconds"] > 0.001 * 0.7  # 65 queries over 2,561 x 384 take longer than that
+    second, _ = env.run()
+    assert second.status == "ok", second.error
+    gt = second.details["fidelity"]["ground_truth"]
+    if gt["skipped"] is None:  # else: the target projected past the budget (counted)
+        n = gt["queries"]
+        assert 1 <= n < 65 and gt["rotation"] == 1 and gt["slices"] == -(-65 // gt["size"])
+        measured = [row for _, _, row in second.queries if "fidelity" in row]
+        assert len(measured) == n and all("exact" in row for row in measured)
+        assert sum("exact" in row for _, _, row in second.queries) == n
+        v = values(second)
+        assert v[("ground_truth_queries", "")] == n
+        for k in (1, 10):
+            lower, mean, upper = (v[(f"index_fidelity{part}_ratio", f"k={k}")]
+                                  for part in ("_lower", "", "_upper"))
+            assert lower <= mean <= upper and upper - lower > 0
+        assert f"measured on {n} of 65 queries" in second.details["fidelity"]["note"]
+        report = env.runner.probes[PROBE].render(second)
+        assert f"from {n} of 65 queries" in report
+    else:
+        assert values(second)[("ground_truth_skipped_total", "reason=budget")] == 1
