@@ -175,3 +175,33 @@ def test_sidecars_are_compared_within_their_own_history(tmp_path: Path, store: S
     assert re.search(rf"lowest live recall@10 was run \d+ on pod-b .* against run "
                      rf"{previous['pod-b']} \(Thu 19 Nov 08:00\): 1 of 1 queries fell", text)
     assert re.search(r"^docs-recall \(2 instances\)\s+recall\s+4\s+100%", r.text, re.M)
+
+
+def test_a_changed_pipeline_and_an_edited_golden_set_are_told(tmp_path: Path,
+                                                              store: Store) -> None:
+    cfg = config(tmp_path, store.safe_url)
+    for day, (changed, cosine) in enumerate([(0, 1.0), (0, 1.0), (1, 0.93), (1, 0.93)]):
+        at = WEEK.since + timedelta(days=day + 1)
+        store.record_run(RunRecord(
+            probe="canary", kind="canary", target=None, started_at=at, finished_at=at,
+            status="ok", embedder_fingerprint="fp-old" if not changed else "fp-new",
+            details={"verdict": "changed" if changed else "unchanged", "fingerprint_diff":
+                     {"max_seq_length": [256, 128]} if changed else {}},
+            values=[("canary_changed", {"embedder": "minilm"}, changed),
+                    ("canary_cosine_min", {"embedder": "minilm"}, cosine)]))
+    recall_run(store, WEEK.since + timedelta(days=1), 0.8)
+    run = recall_run(store, WEEK.since + timedelta(days=3), 0.8)
+    with store.session() as s:  # the golden set was edited between the two runs
+        from ragmon.monitor.store.models import ProbeRun
+
+        edited = s.get(ProbeRun, run)
+        edited.golden_version = "v2"
+    r = render_report(store, cfg, WEEK, now=UNTIL)
+    text = " ".join(r.text.split())
+    assert ("canary: the embedding pipeline CHANGED, first seen Thu 26 Nov 08:00 (2 of 4 "
+            "runs): max_seq_length 256 -> 128; lowest canary cosine 0.930000.") in text
+    assert "DEGRADED: the embedding pipeline changed on Thu 26 Nov 08:00 (canary canary)." in text
+    assert "fp-old from Tue 24 Nov 08:00, fp-new from Thu 26 Nov 08:00" in text
+    assert "Golden set versions used in this period (edited during the period):" in text
+    assert re.search(r"^g\s+v1\s+-\s+Tue 24 Nov 08:00$", r.text, re.M)
+    assert re.search(r"^g\s+v2\s+-\s+Thu 26 Nov 08:00$", r.text, re.M)
