@@ -160,16 +160,20 @@ class Daemon:
 
     def schedule_probe(self, scheduler: BackgroundScheduler, name: str,
                        first_run: datetime | None = None) -> None:
-        """Add (or replace) probe ``name``'s job; without ``first_run`` it runs one interval
-        from now."""
+        """Add (or replace) probe ``name``'s job; with ``first_run``, the slot under way
+        then runs too (if no replica ran it yet), else the next slot is the first."""
         pcfg = self.config.probes[name]
-        first = {} if first_run is None else {"next_run_time": first_run}
+        grace = int(pcfg.misfire_grace or self.config.scheduler.misfire_grace)
+        # The schedule's own fire times stay on the shared slots (a first run given as its
+        # next_run_time would shift every later fire by the start's offset).
         scheduler.add_job(
             self.schedule.fire, probe_trigger(pcfg), args=[name], id=f"probe:{name}",
-            name=name, replace_existing=True,
-            misfire_grace_time=int(pcfg.misfire_grace or self.config.scheduler.misfire_grace),
-            **first,
+            name=name, replace_existing=True, misfire_grace_time=grace,
         )
+        if first_run is not None:
+            scheduler.add_job(self.schedule.fire, "date", run_date=first_run, args=[name],
+                              id=f"probe-first:{name}", name=f"{name} (first run)",
+                              replace_existing=True, misfire_grace_time=grace)
 
     def _embedder_loaded(self, name: str) -> float:
         return float(name in self.context.loaded_embedders())
