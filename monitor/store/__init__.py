@@ -185,6 +185,10 @@ class Store:
         if "readonly" in lowered or "read-only" in lowered:
             return StoreError(f"{where} is read-only ({reason}); make the file and its "
                               "folder writable, or use a writable database")
+        if "statement timeout" in lowered:
+            return StoreError(f"{where}: a statement ran past store.statement_timeout "
+                              f"({reason}); look for locks held by another client, or raise "
+                              "store.statement_timeout")
         if isinstance(exc, OperationalError):
             return StoreUnavailable(f"{where} is unreachable: {reason}; check store.url and "
                                     "that the database is running")

@@ -1,7 +1,9 @@
-"""Failover: a replica killed with SIGKILL while it holds a slot (claimed, its run not
+"""Failover. A replica killed with SIGKILL while it holds a slot (claimed, its run not
 stored) leaves the claim to run out; after the lease one of the two survivors takes the
 slot over and runs it, the run row naming the survivor; no slot runs twice, and nobody ran
-the slot while the dead replica's lease held it."""
+the slot while the dead replica's lease held it. And the store's side: a statement past
+``store.statement_timeout`` fails with what to do, and a daemon outlives a restart of its
+PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -12,11 +14,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
 
+from ragmon.monitor.errors import StoreError, StoreUnavailable
+from ragmon.monitor.http import http_get
 from ragmon.monitor.store import Store
 from ragmon.monitor.store.models import ProbeSlot
 
+from ..conftest import create_database
 from .fleet_support import (
     fleet_config,
     recall_probe,
@@ -82,3 +88,53 @@ def test_a_killed_replicas_slot_is_taken_over_after_its_lease(new_postgres_datab
     problems = slot_problems(runs, ["docs"], INTERVAL, held.slot,
                              stopped - timedelta(seconds=2 * LEASE))
     assert problems == {"duplicate": [], "missing": []}
+
+
+def test_a_statement_past_the_timeout_fails_with_what_to_do(postgres_url: str) -> None:
+    store = Store(postgres_url, statement_timeout=0.2)
+    try:
+        with pytest.raises(StoreError) as failed:
+            with store.session() as s:
+                s.execute(text("SELECT pg_sleep(2)"))
+        message = str(failed.value)
+        assert "ran past store.statement_timeout" in message and "raise" in message, message
+        assert not isinstance(failed.value, StoreUnavailable)
+        with store.session() as s:  # the connection is still good afterwards
+            assert s.execute(text("SELECT 1")).scalar_one() == 1
+    finally:
+        store.close()
+
+
+def test_a_replica_survives_a_postgresql_restart(tmp_path: Path) -> None:
+    """A `ragmon run` daemon on its own PostgreSQL server, which is restarted under it:
+    the daemon keeps running (connections are checked before use) and stores runs again
+    once the server is back, without a restart of its own."""
+    import pgserver
+    from pgserver._commands import pg_ctl
+
+    server = pgserver.get_server(tmp_path / "pg", cleanup_mode="stop")
+    try:
+        url, _ = create_database(server.get_uri())
+        vector_index(tmp_path)
+        path, port = fleet_config(tmp_path, url, "r1", {"docs": recall_probe(every="1s")},
+                                  store={"pool_size": 2, "max_overflow": 1})
+        replica = start(path, "r1", port)
+        try:
+            wait_ready([replica])
+            deadline = time.monotonic() + 60
+            while len(stored_runs(url)) < 2:
+                assert time.monotonic() < deadline, "no runs before the restart"
+                time.sleep(0.2)
+            pg_ctl(["-w", "-m", "fast", "-l", str(server.log), "restart"],
+                   pgdata=server.pgdata, user=server.system_user, timeout=60)
+            restarted = datetime.now(UTC)
+            deadline = time.monotonic() + 30
+            while not [r for r in stored_runs(url) if r.started_at > restarted]:
+                assert replica.proc.poll() is None, replica.log.read_text()[-3000:]
+                assert time.monotonic() < deadline, "no run stored after the restart"
+                time.sleep(0.2)
+            assert http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200
+        finally:
+            stop([replica])
+    finally:
+        server.cleanup()
