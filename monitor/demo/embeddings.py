@@ -9,10 +9,14 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+#: Texts per encode call when progress is reported.
+BATCH = 128
 
 
 def cache_dir() -> Path:
@@ -20,8 +24,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RAGMON_CACHE_DIR", default))
 
 
-def cached_encode(embedder: Any, texts: list[str], directory: Path | None = None) -> np.ndarray:
-    """``embedder.encode(texts)``, computed once per (texts, fingerprint) and kept on disk."""
+def cached_encode(embedder: Any, texts: list[str], directory: Path | None = None,
+                  on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """``embedder.encode(texts)``, computed once per (texts, fingerprint) and kept on disk.
+
+    With ``on_batch``, texts are encoded in batches and ``on_batch(n)`` is called after each
+    (a progress display); a cached array counts as one batch of all texts."""
     h = hashlib.sha256(embedder.fingerprint_id().encode())
     for text in texts:
         h.update(text.encode())
@@ -30,8 +38,17 @@ def cached_encode(embedder: Any, texts: list[str], directory: Path | None = None
     path = folder / f"{h.hexdigest()[:32]}.npy"
     if path.exists():
         cached: np.ndarray = np.load(path)
+        if on_batch is not None:
+            on_batch(len(texts))
         return cached
-    vectors: np.ndarray = embedder.encode(texts)
+    if on_batch is None:
+        vectors: np.ndarray = embedder.encode(texts)
+    else:
+        parts = []
+        for start in range(0, len(texts), BATCH):
+            parts.append(embedder.encode(texts[start:start + BATCH]))
+            on_batch(len(parts[-1]))
+        vectors = np.concatenate(parts) if parts else embedder.encode(texts)
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npy.tmp")
     with os.fdopen(fd, "wb") as fh:

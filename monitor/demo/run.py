@@ -1,50 +1,45 @@
-"""``ragmon demo``: ragmon's main job on its embedded default, with nothing to configure.
+"""``ragmon demo``: ragmon catching rot on its embedded default, with nothing to install.
 
-It writes a config into a data folder (SQLite store, the bundled MiniLM model, every probe
-kind this install has), prepares what those probes watch, runs each probe once with its
-readable report, then starts the daemon itself, reads its /metrics, /healthz and /readyz
-like Prometheus and a kubelet would, and stops it the way Kubernetes does (SIGTERM path).
-With ``--serve`` the daemon keeps running until Ctrl-C or SIGTERM.
+Steps: build or load the index (SQLite, a FAISS file, the bundled MiniLM, in a data folder);
+capture baselines (the canary's vectors, the recall baseline, a reference of query traffic);
+run the probes healthy and say what the numbers mean; inject each kind of rot in turn
+(:mod:`monitor.demo.rot`), run the probes after each and revert it; print what ragmon saw,
+its verdict, the alert that fired and the time to detect (:mod:`monitor.demo.table`); write
+the report of the demo period; then start the daemon itself and read its /metrics. With
+``--serve`` the daemon keeps running until Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
-import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from ragmon.monitor.demo import scenario
+from ragmon.monitor.demo import rot, scenario, table
+from ragmon.monitor.demo.checks import DemoError, preflight
+from ragmon.monitor.demo.flow import Flow
 from ragmon.monitor.http import free_port, http_get
 
 if TYPE_CHECKING:
+    from ragmon.monitor.daemon import Daemon
     from ragmon.monitor.plugins import Plugins
 
 
-def write_config(data_dir: Path, port: int, out: Any, plugins: Plugins) -> Path:
-    """The demo config: what an operator would write, generated so it matches this install."""
-    config: dict[str, Any] = {
-        "store": {"url": "sqlite:///ragmon.db"},
-        "server": {"listen": f"127.0.0.1:{port}", "shutdown_grace": "10s"},
-        "logging": {"level": "warning"},
-        "embedders": {"minilm": {"kind": "sentence-transformers", "model": "all-MiniLM-L6-v2"}},
-        "probes": {"canary": {"kind": "canary", "embedder": "minilm", "every": "1m",
-                              "timeout": "2m"}},
-    }
-    scenario.extend_config(config, data_dir, plugins)
-    scenario.prepare(config, data_dir, out)
-    path = data_dir / "ragmon.yaml"
-    path.write_text("# Written by `ragmon demo`; edit and run `ragmon run -c " + str(path)
-                    + "`.\n" + yaml.safe_dump(config, sort_keys=False))
+def write_config(data_dir: Path, port: int | None, out: Any, plugins: Plugins) -> Path:
+    """The demo's config with its files prepared (for tests and benchmarks that run the
+    daemon on the demo set-up): written once, with ``port`` in a new file."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path, _ = scenario.write_config(data_dir, plugins, port)
+    scenario.prepare(data_dir, out)
     return path
 
 
 HEADLINE = ("ragmon_probe_success", "ragmon_canary_cosine_min", "ragmon_canary_changed",
-            "ragmon_recall_ratio", "ragmon_ndcg_ratio", "ragmon_index_fidelity_ratio",
-            "ragmon_recall_verdict", "ragmon_drift_alarm", "ragmon_alerts_firing")
+            "ragmon_recall_ratio", "ragmon_index_fidelity_ratio", "ragmon_recall_verdict",
+            "ragmon_drift_alarm", "ragmon_coverage_gap_ratio", "ragmon_alerts_firing")
 
 
 def _headline(sample: str) -> bool:
@@ -55,51 +50,78 @@ def _headline(sample: str) -> bool:
     return not (name == "ragmon_recall_verdict" and sample.endswith(" 0.0"))
 
 
-def run_demo(data_dir: str | Path, plugins: Plugins, serve: bool = False,
-             out: Any = None) -> int:
-    from prometheus_client import CollectorRegistry
-
-    from ragmon.monitor.config import load_config
-    from ragmon.monitor.context import ProbeContext
-    from ragmon.monitor.daemon import Daemon
-    from ragmon.monitor.runner import Runner
+def run_demo(data_dir: str | Path, plugins: Plugins, serve: bool = False, out: Any = None,
+             only: list[str] | None = None, err: Any = None) -> int:
+    """The demo in ``data_dir``; ``only`` limits the scenarios (by key). Returns the exit code:
+    0 when every scenario was detected as expected, 1 when one was not, 2 for bad input."""
     from ragmon.monitor.store import Store
 
-    out = out or sys.stdout
+    out, err = out or sys.stdout, err or sys.stderr
     data = Path(data_dir).resolve()
-    data.mkdir(parents=True, exist_ok=True)
+    try:
+        preflight(data, plugins)
+    except DemoError as exc:
+        print(f"ragmon demo: {exc}", file=err)
+        return 2
+    if rot.recover(data):
+        print("ragmon demo: restored the healthy index an interrupted demo left changed", file=out)
+    path, written = scenario.write_config(data, plugins)
+    print(f"ragmon demo: {'wrote' if written else 'using'} config {path}"
+          + ("" if written else " (your edits are kept)"), file=out)
     port = free_port()
-    path = write_config(data, port, out, plugins)
-    print(f"ragmon demo: config {path}", file=out)
-    config = load_config(path, plugins)
+    environ = {**os.environ, "RAGMON_SERVER__LISTEN": f"127.0.0.1:{port}"}
+    scenario.prepare(data, out)
+    from ragmon.monitor.app import load_config
 
-    # 1. Each probe once, as `ragmon probe NAME --once` would print it.
+    config = load_config(path, environ, plugins)
     store = Store(config.store.url.get_secret_value())
     store.migrate()
-    context = ProbeContext(config, store, plugins)
-    failed = 0
-    runner = Runner(context, CollectorRegistry(), plugins.probes)
-    for name in config.probes:
-        result, run_id = runner.run(name)
-        failed += result.status != "ok"
-        print("\n" + runner.probes[name].render(result) + f"\n(stored as run {run_id})",
+    flow = Flow(data, path, plugins, environ, store, out)
+    started = datetime.now(UTC)
+    try:
+        outcomes = flow.run(rot.scenarios(only))
+        table.render(outcomes, out)
+        report = write_report(store, flow.session.config, started, data)
+        print(f"\nragmon demo: the report of this demo period is {report}", file=out)
+        daemon_check(flow, port, serve, out)
+    except KeyboardInterrupt:
+        flow.revert()
+        print("\nragmon demo: interrupted; the index is restored, run it again to continue",
               file=out)
+        return 130
+    finally:
+        flow.close()
+        store.close()
+    missed = [o.rot.title for o in outcomes if not o.as_expected]
+    print(f"\nragmon demo: {len(outcomes) - len(missed)} of {len(outcomes)} scenarios "
+          f"detected as expected{'; not: ' + ', '.join(missed) if missed else ''}; history in "
+          f"{data / 'ragmon.db'}", file=out)
+    return 1 if missed else 0
 
-    # 2. The daemon itself (sharing the loaded model and index): scheduled runs, the HTTP
-    # endpoints, a clean stop.
-    before = {name: len(store.runs(probe=name, limit=1000)) for name in config.probes}
-    daemon = Daemon(config, context=context)
+
+def write_report(store: Any, config: Any, since: datetime, data: Path) -> Path:
+    """The weekly report, for the demo's period, as one self-contained HTML file."""
+    from ragmon.alerts.report.model import Period
+    from ragmon.alerts.report.render import render_report
+
+    period = Period(since=since - timedelta(minutes=1), until=datetime.now(UTC)
+                    + timedelta(minutes=1))
+    rendered = render_report(store, config, period)
+    path = data / "report.html"
+    scenario.atomic_write(path, rendered.html_file.encode())
+    scenario.atomic_write(data / "report.txt", rendered.text.encode())
+    return path
+
+
+def daemon_check(flow: Flow, port: int, serve: bool, out: Any) -> None:
+    """The daemon itself on the demo data: /healthz, /readyz and /metrics as Prometheus and a
+    kubelet read them; kept running with ``serve`` until Ctrl-C or SIGTERM."""
+    from ragmon.monitor.daemon import Daemon
+
+    daemon: Daemon = Daemon(flow.session.config, context=flow.session.for_daemon())
     daemon.start()
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while http_get(base + "/healthz")[0] != 200 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        # The daemon runs every probe right after start: wait for those scheduled runs.
-        while time.monotonic() < deadline + 150 and not all(
-            len(store.runs(probe=name, limit=1000)) > before[name] for name in config.probes
-        ):
-            time.sleep(0.5)
         for endpoint in ("/healthz", "/readyz"):
             status, body = http_get(base + endpoint)
             print(f"GET {endpoint} -> {status} {body.strip()}", file=out)
@@ -110,7 +132,8 @@ def run_demo(data_dir: str | Path, plugins: Plugins, serve: bool = False,
             if _headline(line):
                 print("  " + line, file=out)
         if serve:
-            print(f"\nserving on {base} (Ctrl-C to stop)", file=out)
+            print(f"\nserving /metrics on {base}/metrics (Ctrl-C to stop)", file=out,
+                  flush=True)
             signal.signal(signal.SIGTERM, lambda *_: daemon.stop_event.set())
             while not daemon.stop_event.wait(1.0):
                 pass
@@ -118,7 +141,3 @@ def run_demo(data_dir: str | Path, plugins: Plugins, serve: bool = False,
         pass
     finally:
         daemon.shutdown()
-        store.close()
-    print(f"\nragmon demo: {'all probes ok' if not failed else f'{failed} probe(s) failed'}; "
-          f"history in {data / 'ragmon.db'}", file=out)
-    return 0 if not failed else 1
