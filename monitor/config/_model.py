@@ -60,12 +60,12 @@ class StoreConfig(Strict):
     migrate_on_start: bool = True
     """Upgrade the schema at start (under an advisory lock on PostgreSQL); when false, refuse to
     start unless the schema is at head."""
-    pool_size: int = Field(default=5, ge=1, le=100)
+    pool_size: int = Field(default=4, ge=1, le=100)
     """PostgreSQL: connections each daemon keeps open. With `max_overflow`, the most one
     daemon opens: R replicas need R x (pool_size + max_overflow) within the server's
-    `max_connections` (default 100, some kept for superusers): 10 replicas at the defaults
-    use at most 100. SQLite ignores it."""
-    max_overflow: int = Field(default=5, ge=0, le=100)
+    `max_connections` (default 100, of which 3 are kept for superusers): 10 replicas at the
+    defaults open at most 80. SQLite ignores it."""
+    max_overflow: int = Field(default=4, ge=0, le=100)
     """PostgreSQL: connections opened beyond `pool_size` under load, closed when returned."""
     pool_timeout: Duration = 30.0
     """How long a request waits for a free connection before it fails (a failed run or

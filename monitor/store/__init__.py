@@ -113,8 +113,8 @@ class StoreSize:
 class Store:
     """Access to the ragmon database. Thread-safe; one per process."""
 
-    def __init__(self, url: str, instance: str = "", *, pool_size: int = 5,
-                 max_overflow: int = 5, pool_timeout: float = 30.0,
+    def __init__(self, url: str, instance: str = "", *, pool_size: int = 4,
+                 max_overflow: int = 4, pool_timeout: float = 30.0,
                  statement_timeout: float | None = None):
         """``pool_size`` + ``max_overflow`` connections at most (PostgreSQL), waiting up to
         ``pool_timeout`` seconds for a free one; ``statement_timeout`` (seconds, PostgreSQL)

@@ -38,7 +38,7 @@ BAD_CONFIGS = [
     ("yaml syntax", "probes:\n  c: [kind: canary\n", ["{f}:3:1: YAML syntax error: expected ',' or ']', but got '<stream end>'"]),
     ("duplicate key", GOOD + "probes: {}\n", ["{f}:6:1: YAML syntax error: duplicate key 'probes'"]),
     ("unknown key", GOOD + "store: {urll: sqlite:///x.db}\n",
-     ["{f}: store.urll: unknown key; valid keys: migrate_on_start, retention, retention_at_start, retention_interval, url"]),
+     ["{f}: store.urll: unknown key; valid keys: max_overflow, migrate_on_start, pool_size, pool_timeout, retention, retention_at_start, retention_interval, statement_timeout, url"]),
     ("unknown probe key", GOOD.replace("timeout: 30s", "timeout: 30s, treshold: 0.9"),
      ["{f}: probes.canary.treshold: unknown key; valid keys: cron, embedder, every, jitter, kind, "
       "misfire_grace, norm_tolerance, texts, threshold, timeout"]),
