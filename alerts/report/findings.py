@@ -13,6 +13,8 @@ from datetime import datetime
 #: Weights, heaviest first: what a reader must hear about before anything else.
 FAILING, RECALL_VERDICT, CANARY, DRIFT_ALARM, ALERT, RECALL_DROP, DRIFT, CHANGE, STEADY = (
     90, 80, 70, 60, 50, 40, 30, 20, 10)
+#: A part of the report that could not be built: below any measured problem, above news.
+PART_FAILED = 45
 
 
 @dataclass(frozen=True)

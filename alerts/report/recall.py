@@ -179,7 +179,8 @@ def regressions(store: Store, p: ProbeHistory, k: int,
     before_run = next(iter(reversed(p.of(worst.instance, previous=True))),
                       p.of(worst.instance)[0])
     if before_run.id == worst.id:
-        return [Para("Regressions: one run only, nothing to compare.", "muted")]
+        return [Para("Regressions: the period's worst run is the first of its history; there "
+                     "is no earlier run to compare it with.", "muted")]
     before = {q.query_id: q.data for q in store.query_results(before_run.id)}
     at_worst = {q.query_id: q.data for q in store.query_results(worst.id)}
     last = {q.query_id: q.data for q in store.query_results(p.of(worst.instance)[-1].id)}

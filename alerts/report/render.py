@@ -8,14 +8,16 @@ data) and inline CSS only, which mail clients keep: no external CSS, scripts or 
 from __future__ import annotations
 
 import base64
+import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, partial
 from typing import TYPE_CHECKING
 
 from ragmon.alerts.report.blocks import Chart, Para, Section, Table
 from ragmon.alerts.report.build import ReportData, build
 from ragmon.alerts.report.drift import drift_section
-from ragmon.alerts.report.findings import Finding, headline
+from ragmon.alerts.report.findings import PART_FAILED, Finding, headline
 from ragmon.alerts.report.model import Image, Period, Rendered
 from ragmon.alerts.report.ops import (
     alerts_section,
@@ -25,6 +27,8 @@ from ragmon.alerts.report.ops import (
 )
 from ragmon.alerts.report.recall import recall_section
 from ragmon.monitor.common import iso
+
+log = logging.getLogger("ragmon.report")
 
 if TYPE_CHECKING:
     import jinja2
@@ -91,22 +95,43 @@ def compose(store: Store, data: ReportData) -> tuple[str, str, list[Section]]:
     sections: list[Section] = []
     findings: list[Finding] = []
     texts = {v.version: v.texts for v in data.golden}
+    parts: list[tuple[str, str, Callable[[], tuple[Section, list[Finding]]]]] = []
     for p in data.probes:
         if p.kind == "recall" and p.runs:
-            part = recall_section(store, p, texts)
+            parts.append((f"Recall: {p.name}", f"recall-{p.name}",
+                          partial(recall_section, store, p, texts)))
         elif p.kind == "drift" and p.runs:
-            part = drift_section(p, [d for d in data.drift if d.probe == p.name],
-                                 [d for d in data.drift_before if d.probe == p.name])
-        else:
-            continue
-        sections.append(part[0])
-        findings.extend(part[1])
-    for section, found in (canary_section(data), alerts_section(data.alerts, data.period),
-                           housekeeping_section(data, data.golden)):
+            parts.append((f"Embedding drift: {p.name}", f"drift-{p.name}", partial(
+                drift_section, p, [d for d in data.drift if d.probe == p.name],
+                [d for d in data.drift_before if d.probe == p.name])))
+    parts += [("Canary: the embedding pipeline", "canary", partial(canary_section, data)),
+              ("Alerts", "alerts", partial(alerts_section, data.alerts, data.period)),
+              ("Housekeeping", "housekeeping", partial(housekeeping_section, data,
+                                                       data.golden))]
+    for title, slug, make in parts:
+        section, found = _guarded(title, slug, make)
         sections.append(section)
         findings.extend(found)
     status, sentence = headline(findings)
     return status, sentence, sections
+
+
+def _guarded(title: str, slug: str, make: Callable[[], tuple[Section, list[Finding]]]
+             ) -> tuple[Section, list[Finding]]:
+    """One part of the report; a part that fails (history written by another version, a
+    bug) says so in its place and in the headline, and the other parts still stand."""
+    try:
+        return make()
+    except Exception as exc:  # noqa: BLE001 - one part must never fail the whole report
+        log.exception("report part %r could not be built", title)
+        reason = f"{type(exc).__name__}: {_one_line(str(exc))[:200]}"
+        what = title.split(": ", 1)
+        subject = f"the {what[0].lower()} part of {what[1]}" if len(what) == 2 else \
+            f"the {title.lower()} part"
+        return (Section(title, slug=slug).add(Para(
+            f"This part could not be built from the stored history ({reason}); the rest of "
+            "the report stands.", "bad")),
+            [Finding(PART_FAILED, f"{subject} could not be built.", problem=True)])
 
 
 def _empty(data: ReportData) -> Section:

@@ -205,3 +205,23 @@ def test_a_changed_pipeline_and_an_edited_golden_set_are_told(tmp_path: Path,
     assert "Golden set versions used in this period (edited during the period):" in text
     assert re.search(r"^g\s+v1\s+-\s+Tue 24 Nov 08:00$", r.text, re.M)
     assert re.search(r"^g\s+v2\s+-\s+Thu 26 Nov 08:00$", r.text, re.M)
+
+
+def test_a_part_that_cannot_be_built_is_said_and_the_rest_stands(tmp_path: Path,
+                                                                 store: Store) -> None:
+    cfg = config(tmp_path, store.safe_url)
+    recall_run(store, WEEK.since + timedelta(days=1), 0.8)
+    run = recall_run(store, WEEK.since + timedelta(days=2), 0.7)
+    with store.session() as s:  # details written by another version, unreadable here
+        from ragmon.monitor.store.models import ProbeRun
+
+        odd = s.get(ProbeRun, run)
+        odd.details = {**odd.details, "verdict_k": "ten"}
+    r = render_report(store, cfg, WEEK, now=UNTIL)
+    text = " ".join(r.text.split())
+    assert ("== Recall: docs-recall == This part could not be built from the stored history "
+            "(ValueError: invalid literal for int() with base 10: 'ten'); the rest of the "
+            "report stands.") in text
+    assert "== Housekeeping ==" in text and "== Alerts ==" in text
+    assert r.status == "degraded"
+    assert "DEGRADED: the recall part of docs-recall could not be built." in text
