@@ -161,9 +161,12 @@ def exact_all(
     except GroundTruthBudgetExceeded as exc:
         gt.skipped, gt.error = "budget", str(exc)
         gt.seconds = time.perf_counter() - start
-        if exc.scanned and exc.total:
-            gt.projected = max(exc.elapsed * exc.total / exc.scanned, budget)
-        elif exc.queries:
+        if exc.scanned and exc.total and exc.queries:
+            # ``scanned`` of ``total`` vectors for ``queries`` of the asked queries (a
+            # per-query engine mode stops after some queries, a streaming pass mid-index)
+            whole = exc.elapsed * exc.total / exc.scanned * gt.asked / exc.queries
+            gt.projected = max(whole, budget)
+        elif gt.asked:
             gt.projected = max(budget, gt.seconds)
         return gt
     except TargetError as exc:  # a timeout or refusal of the exact side alone

@@ -174,22 +174,30 @@ def _padded_pg_docs(url: str, ids: list[str], vectors: np.ndarray, rows: int) ->
 
 
 def test_ground_truth_that_fails_keeps_the_live_measurement(env: Env, postgres_url: str) -> None:
-    """An exact search past the target's timeout (a sequential scan of 400,000 rows against
-    a 50 ms statement timeout) used to fail the run with "did not answer" and lose the live
-    results: the run is now ok, with live metrics equal to a run whose ground truth worked,
-    fidelity not measured, and the skip counted."""
+    """pgvector's own exact mode (a sequential scan of 400,000 rows per query) past a 1 ms
+    exact_budget is a `budget` skip; past the target's 50 ms statement timeout it used to
+    fail the run with "did not answer" and lose the live results. Either way the run is now
+    ok, with live metrics equal to a run whose ground truth worked, no fidelity, and the
+    skip counted by reason."""
     url = _padded_pg_docs(postgres_url, env.ids, env.vectors, 400_000)
     env.target = {"kind": "pgvector", "url": url, "table": "docs", "embedder": "minilm",
-                  "ef_search": 40}
-    env.probe["sample_size"] = 0  # a sample of rows would draw the vector-less ones
+                  "ef_search": 40, "exact_mode": "engine"}
+    env.probe.update(sample_size=0,  # a sample of rows would draw the vector-less ones
+                     exact_budget="1ms")
+    env.reload()
+    over, _ = env.run()  # no rate known yet: all 65 queries are tried
+    env.probe.pop("exact_budget")
     env.reload()
     healthy, _ = env.run()
     assert healthy.status == "ok", healthy.error
     assert values(healthy)[("ground_truth_queries", "")] == 65
+    gt = over.details["fidelity"]["ground_truth"]
+    assert gt["skipped"] == "budget" and gt["asked"] == 65 and gt["projected"] > 0.001
+    assert over.details["fidelity"]["note"].startswith(
+        "fidelity not measured this run (budget): target 'docs': exact search of ")
     env.target["timeout"] = "50ms"
     env.reload()
-    for run in (1, 2):
-        result, run_id = env.run()
+    for result, budget, error in ((over, 1, 0), (env.run()[0], 1, 1), (env.run()[0], 1, 2)):
         assert result.status == "ok", result.error
         v = values(result)
         live = {key: value for key, value in v.items() if "mode=live" in key[1]}
@@ -197,14 +205,14 @@ def test_ground_truth_that_fails_keeps_the_live_measurement(env: Env, postgres_u
                                  if "mode=live" in key[1]}
         assert not any("fidelity" in name or "mode=exact" in labels for name, labels in v)
         assert v[("ground_truth_queries", "")] == 0
-        assert v[("ground_truth_skipped_total", "reason=error")] == run
-        assert v[("ground_truth_skipped_total", "reason=budget")] == 0
-        note = result.details["fidelity"]["note"]
-        assert note.startswith("fidelity not measured this run (error): target 'docs'"), note
-        assert "did not answer" in note and run_id is not None
+        assert v[("ground_truth_skipped_total", "reason=budget")] == budget
+        assert v[("ground_truth_skipped_total", "reason=error")] == error
         assert all(row["live"]["ids"] and "exact" not in row for _, _, row in result.queries)
-        report = env.runner.probes[PROBE].render(result)
-        assert "  fidelity: fidelity not measured this run (error)" in report
+    note = result.details["fidelity"]["note"]
+    assert note.startswith("fidelity not measured this run (error): target 'docs'"), note
+    assert "did not answer" in note
+    report = env.runner.probes[PROBE].render(result)
+    assert "  fidelity: fidelity not measured this run (error)" in report
 
 
 def test_an_always_exact_engine_mode_reports_fidelity_as_not_measurable(
