@@ -134,8 +134,9 @@ class Daemon:
         if self._reload_requested:  # SIGHUP while starting
             self.reloader.request()
         self.http.start()
-        log.info("ragmon started: %d probes, store %s, listening on %s:%d",
-                 len(cfg.probes), self.store.safe_url, cfg.server.host, self.http.port)
+        log.info("ragmon started: %d probes, store %s, listening on %s:%d%s",
+                 len(cfg.probes), self.store.safe_url, cfg.server.host, self.http.port,
+                 f", sidecar instance {self.store.instance!r}" if self.store.instance else "")
 
     def _build_scheduler(self) -> BackgroundScheduler:
         cfg = self.config
@@ -167,7 +168,7 @@ class Daemon:
         # The schedule's own fire times stay on the shared slots (a first run given as its
         # next_run_time would shift every later fire by the start's offset).
         scheduler.add_job(
-            self.schedule.fire, probe_trigger(pcfg), args=[name], id=f"probe:{name}",
+            self.schedule.fire, probe_trigger(pcfg, name), args=[name], id=f"probe:{name}",
             name=name, replace_existing=True, misfire_grace_time=grace,
         )
         if first_run is not None:

@@ -191,7 +191,8 @@ def test_sidecars_keep_verdicts_baselines_and_alerts_per_instance(
         assert payloads["RecallLow"]["labels"]["ragmon_instance"] == DEGRADED
         assert payloads["RecallLowPods"]["value"] == 1.0
         assert payloads["RecallLowPods"]["annotations"]["summary"] == (
-            "RecallLowPods: 1 of 3 instances of probe docs-recall match recall_ratio (pod-c)")
+            "RecallLowPods: 1 of 3 instances of probe docs-recall match "
+            "recall_ratio{k=5,mode=live} (pod-c)")
 
         # /metrics: each sidecar exports its own instance only.
         for pod in PODS:
@@ -208,3 +209,5 @@ def test_sidecars_keep_verdicts_baselines_and_alerts_per_instance(
         for _, log in procs.values():
             log.close()
     assert codes == {pod: 0 for pod in PODS}
+    for pod in PODS:  # pod-b's name came from $POD_NAME
+        assert f"sidecar instance {pod!r}" in (tmp_path / pod / "daemon.log").read_text()
