@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 from alert_support import T0, alerts_config, minutes, recall_run
+from prometheus_client import CollectorRegistry
 from sqlalchemy import select, update
 
 from ragmon.alerts.engine import AlertEngine
 from ragmon.alerts.grouped import GROUP
+from ragmon.alerts.metrics import AlertStats, alert_metrics_collector
 from ragmon.alerts.tables import AlertNotification, AlertState
 from ragmon.monitor.store import RunRecord, Store
 
@@ -120,3 +122,19 @@ def test_an_instance_gone_quiet_stops_counting(pods: dict[str, Store]) -> None:
     (row,) = rows(pods["pod-0"])
     assert row.details["instances"]["instances"] == ["pod-1"]
     assert row.state == "resolved"
+
+
+def test_each_sidecar_counts_its_own_alerts(pods: dict[str, Store]) -> None:
+    """``ragmon_alerts_firing`` of a sidecar: its own alerts and the ones across instances."""
+    rules = {"RecallLow": LOW, "RecallLowPods": {**LOW, "group_instances": True}}
+    eng = engines(pods, rules)
+    run(pods["pod-0"], eng["pod-0"], recall_run(0.25, T0))
+    config = alerts_config({"sinks": HOOK, "rules": rules})
+    firing = {}
+    for pod in ("pod-0", "pod-1"):
+        registry = CollectorRegistry()
+        registry.register(alert_metrics_collector(pods[pod], AlertStats(), config))
+        firing[pod] = {rule: registry.get_sample_value(
+            "ragmon_alerts_firing", {"rule": rule, "severity": "critical"}) for rule in rules}
+    assert firing == {"pod-0": {"RecallLow": 1.0, "RecallLowPods": 1.0},
+                      "pod-1": {"RecallLow": 0.0, "RecallLowPods": 1.0}}
