@@ -1,8 +1,10 @@
 """The shared schedule: replicas on one store run each probe's slots once between them.
 
 A slot is one fire time of a probe's schedule, computed the same way on every replica:
-interval schedules count from one fixed anchor (2000-01-01 UTC), so every replica's
-``every: 30s`` fires at the same instants; cron schedules are the same everywhere already.
+interval schedules count from one fixed anchor (2000-01-01 UTC) shifted by a phase that
+depends only on the probe's name (a hash, less than one interval), so every replica's
+``every: 30s`` of a probe fires at the same instants while 200 probes of one interval do
+not all fire at the same second; cron schedules are the same everywhere already.
 At each fire, every replica waits a moment and tries to claim the slot
 (``ragmon.monitor.store.claims``): the first INSERT wins and runs it after the probe's own
 ``jitter``; the others count a skip
@@ -28,6 +30,7 @@ import math
 import random
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -49,21 +52,29 @@ CLAIM_SPREAD = 0.5
 SKIP_REASONS = ("claimed_elsewhere", "store_unavailable", "stopping")
 
 
-def probe_trigger(cfg: ProbeConfig) -> IntervalTrigger | CronTrigger:
-    """The probe's schedule in UTC, the same instants on every replica. Its ``jitter`` is
-    not in the trigger: the replica that claims a slot waits it before running."""
+def phase(name: str, interval: float) -> timedelta:
+    """Where in each interval probe ``name``'s slots fall: the same on every replica."""
+    millis = max(1, int(interval * 1000))
+    return timedelta(milliseconds=zlib.crc32(name.encode()) % millis)
+
+
+def probe_trigger(cfg: ProbeConfig, name: str = "") -> IntervalTrigger | CronTrigger:
+    """Probe ``name``'s schedule in UTC, the same instants on every replica. Its ``jitter``
+    is not in the trigger: the replica that claims a slot waits it before running."""
     if cfg.cron is not None:
         return CronTrigger.from_crontab(cfg.cron, timezone="UTC")
-    return IntervalTrigger(seconds=cfg.interval, start_date=ANCHOR, timezone="UTC")
+    return IntervalTrigger(seconds=cfg.interval, start_date=ANCHOR + phase(name, cfg.interval),
+                           timezone="UTC")
 
 
 def slot_at(trigger: IntervalTrigger | CronTrigger, now: datetime) -> datetime:
     """The trigger's latest fire time at or before ``now``: the slot a fire at ``now``
     (or a little after it) belongs to."""
     if isinstance(trigger, IntervalTrigger):
-        step = trigger.interval_length
-        count = math.floor(round((now - ANCHOR).total_seconds() / step, 6))
-        return ANCHOR + timedelta(seconds=count * step)
+        step, start = trigger.interval_length, trigger.start_date
+        count = math.floor(round((now - start).total_seconds() / step, 6))
+        anchored: datetime = start + timedelta(seconds=count * step)
+        return anchored.astimezone(UTC)
     lookback = 60.0
     while True:
         fire = trigger.get_next_fire_time(None, now - timedelta(seconds=lookback))
@@ -121,7 +132,7 @@ class SharedSchedule:
         then a slot a dead replica left, if any."""
         cfg = self.config.probes[name]
         now = datetime.now(UTC)
-        slot = slot_at(probe_trigger(cfg), now)
+        slot = slot_at(probe_trigger(cfg, name), now)
         spread = min(CLAIM_SPREAD, cfg.interval / 10)
         if self.stop.wait(spread * (random.uniform(0, 0.5) + 0.5 * self.win_rate)):
             self.skipped.labels(name, "stopping").inc()
@@ -195,4 +206,4 @@ class SharedSchedule:
             pass  # claimed is what matters: the period is not run again
 
 
-__all__ = ["ANCHOR", "SharedSchedule", "probe_trigger", "slot_at"]
+__all__ = ["ANCHOR", "SharedSchedule", "phase", "probe_trigger", "slot_at"]

@@ -29,6 +29,7 @@ from ragmon.monitor.http import free_port
 from ragmon.monitor.http import http_get as get
 from ragmon.monitor.plugins import Plugins, probe_spec
 from ragmon.monitor.probe import Deadline, MetricSpec, Probe, ProbeResult
+from ragmon.monitor.slots import phase
 from ragmon.monitor.store import Store
 
 
@@ -126,9 +127,10 @@ def test_jobs_have_stable_ids_utc_coalesce_and_grace(tmp_path: Path, sleep_kind:
     assert (a.coalesce, a.max_instances, a.misfire_grace_time) == (True, 1, 120)
     assert (b.coalesce, b.max_instances, b.misfire_grace_time) == (True, 1, 300)
     # The jitter is waited after the slot is claimed, so every replica's trigger fires at
-    # the same instants: interval slots count from one anchor.
+    # the same instants: interval slots count from one anchor, shifted by the probe's phase.
     assert a.trigger.jitter is None and str(a.trigger.timezone) == "UTC"
-    assert a.trigger.start_date == datetime(2000, 1, 1, tzinfo=UTC)
+    assert a.trigger.start_date == datetime(2000, 1, 1, tzinfo=UTC) + phase("a", 3600)
+    assert phase("a", 3600) != phase("b", 3600)
     assert daemon.schedule.lease(daemon.config.probes["a"]) == 10 + 60 + 30
     assert str(b.trigger.timezone) == "UTC"
     assert b.trigger.jitter is None
