@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from ragmon.monitor.daemon import Daemon
 
 log = logging.getLogger("ragmon.reload")
+#: Seconds a changed file must stay unchanged before it is reloaded.
+SETTLE = 0.5
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,12 @@ class ConfigReloader:
             if watch or requested else self._seen
         if not requested and seen == self._seen:
             return None
+        if not requested:
+            # A file written in place (not swapped like a ConfigMap) may be caught half
+            # written: reload once it reads the same twice in a row.
+            time.sleep(min(SETTLE, self.poll))
+            if self._stamper.digests(watched_files(self.daemon.config)) != seen:
+                return None
         changed = [p for (p, d), (q, e) in zip(seen, self._seen, strict=False) if d != e or p != q]
         self._seen = seen  # a refused config is not retried until a file changes again
         reason = "SIGHUP" if requested else "changed: " + ", ".join(changed or ["watched files"])

@@ -116,7 +116,8 @@ def apply_config(daemon: Daemon, new: RootConfig) -> tuple[set[threading.Thread]
     daemon.collector.config = new
     if daemon.store is not None and daemon.plugins.retention is not None:
         daemon.store.retention_parts = list(daemon.plugins.retention(new))
-    logging.getLogger().setLevel(new.logging.level.upper())
+    if new.logging.level != old.logging.level:
+        logging.getLogger().setLevel(new.logging.level.upper())
     _reschedule(daemon, old, new)
     _embedder_gauges(daemon, old, new)
     _reload_extensions(daemon)
@@ -127,10 +128,11 @@ def _reschedule(daemon: Daemon, old: RootConfig, new: RootConfig) -> None:
     scheduler = daemon.scheduler
     assert scheduler is not None
     for name in set(old.probes) - set(new.probes):
-        try:
-            scheduler.remove_job(f"probe:{name}")
-        except JobLookupError:
-            pass
+        for job_id in (f"probe:{name}", f"probe-first:{name}"):
+            try:
+                scheduler.remove_job(job_id)
+            except JobLookupError:
+                pass
     soon = datetime.now(UTC) + timedelta(seconds=1)
     for i, name in enumerate(sorted(new.probes)):
         if name not in old.probes:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,6 @@ GOLDEN = '{"id": "q1", "query": "how do I sort a list", "relevant": ["doc-1"]}\n
 
 @pytest.fixture
 def plugins() -> Plugins:
-    SleepProbe.started.clear()
     return default_plugins().with_probe_kind(probe_spec(SleepProbe))
 
 
@@ -201,16 +201,26 @@ def test_a_reload_during_a_run_lets_the_run_finish_on_its_config(
     path.write_text(yaml.safe_dump(config_dict(
         tmp_path, port, {"slow": sleeper("1h", seconds=2.0)})))
     daemon = started(path)
-    assert SleepProbe.started.wait(10)
+    wait_for(lambda: daemon.runner.live_threads(), 10, "the first run to start")
+    reloaded_at = datetime.now(UTC)  # the watcher may apply the file before reload() does
     path.write_text(yaml.safe_dump(config_dict(
         tmp_path, port, {"slow": sleeper("1s", seconds=0.0)})))
     assert daemon.reloader is not None and daemon.reloader.reload("test")
-    wait_for(lambda: len(runs(daemon, "slow")) >= 2, 20, "the run in flight and a new one")
     assert daemon.store is not None
-    first, *later = sorted(runs(daemon, "slow"), key=lambda r: r.started_at)
-    assert first.status == "ok"
-    assert [v.value for v in daemon.store.run_values(first.id)] == [2.0]
-    assert [v.value for v in daemon.store.run_values(later[0].id)] == [0.0]
+    store = daemon.store
+
+    def by_value() -> dict[float, list[Any]]:
+        found: dict[float, list[Any]] = {}
+        for run in runs(daemon, "slow"):
+            for value in store.run_values(run.id):
+                found.setdefault(value.value, []).append(run)
+        return found
+
+    wait_for(lambda: 2.0 in by_value() and 0.0 in by_value(), 20,
+             "the run in flight and one on the new config")
+    [old] = by_value()[2.0]
+    assert old.status == "ok" and old.started_at < reloaded_at < old.finished_at
+    assert all(r.started_at > reloaded_at for r in by_value()[0.0])
 
 
 def test_restart_only_settings_keep_their_value_and_a_model_stays_loaded(
@@ -230,10 +240,12 @@ def test_restart_only_settings_keep_their_value_and_a_model_stays_loaded(
     changed["logging"] = {"level": "debug"}
     path.write_text(yaml.safe_dump(changed))
     caplog.set_level(logging.WARNING, logger="ragmon.reload")
+    root_level = logging.getLogger().level
     assert daemon.reloader is not None and daemon.reloader.reload("test")
     assert daemon.config.server.listen == f"127.0.0.1:{port}"
     assert "ragmon.db" in daemon.config.store.url.get_secret_value()
     assert logging.getLogger().level == logging.DEBUG
+    logging.getLogger().setLevel(root_level)
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "server changed; it needs a restart" in text
     assert "store changed; it needs a restart" in text
@@ -275,7 +287,7 @@ def test_sighup_reloads_a_running_process_and_sigterm_during_a_reload_exits_0(
             proc.kill()
         output = proc.communicate(timeout=20)[0]
     assert "config reloaded: 1 probes" in output
-    assert "Traceback" not in output
+    assert "Traceback" not in output, output
 
 
 def test_alert_rules_follow_a_reload(tmp_path: Path, started: Any) -> None:
@@ -392,7 +404,7 @@ def test_a_replaced_target_is_closed_only_after_the_runs_in_flight(
     daemon = started(path)
     old = daemon.context.target("t")
     assert old.count() == 10 and old._loaded is not None  # type: ignore[attr-defined]
-    assert SleepProbe.started.wait(10)
+    wait_for(lambda: daemon.runner.live_threads(), 10, "the first run to start")
     write(0.0, "20s")
     assert daemon.reloader is not None and daemon.reloader.reload("test")
     assert daemon.context.target("t") is not old
@@ -421,3 +433,23 @@ def test_a_rotated_secret_file_is_a_reload_and_never_logged(
     assert "second-secret" in url.get_secret_value()
     assert "secrets/db-url" in caplog.text
     assert "second-secret" not in caplog.text and "first-secret" not in caplog.text
+
+
+def test_a_file_caught_half_written_is_not_applied(tmp_path: Path, started: Any) -> None:
+    """Written in place, a file is empty for a moment, which is a valid config without any
+    probe: the watcher applies a file only once it reads the same twice in a row."""
+    port = free_port()
+    path = tmp_path / "ragmon.yaml"
+    text = yaml.safe_dump(config_dict(tmp_path, port, {"a": sleeper("1h")}))
+    path.write_text(text)
+    daemon = started(path)
+    for _ in range(3):
+        path.write_text("")
+        time.sleep(0.15)  # shorter than the settling time at this poll (0.2 s)
+        path.write_text(text.replace("1h", "2h"))
+        wait_for(lambda: daemon.config.probes["a"].every == 7200, 10, "the whole file")
+        path.write_text("")
+        time.sleep(0.15)
+        path.write_text(text)
+        wait_for(lambda: daemon.config.probes["a"].every == 3600, 10, "the whole file")
+    assert sample(daemon, "ragmon_config_reload_total") == 6
