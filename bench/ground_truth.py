@@ -10,8 +10,8 @@ Cached under ``.cache/bench/ground_truth/`` (git-ignored).
 
 **faiss**: an ``IVF1024,PQ48`` index (inner product) over the vectors. The streamed
 ground truth is ``FaissTarget.exact_search`` (decoding each inverted list, 64 MiB blocks)
-in a fresh process, whose peak RSS (``ru_maxrss``) is compared with its RSS after loading
-the index. The floor is what no streaming can beat: one ``faiss.knn`` over the decoded
+in a fresh process, whose peak RSS (``VmHWM``) is compared with its RSS after loading the
+index. The floor is what no streaming can beat: one ``faiss.knn`` over the decoded
 vectors already held in memory (decoding not timed). Ratio = streamed / floor, both in
 this run, both with FAISS's threads (2 here).
 
@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -74,13 +73,12 @@ def data(n: int = N) -> tuple[np.ndarray, np.ndarray]:
     return np.load(vectors, mmap_mode="r")[:n], np.load(queries)
 
 
-def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def vm_rss_mib() -> float:
+def status_mib(field: str) -> float:
+    """``VmRSS`` (resident now) or ``VmHWM`` (its peak) of this process, in MiB. Not
+    ``ru_maxrss``: that one keeps the parent's resident size at fork across the exec, and
+    the parent holds the decoded vectors of the floor."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -114,13 +112,13 @@ def streamed_child(index: str, queries: str, block: int) -> None:
     target = spec.factory("bench", config)
     q = np.load(queries)
     target.count()  # loads the index
-    loaded_rss, loaded_peak = vm_rss_mib(), rss_mib()
+    loaded_rss, loaded_peak = status_mib("VmRSS"), status_mib("VmHWM")
     start = time.perf_counter()
     result = target.exact_search(q, K)
     seconds = time.perf_counter() - start
     print(json.dumps({"seconds": seconds, "scanned": result.scanned, "mode": result.exact_mode,
                       "loaded_rss_mib": loaded_rss, "loaded_peak_mib": loaded_peak,
-                      "peak_mib": rss_mib(), "ids": result.ids[:50]}))
+                      "peak_mib": status_mib("VmHWM"), "ids": result.ids[:50]}))
 
 
 def bench_faiss(args: argparse.Namespace) -> list[str]:
@@ -161,7 +159,7 @@ def bench_faiss(args: argparse.Namespace) -> list[str]:
         f"ratio streamed / floor: {streamed['seconds'] / floor:.2f}x (goal <= 1.5x)",
         f"seconds per million vectors per 1,000 queries: {per:.2f}",
         f"top-{K} agreement with the floor (first 50 queries): {agree:.4f}",
-        f"peak RSS: {streamed['peak_mib']:,.0f} MiB; after loading the index "
+        f"peak RSS (VmHWM): {streamed['peak_mib']:,.0f} MiB; after loading the index "
         f"{streamed['loaded_rss_mib']:,.0f} MiB (index file {path.stat().st_size / 2**20:,.0f}"
         f" MiB); grown by the pass: {grown:,.0f} MiB for a {block_mib:.0f} MiB block "
         f"(goal: within one block plus the index)",
@@ -269,10 +267,42 @@ def bench_costs(args: argparse.Namespace) -> list[str]:
         engine.close()
         stream.close()
     n = len(vectors)
+    copy_s, cursor_s = read_paths(url, table, n)
     return [f"## pgvector cost inputs on {n:,} rows",
             f"engine scan per query: {scan:.3f} s = {scan / n:.2e} s per row",
             f"stream (1 query): {read:.3f} s = {read / n:.2e} s per row read",
+            f"reading every vector: binary COPY parsed by ragmon {copy_s:.2f} s; server-side "
+            f"cursor, binary, pgvector's loader, fetchmany(2000) {cursor_s:.2f} s "
+            f"({cursor_s / copy_s:.1f}x the COPY)",
             f"in use: {_pgstream.COSTS}"]
+
+
+def read_paths(url: str, table: str, n: int) -> tuple[float, float]:
+    """Seconds to read every (id, vector) by binary COPY and by a server-side cursor."""
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    from ragmon.monitor.targets._pgstream import copy_blocks
+
+    with psycopg.connect(url) as conn:
+        register_vector(conn)
+        start = time.perf_counter()
+        with conn.cursor() as cur, cur.copy(f"COPY (SELECT id::text, embedding FROM {table}) "
+                                            "TO STDOUT (FORMAT BINARY)") as copy:
+            got = sum(len(ids) for ids, _ in copy_blocks(copy, DIM, 43_690))
+        copy_s = time.perf_counter() - start
+        start = time.perf_counter()
+        with conn.cursor(name="vectors", binary=True) as cur:
+            cur.execute(f"SELECT id::text, embedding FROM {table}")
+            rows = 0
+            while batch := cur.fetchmany(2000):
+                ids = [r[0] for r in batch]
+                np.vstack([r[1].to_numpy() if hasattr(r[1], "to_numpy") else r[1]
+                           for r in batch])
+                rows += len(ids)
+        cursor_s = time.perf_counter() - start
+    assert got == rows == n, (got, rows, n)
+    return copy_s, cursor_s
 
 
 def main() -> None:

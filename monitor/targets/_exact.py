@@ -168,8 +168,10 @@ def stream_exact(
     are FAISS's (see ``ExactTopK``), or the engine's after ``scale``."""
     clock = Budget(target, budget, total=total, queries=len(queries))
     top = ExactTopK(queries, k, metric)
-    for ids, vectors in blocks:
-        top.add(ids, vectors)
+    source = iter(blocks)
+    while (block := next(source, None)) is not None:
+        top.add(*block)
+        del block  # not held while the next block is read: memory is one block
         clock.check(top.scanned)
     ids_out, scores = top.result()
     per_query = clock.elapsed() / max(len(queries), 1)
