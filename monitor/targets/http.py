@@ -23,6 +23,7 @@ from pydantic import Field, field_validator
 
 from ragmon.monitor.config import Secret, Strict, TargetConfig
 from ragmon.monitor.errors import TargetError, TargetResponseError, TargetUnavailable
+from ragmon.monitor.targets._exact import Budget
 from ragmon.monitor.targets._helpers import check_k, engine_errors, timed_per_query
 from ragmon.monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
 
@@ -119,10 +120,12 @@ class HttpTarget(VectorTarget):
         if self.config.exact_url is None:
             raise TargetError(self.name, "has no exact search: set exact_url to an endpoint "
                               "that answers with the true top-k")
-        return self._run(self.config.exact_url, vectors, k, filter, texts, exact=True)
+        return self._run(self.config.exact_url, vectors, k, filter, texts, exact=True,
+                         budget=budget)
 
     def _run(self, url: str, vectors: np.ndarray, k: int, filter: dict[str, Any] | None,
-             texts: Sequence[str] | None, exact: bool) -> SearchResult:
+             texts: Sequence[str] | None, exact: bool,
+             budget: float | None = None) -> SearchResult:
         k = check_k(self.name, k)
         if filter and self.config.request.filter is None:
             raise TargetError(self.name, "cannot filter: set request.filter to where the "
@@ -130,8 +133,14 @@ class HttpTarget(VectorTarget):
         inputs = self._inputs(vectors, texts)
         endpoint = _public(url)
 
+        # the endpoint's index size is unknown: the budget counts queries (one "vector" each)
+        clock, done = Budget(self.name, budget, total=1, queries=len(inputs)), [0]
+
         def one(query: Any) -> tuple[list[str], list[float]]:
-            return self._post(url, endpoint, self._body(query, k, filter))
+            answer = self._post(url, endpoint, self._body(query, k, filter))
+            done[0] += 1
+            clock.check(1, queries=done[0])
+            return answer
 
         ids, scores, latencies = timed_per_query(inputs, one)
         return SearchResult(ids, scores, latencies, exact=exact,

@@ -293,3 +293,19 @@ def test_qdrant_local_mode_is_always_exact_and_says_hnsw_ef_has_no_effect(
     issues = target_issues(load_config(config, default_plugins()))
     assert [(i.path, i.warning) for i in issues] == [("targets.q.hnsw_ef", True)]
     assert "no effect in Qdrant local mode" in str(issues[0])
+
+
+def test_an_http_exact_endpoint_keeps_to_a_budget_per_query(build: Build,
+                                                            search_service: Any,
+                                                            data: Any) -> None:
+    from tests.targets.conftest import http_raw
+
+    target = build("app", http_raw(search_service.url + "/search",
+                                   exact_url=search_service.url + "/exact"))
+    try:
+        with pytest.raises(GroundTruthBudgetExceeded) as caught:
+            target.exact_search(data.queries[:5], K, budget=1e-9)
+        assert caught.value.queries == 1  # stopped after the first answer
+        assert target.exact_search(data.queries[:5], K, budget=60.0).exact_mode == "engine"
+    finally:
+        target.close()
