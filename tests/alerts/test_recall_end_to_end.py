@@ -41,7 +41,8 @@ def write_config(tmp_path: Path, receiver: Receiver) -> Path:
                              "metric": "cosine", "embedder": "minilm"}},
         "golden_sets": {"questions": {"path": "golden.jsonl"}},
         "probes": {"docs-recall": {"kind": "recall", "target": "docs",
-                                   "golden_set": "questions", "every": "1h", "timeout": "5m"}},
+                                   "golden_set": "questions", "documents": {"separator": "#"},
+                                   "every": "1h", "timeout": "5m"}},
         "alerts": {
             "delivery": {"poll": "100ms", "backoff": "100ms"},
             "sinks": {"hook": {"kind": "webhook", "url": receiver.url}},

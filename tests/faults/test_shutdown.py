@@ -38,7 +38,7 @@ from ragmon.monitor.demo import scenario
 from ragmon.monitor.store import Store
 from ragmon.monitor.store.models import ProbeRun, QueryResult
 
-REPEAT = 6  # the demo's 52 questions, 6 times: a recall run embeds and searches 312
+GOLDEN_SIZE = 312  # the demo's questions, repeated: a recall run embeds and searches 312
 TRIALS_PER_BACKEND = 16
 
 
@@ -51,9 +51,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory, minilm: Any) -> Path:
                  (files("ragmon.monitor.demo") / "golden.jsonl").read_text().splitlines()
                  if line.strip()]
     with open(path / "golden.jsonl", "w") as fh:
-        for r in range(REPEAT):
-            for q in questions:
-                fh.write(json.dumps({**q, "id": f"{q['id']}-{r}"}) + "\n")
+        for i in range(GOLDEN_SIZE):
+            q = questions[i % len(questions)]
+            fh.write(json.dumps({**q, "id": f"{q['id']}-{i // len(questions)}"}) + "\n")
     return path
 
 
@@ -68,7 +68,8 @@ def config(workdir: Path, store_url: str, hook_port: int) -> Path:
                              "embedder": "minilm"}},
         "golden_sets": {"questions": {"path": str(workdir / "golden.jsonl")}},
         "probes": {"docs-recall": {"kind": "recall", "target": "docs",
-                                   "golden_set": "questions", "every": "2s", "jitter": "0s",
+                                   "golden_set": "questions", "documents": {"separator": "#"},
+                                   "every": "2s", "jitter": "0s",
                                    "timeout": "2m"}},
         "alerts": {
             "delivery": {"poll": "200ms", "backoff": "200ms", "timeout": "2s"},
@@ -171,7 +172,7 @@ def test_sigterm_at_random_moments_exits_0_and_stores_no_partial_run(
     # and after (later runs, alert delivery)
     before = sum(t["runs_before_signal"] == 0 for t in trials)
     assert 0 < before < len(trials), [t["runs_before_signal"] for t in trials]
-    golden_size = 52 * REPEAT
+    golden_size = GOLDEN_SIZE
     problems = [p for url in urls for p in whole_runs_only(url, golden_size)]
     assert problems == []
     for cfg in cfgs:
