@@ -216,3 +216,42 @@ def test_topic_shift_drifts_and_the_same_mix_does_not(minilm: Any, corpus_vector
                for topic in ("ml-training", "held-out-stdlib")}
     everyday = float((reference[:40] @ index.T).max(axis=1).mean())
     assert all(v < everyday for v in nearest.values()), (nearest, everyday)
+
+
+def test_traffic_posts_to_the_daemons_ingest_endpoint(tmp_path: Path) -> None:
+    """ragmon's own HTTP server and ingest app, on 127.0.0.1, store the posted texts."""
+    import urllib.error
+
+    import yaml
+    from prometheus_client import CollectorRegistry
+
+    from ragmon.monitor.app import load_config
+    from ragmon.monitor.http import App, HttpServer
+    from ragmon.monitor.store import Store
+    from ragmon.probes.drift.ingest import IngestApp, drift_probes
+    from ragmon.probes.drift.state import peek_window
+
+    store_url = f"sqlite:///{tmp_path / 'ragmon.db'}"
+    (tmp_path / "ragmon.yaml").write_text(yaml.safe_dump({
+        "store": {"url": store_url},
+        "embedders": {"minilm": {"kind": "sentence-transformers"}},
+        "probes": {"query-drift": {
+            "kind": "drift", "source": "queries", "embedder": "minilm", "every": "1h",
+            "window_size": 100, "queries": {"http": True, "token": "s3cret"}}},
+    }))
+    config = load_config(str(tmp_path / "ragmon.yaml"))
+    store = Store(store_url)
+    store.migrate()
+    server = HttpServer(App(CollectorRegistry(), lambda: (True, "ok"), lambda: (True, "ok"),
+                            {"/ingest": IngestApp(store, drift_probes(config))}), "127.0.0.1", 0)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/ingest/query-drift"
+        texts = traffic.generate(30, traffic.shifted(traffic.healthy_mix(), "ml-training", 0.5))
+        assert traffic.post(url, texts, token="s3cret") == {"accepted": 30}
+        assert sorted(it.text for it in peek_window(store, "query-drift").items) == sorted(texts)
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            traffic.post(url, texts[:1], token="wrong")
+    finally:
+        server.stop()
+        store.close()
