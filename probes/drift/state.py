@@ -357,7 +357,7 @@ class DriftRetention(RetentionPart):
         with job.store.session() as s:
             newest = list(s.scalars(select(func.max(DriftStatistic.id)).group_by(
                 DriftStatistic.probe, DriftStatistic.instance, DriftStatistic.method)).all())
-        keep = [("newest drift statistic(s) of a probe, instance and method (the alarm state)",
+        keep = [("newest drift statistic(s) of a probe and method (the alarm state)",
                  DriftStatistic.id.in_(newest))] if newest else []
         job.delete_older(DriftStatistic, DriftStatistic.window_end, keep=keep,
                          children=(DriftClusterShift.statistic_id,))
