@@ -110,12 +110,15 @@ class Flow:
         verdict = str(recall.result.details.get("verdict")) if recall else "-"
         return f"{verdict}, drift alarm" if alarm else verdict
 
-    def revert(self) -> None:
-        """Undo the current scenario and run until its alerts resolve."""
+    def revert(self, check: bool = True) -> None:
+        """Undo the current scenario; with ``check``, run the probes until its alerts resolve
+        (an interrupted demo only restores the files: its next start runs the probes)."""
         rot, self.current = self.current, None
         if rot is None:
             return
         rot.revert(self.session, self.data)
+        if not check:
+            return
         self.round(windows=rot.windows)
         firing = self.session.firing()
         self.say("   reverted; " + (f"still firing: {', '.join(firing)}" if firing
@@ -145,4 +148,6 @@ def describe(run: Run) -> str:
     if run.probe == "docs-recall":
         return (f"verdict {d.get('verdict')}, recall@10 {table._num(table.recall_at_k(run))}, "
                 f"fidelity@10 {table._num(table.fidelity(run))}")
+    if run.probe == DRIFT and d.get("verdict") == "compared":
+        return "window compared with the reference"
     return str(d.get("verdict"))

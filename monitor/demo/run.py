@@ -16,7 +16,7 @@ import signal
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ragmon.monitor.demo import rot, scenario, table
 from ragmon.monitor.demo.checks import DemoError, preflight
@@ -70,7 +70,11 @@ def run_demo(data_dir: str | Path, plugins: Plugins, serve: bool = False, out: A
           + ("" if written else " (your edits are kept)"), file=out)
     port = free_port()
     environ = {**os.environ, "RAGMON_SERVER__LISTEN": f"127.0.0.1:{port}"}
-    scenario.prepare(data, out)
+    try:
+        scenario.prepare(data, out)
+    except KeyboardInterrupt:  # every file is written under a temporary name, then renamed
+        print("\nragmon demo: interrupted while preparing; run it again to continue", file=out)
+        return 130
     from ragmon.monitor.app import load_config
 
     config = load_config(path, environ, plugins)
@@ -85,18 +89,36 @@ def run_demo(data_dir: str | Path, plugins: Plugins, serve: bool = False, out: A
         print(f"\nragmon demo: the report of this demo period is {report}", file=out)
         daemon_check(flow, port, serve, out)
     except KeyboardInterrupt:
-        flow.revert()
+        flow.revert(check=False)
         print("\nragmon demo: interrupted; the index is restored, run it again to continue",
-              file=out)
-        return 130
-    finally:
+              file=out, flush=True)
+        if not flow.session.stop(grace=5.0):
+            store.close()
+        # Finalising the interpreter after an interrupted run aborts the process inside
+        # torch's or FAISS's native threads: leave without it, as the daemon does (nothing of
+        # an unfinished run is stored; a run is one transaction, the files were renamed).
+        _exit_now(130)
+    except Exception:
+        flow.revert(check=False)  # the deployment is left healthy, whatever failed
         flow.close()
         store.close()
+        raise
+    flow.close()
+    store.close()
     missed = [o.rot.title for o in outcomes if not o.as_expected]
     print(f"\nragmon demo: {len(outcomes) - len(missed)} of {len(outcomes)} scenarios "
           f"detected as expected{'; not: ' + ', '.join(missed) if missed else ''}; history in "
           f"{data / 'ragmon.db'}", file=out)
     return 1 if missed else 0
+
+
+def _exit_now(code: int) -> NoReturn:
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def write_report(store: Any, config: Any, since: datetime, data: Path) -> Path:

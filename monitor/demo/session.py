@@ -134,6 +134,17 @@ class Session:
             return sorted(set(s.scalars(select(AlertState.rule)
                                         .where(AlertState.state == "firing")).all()))
 
+    def stop(self, grace: float) -> bool:
+        """Refuse new runs and wait up to ``grace`` seconds for the one in flight; True when
+        a probe thread is still inside native code (FAISS, torch) after that."""
+        runners = {id(a.runner): a.runner for a in (self.active, self.healthy)}.values()
+        for runner in runners:
+            runner.stop(grace)
+        deadline = time.monotonic() + grace
+        while any(r.threads_alive() for r in runners) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return any(r.threads_alive() for r in runners)
+
     def close(self) -> None:
         self.restore()
         self.healthy.context.close()
