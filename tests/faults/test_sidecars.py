@@ -153,6 +153,10 @@ def test_sidecars_keep_verdicts_baselines_and_alerts_per_instance(
         assert set(runs) == set(PODS), "a run was stored under another instance name"
         assert all(len(runs[p]) >= RUNS for p in PODS), {p: len(r) for p, r in runs.items()}
 
+        # The schedule is per instance: a slot one pod claimed is run by the others too.
+        slots = [{r.slot for r in runs[p] if r.slot is not None} for p in PODS]
+        assert set.intersection(*slots), slots
+
         # Verdicts: only the degraded pod's index is blamed.
         verdicts = {p: {r.details.get("verdict") for r in runs[p] if r.status == "ok"}
                     for p in PODS}
