@@ -18,7 +18,12 @@ from pydantic_core import InitErrorDetails
 
 from ragmon.alerts.sinks import SINK_KINDS
 from ragmon.alerts.templates import DESCRIPTION as DEFAULT_DESCRIPTION
-from ragmon.alerts.templates import SUMMARY_GROUP, check_template, default_summary
+from ragmon.alerts.templates import (
+    DESCRIPTION_GROUP,
+    SUMMARY_GROUP,
+    check_template,
+    default_summary,
+)
 from ragmon.monitor.config import Duration, OptionalDelay, RootConfig, Strict, config_error
 from ragmon.monitor.errors import ConfigIssue
 from ragmon.monitor.plugins import Plugins
@@ -175,6 +180,8 @@ class RuleConfig(Strict):
 
     @property
     def description_template(self) -> str:
+        if self.description is None and self.group_instances:
+            return DESCRIPTION_GROUP
         return self.description if self.description is not None else DEFAULT_DESCRIPTION
 
 

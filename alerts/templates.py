@@ -43,6 +43,14 @@ SUMMARY_VALUE = ("{{ rule }}: probe {{ probe }} {{ field }}{{ series }} is {{ va
 SUMMARY_GROUP = ("{{ rule }}: {{ instances.matched | length }} of {{ instances.total }} "
                  "instances of probe {{ probe }} match {{ field }}{{ series }}"
                  "{% if instances.matched %} ({{ instances.matched | join(', ') }}){% endif %}")
+#: The default description of a rule across instances: which match, of how many (the run
+#: that triggered the evaluation may be any instance's, so its verdict is not told).
+DESCRIPTION_GROUP = """\
+{{ rule }} is {{ status }} for probe {{ probe }}{% if target %} on target "{{ target }}"\
+{% endif %}: {{ instances.matched | length }} of {{ instances.total }} instances match \
+{{ field }}{{ series }}{% if instances.matched %} ({{ instances.matched | join(', ') }})\
+{% endif %}.{% if link %}
+{{ link }}{% endif %}"""
 #: The default description, for every rule: the value, the verdict and its first reasons,
 #: the error of a failed run, the worst regressed queries, and the link.
 DESCRIPTION = """\

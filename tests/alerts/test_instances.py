@@ -93,6 +93,9 @@ def test_a_grouped_rule_fires_once_with_the_count(pods: dict[str, Store]) -> Non
     assert sent.payload["annotations"]["summary"] == (
         "RecallLowPods: 2 of 4 instances of probe docs-recall match recall_ratio{k=10,mode=live}"
         " (pod-0, pod-1)")
+    assert sent.payload["annotations"]["description"] == (
+        "RecallLowPods is firing for probe docs-recall on target \"docs\": 2 of 4 instances "
+        "match recall_ratio{k=10,mode=live} (pod-0, pod-1).")
     assert "ragmon_instance" not in sent.payload["labels"]
 
     with pods["pod-0"].session() as s:  # delivered, as the delivery worker records it
