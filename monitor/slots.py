@@ -48,9 +48,7 @@ log = logging.getLogger("ragmon.schedule")
 #: Every replica counts interval slots from here, so their slots coincide.
 ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
 #: The longest wait before a claim (seconds; at most a tenth of the interval). The wait
-#: holds a scheduler thread, and every replica waits at every fire of every probe: at 0.5 s,
-#: 200 probes every 10 s kept one daemon's 9 threads busy and a third of the slots ran late
-#: or not at all (bench/fleet.py).
+#: holds a scheduler thread, and every replica waits at every fire of every probe.
 CLAIM_SPREAD = 0.1
 SKIP_REASONS = ("claimed_elsewhere", "store_unavailable", "stopping")
 
