@@ -62,7 +62,8 @@ def recall_section(store: Store, p: ProbeHistory,
                          "bad" if p.runs else "muted"))
         return section, []
     level = p.ok[-1].details.get("level", "chunk")
-    section.add(Para(f"Target {p.target}; {len(p.ok)} successful runs; metrics at {level} "
+    section.add(Para(f"Target {p.target}; {len(p.ok)} of {len(p.runs)} runs succeeded; "
+                     f"metrics at {level} "
                      f"level, decided at k={k}. Numbers: this period's mean (previous period's "
                      "mean, change).", "muted"))
     findings: list[Finding] = []

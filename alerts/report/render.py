@@ -72,7 +72,8 @@ def render_report(store: Store, config: RootConfig, period: Period, *,
               if isinstance(b, Chart) and b.image is not None]
     subject = f"ragmon weekly report {period_label(period)}: {status} - {sentence}"
     context = {"period": period_label(period), "generated": iso(data.generated_at),
-               "status": status, "headline": sentence, "sections": sections}
+               "status": status, "headline": sentence, "sections": sections,
+               "compared": status in ("healthy", "degraded")}
     env = _environment()
     text = env.get_template("report.txt.j2").render(**context)
     html_email = env.get_template("report.html.j2").render(**context, src=_cid_src)
