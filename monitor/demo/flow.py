@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragmon.monitor.demo import _traffic as traffic
-from ragmon.monitor.demo import table
+from ragmon.monitor.demo import table, traffic
 from ragmon.monitor.demo.rot import Rot
 from ragmon.monitor.demo.session import Run, Session
 

@@ -54,10 +54,9 @@ def recover(data_dir: Path) -> bool:
     marker = data_dir / MARKER
     if not marker.exists():
         return False
-    healthy = data_dir / files.HEALTHY_INDEX
-    if healthy.exists():
-        files.copy_atomic(healthy, data_dir / files.INDEX_FILE)
-    marker.unlink()
+    if (data_dir / files.HEALTHY_INDEX).exists():
+        restore(data_dir)
+    marker.unlink(missing_ok=True)
     return True
 
 
@@ -66,8 +65,7 @@ def _mark(data_dir: Path, key: str) -> None:
 
 
 def _restore_index(session: Session, data_dir: Path) -> None:
-    files.copy_atomic(data_dir / files.HEALTHY_INDEX, data_dir / files.INDEX_FILE)
-    (data_dir / MARKER).unlink(missing_ok=True)
+    restore(data_dir)
 
 
 def _pipeline_changed(session: Session, data_dir: Path) -> None:
@@ -81,6 +79,10 @@ def _pipeline_restored(session: Session, data_dir: Path) -> None:
 
 
 def _weak_index(session: Session, data_dir: Path) -> None:
+    weak_index(data_dir)
+
+
+def weak_index(data_dir: Path) -> None:
     """The index rebuilt with HNSW efSearch 2 (the graph is the same; the search is not)."""
     import faiss
 
@@ -102,7 +104,12 @@ def judged_documents(golden: Path, separator: str = "#") -> list[str]:
 
 
 def _content_rot(session: Session, data_dir: Path) -> None:
-    """A share of the judged documents deleted, another share rewritten and re-embedded."""
+    content_rot(data_dir, session.active.context.embedder("minilm").encode)
+
+
+def content_rot(data_dir: Path, encode: Callable[[list[str]], Any]) -> dict[str, list[str]]:
+    """A share of the judged documents deleted, another share rewritten and re-embedded
+    with ``encode``; returns the documents ``deleted`` and ``edited``."""
     import faiss
     import numpy as np
 
@@ -123,9 +130,8 @@ def _content_rot(session: Session, data_dir: Path) -> None:
 
         texts = [c.text for c in stdlib_corpus()]
         donors = rng.choice(len(texts), size=len(stale), replace=False)
-        embedder = session.active.context.embedder("minilm")
-        vectors[stale] = embedder.encode([f"{ids[n]}: {texts[d]}" for n, d in
-                                          zip(stale, donors, strict=True)])
+        vectors[stale] = encode([f"{ids[n]}: {texts[d]}" for n, d in
+                                 zip(stale, donors, strict=True)])
     keep = [n for n, d in enumerate(doc_of) if d not in deleted]
     kept_ids = [ids[n] for n in keep]
     # The ids file and the index change together: both under temporary names first.
@@ -135,13 +141,20 @@ def _content_rot(session: Session, data_dir: Path) -> None:
     os.replace(data_dir / f".{files.IDS_FILE}.rot", data_dir / files.IDS_FILE)
     os.replace(data_dir / f".{files.INDEX_FILE}.rot", data_dir / files.INDEX_FILE)
     files.atomic_write(data_dir / "rot.ids.orig", "".join(f"{i}\n" for i in ids).encode())
+    return {"deleted": sorted(deleted), "edited": sorted(edited)}
 
 
 def _content_restored(session: Session, data_dir: Path) -> None:
+    restore(data_dir)
+
+
+def restore(data_dir: Path) -> None:
+    """The healthy index and its ids back in place (after any scenario)."""
     orig = data_dir / "rot.ids.orig"
     if orig.exists():
         os.replace(orig, data_dir / files.IDS_FILE)
-    _restore_index(session, data_dir)
+    files.copy_atomic(data_dir / files.HEALTHY_INDEX, data_dir / files.INDEX_FILE)
+    (data_dir / MARKER).unlink(missing_ok=True)
 
 
 def _nothing(session: Session, data_dir: Path) -> None:
