@@ -230,12 +230,14 @@ class HttpServer:
         if self._stopped:
             return
         self._stopped = True
+        # Requests being served finish first (their worker wakes the I/O thread through the
+        # trigger pipe, which must still be open), then every connection and the loop close.
+        self._dispatcher.shutdown(cancel_pending=True, timeout=timeout)
         if self._thread.is_alive():
             self._server.trigger.pull_trigger(self._close_all)  # in the I/O thread: loop ends
             self._thread.join(timeout)
         else:
             self._close_all()
-        self._dispatcher.shutdown(cancel_pending=True, timeout=timeout)
 
     def _close_all(self) -> None:
         for channel in list(self._server.active_channels.values()):

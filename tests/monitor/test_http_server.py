@@ -3,6 +3,7 @@ the server's own body limit, health checks ahead of queued requests, a clean sto
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -211,3 +212,31 @@ def test_stop_closes_the_listener_and_open_connections() -> None:
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
     assert not [t for t in threading.enumerate() if t.name.startswith("waitress-")]
     HttpServer(app_with(lambda e, sr: []), "127.0.0.1", port).stop()  # the port is free again
+
+
+def test_stopping_while_a_request_is_served_lets_it_finish_without_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SIGTERM right after a scrape: the worker thread is still finishing the request when
+    the server stops. It ends first, then the connections and the wake-up pipe are closed
+    (closed the other way round, the worker's wake-up hit a closed pipe: a logged
+    traceback at every such shutdown)."""
+    serving = threading.Event()
+
+    def slow(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        serving.set()
+        time.sleep(0.5)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"done\n"]
+
+    server = serve(app_with(slow))
+    answers: list[tuple[int, str]] = []
+    client = threading.Thread(
+        target=lambda: answers.append(http_get(f"http://127.0.0.1:{server.port}/work")))
+    client.start()
+    assert serving.wait(10)
+    with caplog.at_level(logging.ERROR, logger="waitress"):
+        server.stop()
+    client.join(10)
+    assert [r.getMessage() for r in caplog.records] == []
+    assert answers == [(200, "done\n")]
