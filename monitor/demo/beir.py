@@ -15,10 +15,10 @@ import os
 from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from ragmon.monitor.demo.corpus import Chunk, stdlib_corpus
 from ragmon.monitor.errors import GoldenSetError
-from ragmon.probes.recall.golden import GoldenQuery, load_ragmon
 
 #: The qrels split the export writes (``qrels/<split>.tsv``).
 SPLIT = "test"
@@ -51,6 +51,26 @@ def documents(chunks: Sequence[Chunk], separator: str = "#") -> dict[str, str]:
     return {doc: "\n\n".join(parts) for doc, parts in texts.items()}
 
 
+def read_golden(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line, query) of a ragmon JSONL golden set (blank and ``//`` lines skipped). The full
+    validation is the recall probe's; this reads what the export needs and names the line
+    of anything else."""
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("//"):
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise GoldenSetError(str(path), number, f"invalid JSON: {exc.msg}") from None
+        if not (isinstance(row, dict) and isinstance(row.get("query"), str)
+                and isinstance(row.get("relevant"), dict) and "id" in row):
+            raise GoldenSetError(str(path), number, "a demo golden query needs 'id', "
+                                 "'query' (text) and 'relevant' ({document: grade})")
+        rows.append((number, row))
+    return rows
+
+
 def _grade(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
@@ -71,14 +91,14 @@ def export_beir(out_dir: Path, golden: Path | None = None,
     under temporary names and renamed, so an interrupted export leaves no half file.
     """
     golden = golden or demo_golden_path()
-    queries: list[GoldenQuery] = load_ragmon(golden)
+    queries = read_golden(golden)
     docs = documents(stdlib_corpus() if chunks is None else chunks, separator)
-    for q in queries:
-        unknown = sorted(d for d in q.relevant if d not in docs)
+    for line, q in queries:
+        unknown = sorted(str(d) for d in q["relevant"] if d not in docs)
         if unknown:
             raise GoldenSetError(
-                str(golden), q.line,
-                f"query {q.id!r} judges {unknown[0]!r}, which is not a document of the "
+                str(golden), line,
+                f"query {q['id']!r} judges {unknown[0]!r}, which is not a document of the "
                 "corpus; fix the judgment, or export with the corpus it was judged on")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "qrels").mkdir(exist_ok=True)
@@ -86,11 +106,11 @@ def export_beir(out_dir: Path, golden: Path | None = None,
         json.dumps({"_id": doc, "title": doc, "text": text}, ensure_ascii=False)
         for doc, text in docs.items()])
     _write(out_dir / "queries.jsonl", [
-        json.dumps({"_id": q.id, "text": q.text, "metadata": {"tags": list(q.tags)}},
-                   ensure_ascii=False)
-        for q in queries if q.text is not None])
+        json.dumps({"_id": str(q["id"]), "text": q["query"],
+                    "metadata": {"tags": list(q.get("tags", []))}}, ensure_ascii=False)
+        for _, q in queries])
     qrels = ["query-id\tcorpus-id\tscore"]
-    qrels += [f"{q.id}\t{doc}\t{_grade(grade)}"
-              for q in queries for doc, grade in sorted(q.relevant.items())]
+    qrels += [f"{q['id']}\t{doc}\t{_grade(grade)}"
+              for _, q in queries for doc, grade in sorted(q["relevant"].items())]
     _write(out_dir / "qrels" / f"{SPLIT}.tsv", qrels)
     return out_dir

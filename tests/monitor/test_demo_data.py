@@ -145,6 +145,9 @@ def test_beir_export_refuses_a_judgment_outside_the_corpus(tmp_path: Path) -> No
                    '{"id": "b", "query": "y", "relevant": {"json.dumpz": 2}}\n')
     with pytest.raises(GoldenSetError, match=r"golden.jsonl:2: query 'b' judges 'json.dumpz'"):
         export_beir(tmp_path / "out", bad)
+    bad.write_text('{"id": "a", "query": "x", "relevant": {"json.dumps": 2}}\n{"id": "b"\n')
+    with pytest.raises(GoldenSetError, match=r"golden.jsonl:2: invalid JSON"):
+        export_beir(tmp_path / "out", bad)
     assert not (tmp_path / "out").exists()
 
 
