@@ -10,6 +10,7 @@ its confidence interval, how many queries had ground truth and the skip counter.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from ragmon.monitor.targets.abc import Description, VectorTarget
 from ragmon.probes.recall._search import Searched, exact_all
 from ragmon.probes.recall.config import RecallConfig
 from ragmon.probes.recall.documents import DocumentMap
-from ragmon.probes.recall.fidelity import fidelity_rows
+from ragmon.probes.recall.fidelity import StoredVectors, fidelity_rows
 from ragmon.probes.recall.golden import GoldenSet
 from ragmon.probes.recall.groundtruth import (
     SAFETY,
@@ -107,7 +108,7 @@ def fill_fidelity(
     if not measured:
         return None
     note = None
-    fetched: dict[str, np.ndarray] = {}
+    fetched: Mapping[str, np.ndarray] = {}
     sides = []
     for i in measured:
         row = rows[golden.queries[i].id]
@@ -116,7 +117,7 @@ def fill_fidelity(
     if target.supports_fetch and vectors is not None:
         wanted = sorted({d for live, exact in sides for d in (*live, *exact)})
         got = target.fetch(wanted)
-        fetched = {d: got.vectors[n] for n, d in enumerate(got.ids)}
+        fetched = StoredVectors(got.ids, got.vectors)
     else:
         note = ("approximate: without fetched vectors and query vectors, ties are not "
                 "recognised (plain id overlap)")

@@ -240,3 +240,34 @@ def test_the_likely_cause_of_a_shortfall(engine: str, params: dict[str, Any],
 
     desc = Description(engine, "1", 3, "l2", 100, "str", params, stats)
     assert shortfall_cause(desc, 20, 12) == cause
+
+
+@pytest.mark.parametrize(("metric", "cosine"), [("ip", "direction"), ("l2", "direction"),
+                                                ("cosine", "direction"), ("cosine", "query")])
+def test_fidelity_of_many_queries_at_once_equals_one_query_at_a_time(
+    metric: str, cosine: Any
+) -> None:
+    """The batched distances give every query the fidelity query_fidelity gives it: with
+    duplicate and unfetchable ids, short live lists, crafted ties and empty ground truth."""
+    from ragmon.probes.recall.fidelity import StoredVectors, fidelity_rows
+
+    rng = np.random.default_rng(7)
+    pool = {f"d{i}": rng.standard_normal(8) * rng.uniform(0.5, 2.0) for i in range(60)}
+    pool.update({f"t{i}": v for i, v in enumerate([pool["d0"], pool["d0"], pool["d1"]])})
+    names = [*pool, "gone1", "gone2"]  # the last two were not fetched
+    queries = rng.standard_normal((300, 8))
+    sides = []
+    for _ in queries:
+        live = list(rng.choice(names, size=int(rng.integers(0, 25))))
+        exact = list(rng.choice(names, size=int(rng.integers(0, 25))))
+        sides.append((live, exact))
+    sides[0] = (["t0", "t1", "d0"], ["d0", "t2", "t0"])
+    ks = [1, 5, 10, 20]
+    stored = StoredVectors(list(pool), np.stack(list(pool.values())))  # as fetched
+    for fetched in (pool, stored):
+        rows = fidelity_rows(queries, sides, fetched, metric, ks, 1e-6, cosine)
+        for query, (live, exact), row in zip(queries, sides, rows, strict=True):
+            one = query_fidelity(query, live, exact, pool, metric, ks, 1e-6, cosine)
+            assert row["recall"] == {str(k): pytest.approx(v, abs=1e-12)
+                                     for k, v in one.recall.items()}
+            assert row["shortfall"] == {str(k): v for k, v in one.shortfall.items()}
