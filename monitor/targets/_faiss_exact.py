@@ -5,8 +5,11 @@
 - IVF indexes (``IVF..,Flat``, ``IVF..,PQ..``, ``IVF..,SQ..``): each inverted list's codes
   decoded with ``sa_decode`` (the list number followed by the stored code is the index's
   standalone code), lists gathered into blocks; ids come from the lists.
-- Anything else (``PQ``, ``SQ``, ``HNSW`` over a quantised store, a pre-transform chain,
-  fast-scan lists): ``reconstruct_n`` over consecutive positions.
+- Anything else (``PQ``, ``SQ``, ``HNSW`` over a quantised store, a pre-transform chain):
+  ``reconstruct_n`` over consecutive positions.
+- Fast-scan indexes (``..x4fs``) pack their codes in blocks that FAISS 1.15 cannot
+  reconstruct from a file (it crashes the process), so they are refused unless
+  ``ground_truth.vectors`` gives the original vectors.
 
 Quantised indexes decode to what the index really compares against, so ground truth over
 them measures search error only, not quantisation error. A reference file of the original
@@ -78,8 +81,18 @@ def ground_truth_of(inner: Any) -> GroundTruthOf:
     return "decoded"
 
 
-def blocks(inner: Any, labels: Labels, rows: int) -> Iterator[Block]:
+def check_decodable(target: str, inner: Any) -> None:
+    """Refuse what FAISS cannot decode without crashing: fast-scan indexes."""
+    if "FastScan" in type(inner).__name__:
+        raise TargetError(target, f"a {type(inner).__name__} index keeps its codes packed for "
+                          "fast scan, and FAISS cannot decode them from a file; set "
+                          "ground_truth.vectors to the original vectors (.npy or a flat "
+                          ".faiss) for exact search on this index")
+
+
+def blocks(target: str, inner: Any, labels: Labels, rows: int) -> Iterator[Block]:
     """Every vector of ``inner`` as (ids, vectors) blocks of at most ``rows`` vectors."""
+    check_decodable(target, inner)
     n = int(inner.ntotal)
     flat = flat_storage(inner)
     if flat is not None:

@@ -270,7 +270,7 @@ class FaissTarget(VectorTarget):
                     self.name, self.config.ground_truth.vectors, int(loaded.index.ntotal),
                     int(loaded.index.d), labels, rows)
             else:
-                blocks = _faiss_exact.blocks(inner, labels, rows)
+                blocks = _faiss_exact.blocks(self.name, inner, labels, rows)
             # cosine: the index compares by inner product over the vectors it stores
             return stream_exact(
                 self.name, _unit(queries) if metric == "cosine" else queries, k,
@@ -302,6 +302,7 @@ class FaissTarget(VectorTarget):
         lookup = self._positions(loaded)
         found = [i for i in ids if i in lookup]
         missing = [i for i in ids if i not in lookup]
+        _faiss_exact.check_decodable(self.name, loaded.inner)
         with engine_errors(self.name, f"index file {str(self.config.path)!r}"):
             positions = np.array([lookup[i] for i in found], dtype=np.int64)
             vectors = self._reconstruct(loaded.inner, positions) if found else np.zeros(

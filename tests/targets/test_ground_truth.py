@@ -163,6 +163,74 @@ def test_reference_vectors_measure_quantisation_error_that_decoded_ones_cannot(
         build("bad", {**raw, "ground_truth": {"vectors": str(wrong)}}).exact_search(queries, K)
 
 
+
+@pytest.mark.parametrize("factory", ["Flat", "HNSW16", "PQ8x4", "SQ8", "HNSW16,SQ8",
+                                     "IVF16,Flat", "IVF16,SQ8", "PCA16,IVF16,Flat",
+                                     "IDMap2,IVF16,PQ8x4"])
+def test_every_storage_streams_to_the_brute_force_over_what_it_decodes(
+        build: Build, synthetic: Any, tmp_path: Path, factory: str) -> None:
+    """Flat storage read in place, IVF lists decoded, everything else reconstructed in
+    blocks: each equals a brute force over ``reconstruct_n``, with ids as the index keys
+    them (an IDMap's ids; line i of an ids file otherwise)."""
+    import faiss
+
+    vectors, queries = synthetic[0][:3000], synthetic[1][:10]
+    index = faiss.index_factory(DIM, factory)
+    index.train(vectors)
+    raw: dict[str, Any] = {"kind": "faiss", "path": str(tmp_path / "i.faiss"),
+                           "exact_memory": 200 * DIM * 4}
+    if factory.startswith("IDMap2"):
+        keys = np.arange(len(vectors), dtype=np.int64) * 7 + 3
+        index.add_with_ids(vectors, keys)
+        names = [str(k) for k in keys]
+    else:
+        index.add(vectors)
+        names = [f"doc-{i}" for i in range(len(vectors))]
+        (tmp_path / "ids.txt").write_text("\n".join(names) + "\n")
+        raw["ids_path"] = str(tmp_path / "ids.txt")
+    faiss.write_index(index, raw["path"])
+    try:
+        faiss.extract_index_ivf(index).make_direct_map()
+    except RuntimeError:
+        pass  # not an IVF index
+    decoded = (index.index if factory.startswith("IDMap2") else index).reconstruct_n(
+        0, len(vectors))
+    dist = brute_force(queries, decoded, K)
+    want = [[names[i] for i in row] for row in np.argsort(dist, axis=1, kind="stable")[:, :K]]
+    got = build("f", raw).exact_search(queries, K)
+    assert got.scanned == len(vectors)
+    by_name = {name: i for i, name in enumerate(names)}
+    kth_got = [row[by_name[ids[-1]]] for row, ids in zip(dist, got.ids, strict=True)]
+    kth_want = [row[by_name[ids[-1]]] for row, ids in zip(dist, want, strict=True)]
+    np.testing.assert_allclose(kth_got, kth_want, rtol=1e-4, atol=1e-4)
+    index_of = [[int(by_name[i]) for i in ids] for ids in got.ids]
+    assert tie_tolerant_recall([[str(i) for i in r] for r in index_of],
+                               [[str(by_name[i]) for i in r] for r in want], dist, K) == 1.0
+
+
+
+def test_a_fast_scan_index_is_refused_unless_its_originals_are_given(
+        build: Build, synthetic: Any, tmp_path: Path) -> None:
+    """FAISS 1.15 crashes the process reconstructing a fast-scan index read from a file;
+    exact search and fetch say what to do instead."""
+    import faiss
+
+    vectors, queries = synthetic[0][:3000], synthetic[1][:5]
+    index = faiss.index_factory(DIM, "IVF16,PQ8x4fs")
+    index.train(vectors)
+    index.add(vectors)
+    faiss.write_index(index, str(tmp_path / "fs.faiss"))
+    raw = {"kind": "faiss", "path": str(tmp_path / "fs.faiss")}
+    target = build("fs", raw)
+    for call in (lambda: target.exact_search(queries, K), lambda: target.fetch(["1"])):
+        with pytest.raises(TargetError, match="packed for fast scan.*set ground_truth.vectors"):
+            call()
+    np.save(tmp_path / "originals.npy", vectors)
+    ref = build("fs", {**raw, "ground_truth": {"vectors": str(tmp_path / "originals.npy")}})
+    order = np.argsort(brute_force(queries, vectors, K), axis=1)[:, :K]
+    assert ref.exact_search(queries, K).ids == [[str(i) for i in row] for row in order]
+
+
 # -- pgvector: one streamed COPY against a sequential scan per query -------------------
 
 @pytest.fixture(scope="module")
