@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,11 +81,10 @@ class Flow:
 
     def scenario(self, rot: Rot, before: dict[str, Run], n: int, of: int) -> table.Outcome:
         self.say(f"\n3.{n} of {of}: {rot.title} ({rot.change})")
-        since = datetime.now(UTC)
         self.current = rot
         rot.apply(self.session, self.data)
         after, seconds = self.round(rot.shifted_traffic, rot.windows, rot.skip)
-        alerts = self.session.fired_since(since)
+        alerts = self.session.firing()
         verdict = self.verdict_of(rot, after)
         detail = table.drift_lines(after.get(DRIFT)) if rot.watch == DRIFT or rot.key == "none" \
             else [f"   {r}" for r in (after["docs-recall"].result.details.get("reasons") or [])[:2]]

@@ -11,6 +11,8 @@ the report of the demo period; then start the daemon itself and read its /metric
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import signal
 import sys
@@ -75,9 +77,9 @@ def run_demo(data_dir: str | Path, plugins: Plugins, serve: bool = False, out: A
     except KeyboardInterrupt:  # every file is written under a temporary name, then renamed
         print("\nragmon demo: interrupted while preparing; run it again to continue", file=out)
         return 130
-    from ragmon.monitor.app import load_config
+    from ragmon.monitor.config import load_config
 
-    config = load_config(path, environ, plugins)
+    config = load_config(path, plugins, environ)
     store = Store(config.store.url.get_secret_value())
     store.migrate()
     flow = Flow(data, path, plugins, environ, store, out)
@@ -85,8 +87,9 @@ def run_demo(data_dir: str | Path, plugins: Plugins, serve: bool = False, out: A
     try:
         outcomes = flow.run(rot.scenarios(only))
         table.render(outcomes, out)
-        report = write_report(store, flow.session.config, started, data)
-        print(f"\nragmon demo: the report of this demo period is {report}", file=out)
+        report = write_report(path, plugins, started, data, err)
+        if report is not None:
+            print(f"\nragmon demo: the report of this demo period is {report}", file=out)
         daemon_check(flow, port, serve, out)
     except KeyboardInterrupt:
         flow.revert(check=False)
@@ -121,17 +124,26 @@ def _exit_now(code: int) -> NoReturn:
     os._exit(code)
 
 
-def write_report(store: Any, config: Any, since: datetime, data: Path) -> Path:
-    """The weekly report, for the demo's period, as one self-contained HTML file."""
-    from ragmon.alerts.report.model import Period
-    from ragmon.alerts.report.render import render_report
+def write_report(config_path: Path, plugins: Plugins, since: datetime, data: Path,
+                 err: Any) -> Path | None:
+    """The weekly report of the demo's period, as one self-contained HTML file, written by
+    the report command (`ragmon report --out`); None when it could not be written."""
+    from ragmon.monitor import cli
 
-    period = Period(since=since - timedelta(minutes=1), until=datetime.now(UTC)
-                    + timedelta(minutes=1))
-    rendered = render_report(store, config, period)
-    path = data / "report.html"
-    scenario.atomic_write(path, rendered.html_file.encode())
-    scenario.atomic_write(data / "report.txt", rendered.text.encode())
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    until = datetime.now(UTC) + timedelta(minutes=1)
+    path, tmp = data / "report.html", data / ".report.html.tmp"
+    argv = ["report", "-c", str(config_path), "--since",
+            (since - timedelta(minutes=1)).strftime(fmt), "--until", until.strftime(fmt),
+            "--out", str(tmp)]
+    errors = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(errors):
+        code = cli.main(argv, plugins)
+    if code != 0 or not tmp.exists():
+        print(f"ragmon demo: the report could not be written: {errors.getvalue().strip()}",
+              file=err)
+        return None
+    os.replace(tmp, path)
     return path
 
 

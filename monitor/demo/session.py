@@ -1,5 +1,6 @@
-"""The demo's probe session: the daemon's own parts (context, runner, alert engine) on the
-demo config, driven step by step so each rot scenario is followed by exactly the runs it needs.
+"""The demo's probe session: the daemon's own parts (context, runner, and the extensions the
+daemon installs, alerting among them) on the demo config, driven step by step so each rot
+scenario is followed by exactly the runs it needs.
 
 A scenario that changes the config (another truncation on the query side) is applied as
 ``RAGMON_*`` overrides on a second context, the way an operator's environment would change
@@ -11,13 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from ragmon.monitor.config import RootConfig
     from ragmon.monitor.context import ProbeContext
+    from ragmon.monitor.daemon import Daemon
     from ragmon.monitor.plugins import Plugins
     from ragmon.monitor.probe import ProbeResult
     from ragmon.monitor.runner import Runner
@@ -41,16 +42,42 @@ class Run:
 
 
 @dataclass
+class _Host:
+    """What a daemon extension is installed on: the daemon's parts, without a running
+    scheduler or an HTTP listener (the demo runs the probes itself)."""
+
+    config: RootConfig
+    store: Store
+    context: ProbeContext
+    registry: Any
+    scheduler: Any
+
+
+@dataclass
 class _Active:
     config: RootConfig
     context: ProbeContext
     runner: Runner
-    overrides: dict[str, str] = field(default_factory=dict)
-    hook: Any = None
+    registry: Any
+    installed: list[Any] = field(default_factory=list)
+    hooks: list[Any] = field(default_factory=list)
+
+    def detach(self) -> None:
+        """Remove what the extensions added (their after-run hooks; they stop)."""
+        for hook in self.hooks:
+            if hook in self.context.after_run:
+                self.context.after_run.remove(hook)
+        for part in self.installed:
+            part.close(wait=True)
+        self.installed, self.hooks = [], []
+
+    def close(self) -> None:
+        self.detach()
+        self.context.close()
 
 
 class Session:
-    """Runs probes on the demo config, with alert rules evaluated after each run."""
+    """Runs probes on the demo config; the daemon's extensions see each run."""
 
     def __init__(self, config_path: Path, plugins: Plugins, environ: Mapping[str, str],
                  store: Store):
@@ -66,36 +93,23 @@ class Session:
         return self.active.config
 
     def _open(self, overrides: Mapping[str, str]) -> _Active:
+        from apscheduler.schedulers.background import BackgroundScheduler
         from prometheus_client import CollectorRegistry
 
-        from ragmon.alerts.config import alerts_section
-        from ragmon.alerts.engine import AlertEngine
-        from ragmon.monitor.app import load_config
+        from ragmon.monitor.config import load_config
         from ragmon.monitor.context import ProbeContext
         from ragmon.monitor.runner import Runner
 
-        config = load_config(self.path, {**self.environ, **overrides}, self.plugins)
+        config = load_config(self.path, self.plugins, {**self.environ, **overrides})
         context = ProbeContext(config, self.store, self.plugins)
-        alerts = alerts_section(config)
-        hook = None
-        if alerts.enabled and alerts.rules:
-            engine = AlertEngine(alerts, self.store)
-
-            def hook(probe: str, record: Any, run_id: int | None) -> None:
-                # In the probe's thread: the demo reads the alert state right after the run.
-                engine.evaluate(probe, record, run_id)
-
-            context.after_run.append(hook)
+        host = _Host(config, self.store, context, CollectorRegistry(), BackgroundScheduler())
+        before = list(context.after_run)
+        # An extension reads the daemon's config, store, context, registry and scheduler.
+        installed = [extension(cast("Daemon", host)) for extension in self.plugins.extensions]
+        hooks = [h for h in context.after_run if h not in before]
         runner = Runner(context, CollectorRegistry(), self.plugins.probes)
-        return _Active(config, context, runner, dict(overrides), hook)
-
-    def for_daemon(self) -> ProbeContext:
-        """The healthy context (its model loaded) for the daemon, which evaluates the alert
-        rules itself from now on."""
-        self.restore()
-        if self.healthy.hook in self.healthy.context.after_run:
-            self.healthy.context.after_run.remove(self.healthy.hook)
-        return self.healthy.context
+        return _Active(config, context, runner, host.registry,
+                       [i for i in installed if i is not None], hooks)
 
     def override(self, overrides: Mapping[str, str]) -> None:
         """Run the next probes with these ``RAGMON_*`` overrides on top of the config."""
@@ -103,8 +117,15 @@ class Session:
 
     def restore(self) -> None:
         if self.active is not self.healthy:
-            self.active.context.close()
+            self.active.close()
             self.active = self.healthy
+
+    def for_daemon(self) -> ProbeContext:
+        """The healthy context (its model loaded) for the daemon, which installs its own
+        extensions on it."""
+        self.restore()
+        self.healthy.detach()
+        return self.healthy.context
 
     def run(self, probe: str) -> Run:
         started = time.monotonic()
@@ -114,25 +135,26 @@ class Session:
     def probes(self) -> list[str]:
         return list(self.config.probes)
 
-    def fired_since(self, since: datetime) -> list[str]:
-        """Alert rules that became firing at or after ``since``."""
-        from sqlalchemy import select
-
-        from ragmon.alerts.tables import AlertState
-
-        with self.store.session() as s:
-            rows = s.scalars(select(AlertState).where(AlertState.fired_at.is_not(None))).all()
-            return sorted({r.rule for r in rows if r.fired_at is not None
-                           and _utc(r.fired_at) >= since})
-
     def firing(self) -> list[str]:
-        from sqlalchemy import select
+        """The alert rules firing now, as ``ragmon_alerts_firing`` reports them once the
+        evaluations of the runs so far are done (alerting evaluates on its own thread)."""
+        read = self._firing()
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            again = self._firing()
+            if again == read:
+                break
+            read = again
+        return sorted(rule for rule, value in read.items() if value > 0)
 
-        from ragmon.alerts.tables import AlertState
-
-        with self.store.session() as s:
-            return sorted(set(s.scalars(select(AlertState.rule)
-                                        .where(AlertState.state == "firing")).all()))
+    def _firing(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for family in self.active.registry.collect():
+            for sample in family.samples:
+                if sample.name == "ragmon_alerts_firing":
+                    out[sample.labels["rule"]] = out.get(sample.labels["rule"], 0) + sample.value
+        return out
 
     def stop(self, grace: float) -> bool:
         """Refuse new runs and wait up to ``grace`` seconds for the one in flight; True when
@@ -147,8 +169,4 @@ class Session:
 
     def close(self) -> None:
         self.restore()
-        self.healthy.context.close()
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        self.healthy.close()

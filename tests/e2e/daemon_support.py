@@ -65,11 +65,13 @@ def e2e_config(data: Path, port: int, webhook: str, smtp_port: int) -> Path:
     golden = (data / "golden.jsonl").read_text().splitlines()[:GOLDEN_QUESTIONS]
     (data / "golden.jsonl").write_text("\n".join(golden) + "\n")
     fast = {"jitter": "0s"}
-    raw["probes"]["canary"].update(every="2s", **fast)
-    raw["probes"]["docs-recall"].update(every="2s", timeout="60s", **fast)
+    # Timeouts are generous: the first runs after a start load the model, which takes
+    # a minute on a busy machine.
+    raw["probes"]["canary"].update(every="3s", timeout="180s", **fast)
+    raw["probes"]["docs-recall"].update(every="2s", timeout="180s", **fast)
     raw["probes"]["query-drift"].update(
         every="2s", window_size=60, min_samples=30, reference={"mode": "pinned", "size": 120},
-        alarm={"false_alarms": 1, "per": "1h"}, **fast)
+        alarm={"false_alarms": 1, "per": "1h"}, timeout="180s", **fast)
     raw["logging"] = {"level": "info"}
     raw["alerts"].update(
         repeat_interval="24h",
