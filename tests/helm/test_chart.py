@@ -209,6 +209,9 @@ def test_values_that_break_the_schema_fail_naming_the_key(values: dict[str, Any]
      'database.type=postgresql reads the URL from the Secret key "database-url"'),
     ({"database": {"type": "postgresql"}, "secrets": {"values": {"other": "x"}}},
      'secrets.values has no key "database-url"'),
+    # sidecar mode: every pod of the host Deployment would mount the one SQLite claim
+    ({"deployment": {"enabled": False}},
+     "deployment.enabled=false .sidecar mode. with database.type=sqlite"),
 ])
 def test_values_the_chart_owns_fail_with_what_to_do(values: dict[str, Any], message: str) -> None:
     import helm_python as helm

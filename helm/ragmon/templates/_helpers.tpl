@@ -102,6 +102,9 @@ listener binds every interface, because kubelet probes and Prometheus reach the 
 {{- fail "config.store.url is set by the chart: remove it and set database.type (sqlite on the volume, or postgresql with the URL in the Secret key database.urlSecretKey)" }}
 {{- end }}
 {{- if include "ragmon.sqlite" . }}
+{{- if and (not .Values.deployment.enabled) .Values.persistence.enabled }}
+{{- fail "deployment.enabled=false (sidecar mode) with database.type=sqlite and persistence.enabled=true would mount one SQLite claim in every pod of the host Deployment: set database.type=postgresql (shared history), or persistence.enabled=false (a store per pod, lost with the pod)" }}
+{{- end }}
 {{- $_ = set $store "url" "sqlite:////var/lib/ragmon/ragmon.db" }}
 {{- else }}
 {{- if not (include "ragmon.secretName" .) }}
