@@ -73,19 +73,6 @@ class FaissConfig(TargetConfig):
         "(PQ, SQ); without it, ground truth is over the decoded vectors.")
 
 
-class _Labels:
-    """Position -> id string, without materialising a million strings."""
-
-    def __init__(self, ids: np.ndarray | list[str]):
-        self.ids = ids
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, position: int) -> str:
-        return str(self.ids[position])
-
-
 @dataclass
 class _Loaded:
     """One version of the index file, with everything derived from it."""
