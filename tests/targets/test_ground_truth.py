@@ -377,3 +377,25 @@ def test_an_http_exact_endpoint_keeps_to_a_budget_per_query(build: Build,
         assert target.exact_search(data.queries[:5], K, budget=60.0).exact_mode == "engine"
     finally:
         target.close()
+
+
+@pytest.mark.parametrize("kind", ["chroma", "qdrant", "lancedb"])
+def test_a_streamed_pass_stops_at_its_budget_on_every_engine(
+        build: Build, request: pytest.FixtureRequest, data: Any, kind: str) -> None:
+    location = {"chroma": ("path", "chroma_dir", {"collection": "docs", "page_size": 100}),
+                "qdrant": ("path", "qdrant_dir", {"collection": "docs"}),
+                "lancedb": ("uri", "lance_dir", {"table": "docs"})}[kind]
+    key, fixture, extra = location
+    raw = {"kind": kind, key: str(request.getfixturevalue(fixture)), **extra,
+           "exact_memory": 100 * 384 * 4}
+    if kind != "chroma":
+        raw["exact_mode"] = "stream"
+    target = build("t", raw)
+    try:
+        with pytest.raises(GroundTruthBudgetExceeded) as caught:
+            target.exact_search(data.queries, K, budget=1e-9)
+    finally:
+        target.close()
+    err = caught.value
+    assert err.total == len(data.ids) and 0 < err.scanned < err.total
+    assert err.queries == len(data.queries)
