@@ -3,9 +3,11 @@
     .venv/bin/python bench/recall_overhead.py
 
 Options: ``--runs N`` (probe runs, default 4), ``--profile`` (print a cProfile of one
-steady run; printed anyway when the target is missed). Writes the table to
-bench/results/recall_overhead.txt. The first run builds the data set (bench/_million.py:
-clustered synthetic vectors, HNSW M=32, cached under .cache/bench/).
+steady run; printed anyway when the target is missed), ``--n N`` (index size, default
+1,000,000). Writes the table to bench/results/recall_overhead.txt (with ``--n``,
+recall_overhead_N.txt). The first run builds the data set (bench/_million.py: clustered
+synthetic vectors, HNSW M=32, cached under .cache/bench/; a smaller ``--n`` draws its
+vectors and queries from the same distribution and builds its own HNSW index the same way).
 
 The probe runs as the daemon runs it: a YAML config loaded by ragmon's loader (a ``faiss``
 target on the cached index file, a golden set, a ``recall`` probe with the default k 1, 5,
@@ -51,7 +53,20 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _million import CACHE, THREADS, Million, build  # noqa: E402
+from _million import (  # noqa: E402
+    CACHE,
+    CENTRES,
+    DIM,
+    EF_CONSTRUCTION,
+    EF_SEARCH,
+    N_QUERIES,
+    THREADS,
+    M,
+    Million,
+    _draw,
+    _unit,
+    build,
+)
 from index_overhead import flat_view, peak_rss_mib, raw_per_query, timed, vm_rss_mib  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recall_overhead.txt"
@@ -59,11 +74,38 @@ PROBE, K = "bench-recall", 20
 TARGET = 1.2
 
 
+def dataset(n: int | None) -> Million:
+    """The million-vector set, or ``n`` vectors drawn the same way with their own HNSW
+    index (cached under .cache/bench/recall-N/)."""
+    if n is None:
+        return build()
+    import faiss
+
+    folder = CACHE.parent / f"recall-{n}"
+    paths = {"vectors": folder / "vectors.npy", "queries": folder / "queries.npy",
+             "index": folder / "hnsw.faiss"}
+    if all(p.exists() for p in paths.values()):
+        return Million(meta={"n": n}, **paths)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    centres = _unit(rng.standard_normal((CENTRES, DIM), dtype=np.float32))
+    vectors, queries = _draw(rng, centres, n), _draw(np.random.default_rng(1), centres,
+                                                     N_QUERIES)
+    faiss.omp_set_num_threads(THREADS)
+    index = faiss.IndexHNSWFlat(DIM, M, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction, index.hnsw.efSearch = EF_CONSTRUCTION, EF_SEARCH
+    index.add(vectors)
+    np.save(paths["queries"], queries)
+    np.save(paths["vectors"], vectors)
+    faiss.write_index(index, str(paths["index"]))
+    return Million(meta={"n": n}, **paths)
+
+
 def golden_file(million: Million, queries: np.ndarray, xb: np.ndarray) -> Path:
     """The golden set (ragmon JSONL): query vectors and their true top-3, cached."""
     import faiss
 
-    path = CACHE / "golden.jsonl"
+    path = million.index.parent / "golden.jsonl"
     if path.exists() and path.stat().st_mtime_ns > million.index.stat().st_mtime_ns:
         return path
     _, top = faiss.knn(queries, xb, 3, metric=faiss.METRIC_INNER_PRODUCT)
@@ -112,6 +154,35 @@ def _timing(fn: Any, total: list[float]) -> Any:
     return wrapped
 
 
+def fidelity_ab(target: Any, result: Any, queries: np.ndarray, rounds: int = 5) -> str:
+    """The fidelity step of the last run, alternately one query at a time (``query_fidelity``
+    per query, as before) and all at once (``fidelity_rows``): fastest of ``rounds`` each,
+    on the same rows and fetched vectors, so both meet the same machine load."""
+    from ragmon.probes.recall.fidelity import StoredVectors, fidelity_rows, query_fidelity
+
+    rows = [data for _, _, data in result.queries if "fidelity" in data]
+    sides = [(r["live"]["ids"], r["exact"]["ids"]) for r in rows]
+    order = {q: i for i, q in enumerate(f"q{i}" for i in range(len(queries)))}
+    qv = queries[[order[qid] for qid, _, data in result.queries if "fidelity" in data]]
+    got = target.fetch(sorted({d for live, exact in sides for d in (*live, *exact)}))
+    desc, ks = target.describe(), [1, 5, 10, 20]
+    one_t, all_t = [], []
+    def one_at_a_time() -> list[Any]:
+        fetched = {d: got.vectors[n] for n, d in enumerate(got.ids)}
+        return [query_fidelity(q, live, exact, fetched, desc.metric, ks, 1e-6,
+                               target.cosine_ranking)
+                for q, (live, exact) in zip(qv, sides, strict=True)]
+
+    for _ in range(rounds):
+        one_t.append(timed(one_at_a_time)[0])
+        all_t.append(timed(lambda: fidelity_rows(
+            qv, sides, StoredVectors(got.ids, got.vectors), desc.metric, ks, 1e-6,
+            target.cosine_ranking))[0])
+    return (f"fidelity step of {len(rows):,} queries, fastest of {rounds} interleaved: one "
+            f"query at a time {min(one_t):.3f} s, all at once {min(all_t):.3f} s "
+            f"({min(one_t) / min(all_t):.1f}x)")
+
+
 def profile_run(runner: Any) -> tuple[str, float, float]:
     """cProfile of one probe run in this thread (the runner's thread is invisible to it):
     the report, the seconds spent outside FAISS's C++ calls, and the total seconds."""
@@ -139,13 +210,15 @@ def main() -> None:
                         help="probe runs (the first is shown apart; at least 2)")
     parser.add_argument("--profile", action="store_true",
                         help="also print a cProfile of one steady probe run")
+    parser.add_argument("--n", type=int, default=None,
+                        help="index size (default: the cached 1,000,000-vector set)")
     args = parser.parse_args()
     if args.runs < 2:
         parser.error("--runs must be at least 2: the ratio is taken on the steady runs")
 
     import faiss
 
-    million = build()
+    million = dataset(args.n)
     faiss.omp_set_num_threads(THREADS)
     queries = million.load_queries()
     rss0 = vm_rss_mib()
@@ -163,8 +236,8 @@ def main() -> None:
         store_t: list[float] = []
         record_run = store.record_run
 
-        def timed_record(record: Any) -> Any:  # the runner's write of one run, timed
-            seconds, run_id = timed(lambda: record_run(record))
+        def timed_record(record: Any, *args: Any) -> Any:  # the runner's write of one run
+            seconds, run_id = timed(lambda: record_run(record, *args))
             store_t.append(seconds)
             return run_id
 
@@ -187,6 +260,7 @@ def main() -> None:
             results.append((result, run_id))
         rss_probe = vm_rss_mib()
         profile, own, profiled = profile_run(runner)
+        ab = fidelity_ab(target, results[-1][0], queries)
         steady_raw, steady_probe = statistics.median(raw_t[1:]), statistics.median(probe_t[1:])
         ratio = steady_probe / steady_raw
         min_ratio = min(probe_t[1:]) / min(raw_t[1:])
@@ -219,9 +293,11 @@ def main() -> None:
         "",
         f"full probe / (raw live + exact search at k={K}), medians: {ratio:.3f}x; target <= "
         f"{TARGET:.1f}x: {'met' if ratio <= TARGET else 'NOT met'}",
-        f"probe time outside the target's search calls (steady runs, median): {own_s:.3f} s, "
-        f"of which storing the run (1,000 query rows, SQLite) {store_s:.3f} s",
+        f"probe time outside the target's search calls (steady runs, median): {own_s:.3f} s "
+        f"({own_s / len(queries) * 1000:.3f} ms per query), of which storing the run "
+        f"(1,000 query rows, SQLite) {store_s:.3f} s",
         f"on an idle machine, (fastest raw + that time) / fastest raw: {idle:.3f}x",
+        ab,
         f"cProfile of one steady run (in-thread; inflates Python time): {own:.3f} s of "
         f"{profiled:.3f} s outside FAISS's C++ calls",
         f"all runs: raw {', '.join(f'{t:.2f}' for t in raw_t)} s; probe "
@@ -238,8 +314,9 @@ def main() -> None:
     ]
     text = "\n".join(lines) + "\n"
     print(text, end="")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
+    out = RESULTS if args.n is None else RESULTS.with_name(f"recall_overhead_{args.n}.txt")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
     if args.profile or ratio > TARGET:
         print(profile)
 
