@@ -55,6 +55,26 @@ class CurrentWindow:
     bad_lines: int = 0
 
 
+#: Example gap queries kept with each coverage result (the farthest from the index).
+GAP_EXAMPLES = 5
+
+
+def gap_examples(distances: np.ndarray, bar: float, current: CurrentWindow
+                 ) -> list[dict[str, object]]:
+    """The current window's queries farthest beyond the coverage bar, with their text (what
+    the knowledge base lacks, in the users' words); queries sent without text are skipped."""
+    order = np.argsort(-np.asarray(distances))
+    out: list[dict[str, object]] = []
+    for i in order.tolist():
+        if distances[i] <= bar or len(out) == GAP_EXAMPLES:
+            break
+        text = current.texts[i] if i < len(current.texts) else None
+        if text:
+            ident = current.ids[i] if i < len(current.ids) else None
+            out.append({"id": ident, "text": text, "distance": float(distances[i])})
+    return out
+
+
 class DriftProbe(Probe):
     kind = "drift"
     Config = DriftConfig
@@ -328,9 +348,11 @@ class DriftProbe(Probe):
         cfg: DriftConfig = self.config
         assert cfg.target is not None
         target = self.context.target(cfg.target)
-        return coverage(nearest_distances(target, reference.vectors),
-                        nearest_distances(target, current.vectors),
-                        quantile=cfg.coverage_quantile, min_samples=min(cfg.min_samples, 20))
+        distances = nearest_distances(target, current.vectors)
+        res = coverage(nearest_distances(target, reference.vectors), distances,
+                       quantile=cfg.coverage_quantile, min_samples=min(cfg.min_samples, 20))
+        res.details["examples"] = gap_examples(distances, res.details["bar"], current)
+        return res
 
     def render(self, result: ProbeResult) -> str:
         return render_result(self.name, result)

@@ -107,6 +107,9 @@ def render_result(name: str, result: ProbeResult) -> str:
             f"{cov['details']['quantile']:.0%} nearest-neighbour distance "
             f"({cov['details']['bar']:.3f}); expected {cov['threshold']:.0%}"
         )
+        if cov.get("drifted"):  # the gap is significant: say what users asked that is missing
+            lines += [f"    outside coverage: \"{e['text'][:80]}\""
+                      for e in cov["details"].get("examples", [])[:3]]
     clusters = methods.get("clusters", {}).get("details", {})
     for direction, word in (("grew", "grew"), ("shrank", "shrank")):
         for entry in clusters.get(direction, [])[:3]:

@@ -99,10 +99,14 @@ def test_capture_compare_drift_alarm_and_explanation(drift_env, ingest) -> None:
         assert v[("drift_window_drifted", "mmd")] == 1
         assert v[("drift_alarm", "mmd")] == step  # 1 of 3, then 2 of 3
     assert v[("coverage_gap_ratio", "")] > 0.15
+    gaps = result.details["methods"]["coverage"]["details"]["examples"]
+    assert 3 <= len(gaps) <= 5 and all(g["distance"] > 0 and g["text"] for g in gaps)
+    assert sum(w.topics[int(g["id"])] == w.topic for g in gaps) >= len(gaps) - 1
     grew = result.details["methods"]["clusters"]["details"]["grew"][0]
     assert all(w.topics[int(e["id"])] == w.topic for e in grew["examples"])
     text = env.runner.probes[PROBE].render(result)
     assert "ALARM: on" in text and "cluster" in text and grew["examples"][0]["text"][:60] in text
+    assert f'outside coverage: "{gaps[0]["text"][:60]}' in text
 
     stored = state.statistics(env.store, PROBE, limit=20)
     latest_mmd = next(s for s in stored if s.method == "mmd")
