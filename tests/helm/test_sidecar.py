@@ -111,3 +111,9 @@ def test_the_documented_sidecar_values_are_the_ci_values() -> None:
     found = re.search(r"<!-- values:sidecar -->\s*```yaml\n(.*?)```", text, re.S)
     assert found, "docs/kubernetes.md has no <!-- values:sidecar --> block"
     assert yaml.safe_load(found.group(1)) == load_values(SIDECAR_VALUES)
+
+
+def test_the_sidecar_notes_name_no_deployment_of_the_chart() -> None:
+    notes = render(load_values(SIDECAR_VALUES))["ragmon/templates/NOTES.txt"]
+    assert "deploy/" not in notes  # the chart renders no Deployment in sidecar mode
+    assert "exec POD -c ragmon -- ragmon probe PROBE --once" in notes
