@@ -7,33 +7,15 @@ key and the value; a report that is enabled needs a mail server and at least one
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_core import InitErrorDetails
 
+from ragmon.alerts.addresses import EmailAddress
 from ragmon.monitor.config import Duration, ExistingPath, RootConfig, Secret, Strict, config_error
 
 DEFAULT_SCHEDULE = "0 8 * * mon"
-#: ``Display Name <address>``: the display name has no angle brackets.
-_NAMED = re.compile(r"\s*[^<>]*<([^<>]*)>\s*")
-
-
-def _address(value: str) -> str:
-    """``team@example.org`` or ``Search team <team@example.org>``; syntax only (no DNS)."""
-    from email_validator import EmailNotValidError, validate_email
-
-    named = _NAMED.fullmatch(value)
-    address = named.group(1) if named else value.strip()
-    try:
-        if "<" in address or ">" in address:
-            raise EmailNotValidError("write name@domain, or Name <name@domain>")
-        validate_email(address, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise config_error("email_address", "not an email address ({reason})",
-                           {"reason": str(exc).rstrip(".")}, echo_input=True) from None
-    return value.strip()
 
 
 def _cron(value: str) -> str:
@@ -48,7 +30,6 @@ def _cron(value: str) -> str:
     return value
 
 
-EmailAddress = Annotated[str, AfterValidator(_address)]
 Cron = Annotated[str, AfterValidator(_cron)]
 
 

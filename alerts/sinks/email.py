@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from ragmon.alerts.addresses import EmailAddress
 from ragmon.alerts.sinks.base import Notification, Sink
 from ragmon.monitor.config import Duration, ExistingPath, KindConfig, Secret
 
@@ -24,8 +25,8 @@ class EmailConfig(KindConfig):
         "`starttls` upgrades the connection, `tls` is TLS from the start, `none` is plain."))
     username: str | None = Field(default=None, description="Log in with this user ...")
     password: Secret | None = Field(default=None, description="... and this password.")
-    sender: str = Field(alias="from", description="The From address (written `from`).")
-    to: list[str] = Field(min_length=1, description="Recipients.")
+    sender: EmailAddress = Field(alias="from", description="The From address (written `from`).")
+    to: list[EmailAddress] = Field(min_length=1, description="Recipients.")
     ca_file: ExistingPath | None = Field(default=None, description=(
         "CA certificate(s) to trust instead of the system's, for a private CA."))
     send_resolved: bool = Field(default=True, description="Also notify when an alert resolves.")

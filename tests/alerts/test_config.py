@@ -118,7 +118,7 @@ def test_bad_sinks_never_echo_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path:
         "pager": {"kind": "pagerduty", "url": "https://x/secret-path-123"},
         "hook": {"kind": "webhook", "url": "https://x/secret-path-123", "hmac_secret": 42},
         "chat": {"kind": "slack", "url": {"env": "NO_SUCH_VAR"}},
-        "mail": {"kind": "email", "host": "smtp", "from": "a@b", "to": [],
+        "mail": {"kind": "email", "host": "smtp", "from": "a@example.org", "to": [],
                  "password": "secret-path-123"},
     }}, tmp_path)
     assert found == [
@@ -197,3 +197,12 @@ def test_a_delivery_timeout_must_leave_half_the_lease(
     config = validate_raw({"alerts": {"delivery": {"timeout": "3s", "lease": "6s"}}},
                           "ragmon.yaml", tmp_path)
     assert (config.alerts.delivery.timeout, config.alerts.delivery.lease) == (3.0, 6.0)
+
+
+def test_a_malformed_email_sink_address_is_a_config_error(tmp_path: Path) -> None:
+    found = issues({"sinks": {"mail": {"kind": "email", "host": "smtp",
+                                       "from": "ragmon@example.org",
+                                       "to": ["oncall@example.org", "oncall-at-example.org"]}}},
+                   tmp_path)
+    assert found == ["ragmon.yaml: alerts.sinks.mail.to[1]: not an email address (An email "
+                     "address must have an @-sign), got 'oncall-at-example.org'"]
