@@ -10,8 +10,9 @@ time (up to ``retry.give_up_after`` after it). Both go through the claim in
 
 Metrics, read from the store so that every replica exports the same values:
 ``ragmon_report_last_success_timestamp_seconds`` (when the last scheduled report was sent;
-before the first, when this daemon started sending reports, so that a report that never
-goes out still trips ``RagmonReportMissing``), ``ragmon_report_last_period_end_timestamp_seconds``
+before the first, the first attempt in the store or, earlier, when this daemon started
+sending reports, so that a report that never goes out still trips ``RagmonReportMissing``
+however often the daemons restart), ``ragmon_report_last_period_end_timestamp_seconds``
 (the end of the period it covered) and ``ragmon_report_send_failures_total``.
 """
 
@@ -34,7 +35,7 @@ from ragmon.alerts.report.config import ReportConfig, report_section
 from ragmon.alerts.report.delivery import ReportSender
 from ragmon.alerts.report.model import Period
 from ragmon.alerts.report.tables import ReportRun
-from ragmon.monitor.common import Redactor
+from ragmon.monitor.common import Redactor, utc
 from ragmon.monitor.config import RootConfig, secret_values
 from ragmon.monitor.store import Store
 
@@ -66,16 +67,21 @@ class ReportCollector(Collector):
                     select(ReportRun.finished_at, ReportRun.until)
                     .where(ReportRun.report == self.report, ReportRun.status == "sent")
                     .order_by(ReportRun.until.desc()).limit(1)).first()
-                failures = s.scalar(select(func.coalesce(func.sum(ReportRun.failures), 0))
-                                    .where(ReportRun.report == self.report))
+                failures, first = s.execute(
+                    select(func.coalesce(func.sum(ReportRun.failures), 0),
+                           func.min(ReportRun.started_at))
+                    .where(ReportRun.report == self.report)).one()
         except Exception as exc:  # noqa: BLE001 - a scrape must not fail on a store blip
             log.warning("report metrics: cannot read the store: %s", exc)
             return
-        success = last[0] if last is not None and last[0] is not None else self.started
+        # Never sent: the wait counts from the first attempt in the store when there is one,
+        # so that restarting the daemons does not hold RagmonReportMissing off.
+        success = last[0] if last is not None and last[0] is not None else \
+            min(self.started, utc(first)) if first is not None else self.started
         yield GaugeMetricFamily(
             "ragmon_report_last_success_timestamp_seconds",
-            "When the last scheduled report was sent (before the first: when this daemon "
-            "started sending reports).", value=success.timestamp())
+            "When the last scheduled report was sent (before the first: the first attempt, "
+            "or when this daemon started sending reports if earlier).", value=success.timestamp())
         if last is not None:
             yield GaugeMetricFamily(
                 "ragmon_report_last_period_end_timestamp_seconds",

@@ -156,6 +156,20 @@ def _failing_server(kind: str, certificate: tuple[Path, Path], tmp_path: Path,
     return cfg, server
 
 
+def test_a_restart_does_not_hold_off_the_missing_report_alert(
+    tmp_path: Path, store: Store, certificate: tuple[Path, Path]
+) -> None:
+    """Never sent: the wait counts from the first attempt in the store, not from the start
+    of whichever daemon is scraped (pods restarted weekly would keep RagmonReportMissing
+    quiet forever)."""
+    config, _ = _failing_server("down", certificate, tmp_path, store)
+    assert ReportSender(store, config).attempt(now=AT).status == "failed"
+    registry = CollectorRegistry()
+    registry.register(ReportCollector(store, AT + timedelta(days=5)))  # restarted since
+    assert registry.get_sample_value("ragmon_report_last_success_timestamp_seconds") == \
+        AT.timestamp()
+
+
 @pytest.mark.parametrize(("kind", "reason"), [
     ("down", r"cannot talk to 127\.0\.0\.1:\d+: Connection refused"),
     ("auth", r"127\.0\.0\.1:\d+ refused the login of 'reports' \(535\); check username and "
