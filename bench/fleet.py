@@ -18,15 +18,18 @@ for the measured period. Reported per D:
 - the share of runs per daemon (min and max).
 
     .venv/bin/python bench/fleet.py                      # 200 probes, 10 s, 120 s, D = 1 2 5 10
-    .venv/bin/python bench/fleet.py --probes 50 --seconds 60 --daemons 1 2
+    .venv/bin/python bench/fleet.py --probes 100 --seconds 90
+    .venv/bin/python bench/fleet.py --probes 200 --seconds 60 --daemons 1 2 5 --out fleet_200.txt
 
-Writes bench/results/fleet.txt (a Markdown table and the settings). Not part of the tests.
+Writes bench/results/fleet.txt (or --out: a Markdown table and the settings), with the
+load average before and after. Not part of the tests.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -102,6 +105,36 @@ def recall_config(interval: float) -> Any:
     return ProbeConfig.model_construct(every=interval, cron=None)
 
 
+CLAIM_SQL = """\\set n random(1, 1000000000)
+INSERT INTO probe_slots (probe, instance, slot, claimed_by, claimed_at, lease_until, attempts)
+VALUES ('p' || (:n % 1000), '', now() + (:n || ' seconds')::interval, 'bench', now(),
+        now() + interval '40 seconds', 1)
+ON CONFLICT (probe, instance, slot) DO NOTHING;
+"""
+
+
+def claim_rate(server: Any, clients: int = 4, seconds: int = 15) -> float:
+    """Claims per second PostgreSQL alone commits (pgbench, ``clients`` connections): the
+    claim statement as ragmon sends it, one per transaction, on a migrated database."""
+    import subprocess
+
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    url, drop = create_database(server.get_uri())
+    store = Store(url)
+    store.migrate()
+    store.close()
+    script = Path(tempfile.mkdtemp()) / "claim.sql"
+    script.write_text(CLAIM_SQL)
+    uri = url.replace("postgresql+psycopg://", "postgresql://")
+    out = subprocess.run([str(POSTGRES_BIN_PATH / "pgbench"), "-n", "-c", str(clients),
+                          "-j", "2", "-T", str(seconds), "-f", str(script), uri],
+                         capture_output=True, text=True, check=True).stdout
+    drop()
+    line = next(ln for ln in out.splitlines() if ln.startswith("tps"))
+    return float(line.split("=")[1].split()[0])
+
+
 def connections(admin: str, database: str) -> int:
     with psycopg.connect(admin, autocommit=True) as conn:
         row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
@@ -166,6 +199,9 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=10.0)
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--daemons", type=int, nargs="+", default=[1, 2, 5, 10])
+    parser.add_argument("--out", default="fleet.txt", help="file name under bench/results")
+    parser.add_argument("--claims-only", action="store_true",
+                        help="only measure PostgreSQL's claim rate with pgbench")
     args = parser.parse_args()
     import pgserver
 
@@ -174,8 +210,11 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="ragmon-fleet-"))
     vector_index(folder)
     rows = []
+    load_before = os.getloadavg()
     try:
-        for d in args.daemons:
+        rate = claim_rate(server)
+        print(f"claims/s, PostgreSQL alone (pgbench, 4 clients): {rate:.0f}", flush=True)
+        for d in [] if args.claims_only else args.daemons:
             row = measure(server.get_uri(), folder, d, args.probes, args.interval, args.seconds)
             rows.append(row)
             print(row, flush=True)
@@ -184,7 +223,10 @@ def main() -> int:
     lines = [
         f"{args.probes} probes every {args.interval:g} s ({args.probes / args.interval:g} "
         f"slots/s demanded), {args.seconds:g} s measured per row, one PostgreSQL (pgserver), "
-        "scheduler.max_workers 8, store pool 4 + 4 per daemon.", "",
+        "scheduler.max_workers 8, store pool 4 + 4 per daemon; load average (1 min) "
+        f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after, on "
+        f"{os.cpu_count()} CPUs. PostgreSQL alone commits {rate:.0f} claims/s (pgbench, "
+        "4 clients, the claim statement one per transaction).", "",
         "| daemons | slots run/s | missed | duplicates | claim median ms | claim p99 ms | "
         "claimed after slot, median / p99 ms | PG connections | share of runs min-max | "
         "failed runs |",
@@ -196,9 +238,13 @@ def main() -> int:
             f"{r['duplicates']} | {r['claim_median_ms']:.1f} | {r['claim_p99_ms']:.0f} | "
             f"{r['delay_median_ms']:.0f} / {r['delay_p99_ms']:.0f} | {r['connections']} | "
             f"{100 * r['share'][0]:.0f}-{100 * r['share'][1]:.0f}% | {r['failed']} |")
+    if args.claims_only:
+        lines = [f"PostgreSQL alone commits {rate:.0f} claims/s (pgbench, 4 clients, the claim "
+                 f"statement one per transaction); load average (1 min) {load_before[0]:.1f} "
+                 f"before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs."]
     text = "\n".join(lines) + "\n"
     (BENCH / "results").mkdir(exist_ok=True)
-    (BENCH / "results" / "fleet.txt").write_text(text)
+    (BENCH / "results" / args.out).write_text(text)
     print(text)
     return 0
 
