@@ -75,16 +75,29 @@ def test_the_dashboard_is_well_formed() -> None:
             assert used <= set(variables), (panel["title"], used)
     titles = " | ".join(p["title"].lower() for p in panels(dashboard))
     for topic in ("recall", "fidelity", "verdict", "drift statistic", "drift alarms",
-                  "canary cosine", "probe success", "probe duration", "alert"):
+                  "coverage gap", "canary cosine", "probe success", "probe duration", "alert"):
         assert topic in titles, topic
+
+
+#: Gauges read from the shared store: every standalone replica exports the same value.
+STORE_GAUGES = ("ragmon_alerts_firing", "ragmon_alerts_pending")
+
+
+def test_store_gauges_are_not_summed_across_replicas() -> None:
+    """R replicas on one PostgreSQL export the same alert counts: a sum shows R times each."""
+    exprs = [t["expr"] for p in panels(load()) for t in p.get("targets", [])]
+    used = [e for e in exprs if any(g in e for g in STORE_GAUGES)]
+    assert used
+    for expr in used:
+        assert not re.search(r"\bsum\b", expr), expr
 
 
 def fail_one_probe(raw: dict[str, Any]) -> None:
     raw["targets"]["missing-index"] = {"kind": "faiss", "path": "missing.faiss"}
     raw["probes"]["broken"] = {"kind": "drift", "source": "index", "target": "missing-index",
                                "every": "2s", "jitter": "0s"}
-    raw["alerts"] = {"rules": {"BrokenProbe": {"probe": "broken", "field": "status",
-                                               "condition": "!= ok"}}}
+    raw.setdefault("alerts", {}).setdefault("rules", {})["BrokenProbe"] = {
+        "probe": "broken", "field": "status", "condition": "!= ok"}
 
 
 def query(base: str, expr: str) -> dict[str, Any]:
