@@ -166,7 +166,8 @@ class StoredVectors(Mapping[str, np.ndarray]):
     vector, without a copy per vector."""
 
     def __init__(self, ids: Sequence[str], matrix: np.ndarray):
-        self.matrix = np.asarray(matrix, dtype=np.float64).reshape(len(ids), -1)
+        matrix = np.asarray(matrix, dtype=np.float64)
+        self.matrix = matrix.reshape(len(ids), -1) if len(ids) else matrix.reshape(0, 1)
         self.row = {d: n for n, d in enumerate(ids)}
 
     def __getitem__(self, key: str) -> np.ndarray:
@@ -189,10 +190,11 @@ def pair_distances(
 ) -> list[float]:
     """:func:`distances` of query i to each of ``pairs[i]``, flattened in that order: one
     small matrix product per query over rows of the stored matrix."""
+    if not any(pairs):
+        return []
     if not isinstance(vectors, StoredVectors):
         names = list(dict.fromkeys(d for ids in pairs for d in ids))
-        vectors = StoredVectors(names, np.stack([vectors[d] for d in names]) if names
-                                else np.zeros((0, 1)))
+        vectors = StoredVectors(names, np.stack([vectors[d] for d in names]))
     stored, row = vectors.matrix, vectors.row
     q = np.asarray(queries, dtype=np.float64).reshape(len(pairs), -1)
     norms = np.linalg.norm(stored, axis=1) if metric == "cosine" and cosine != "query" \
