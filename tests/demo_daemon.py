@@ -6,7 +6,9 @@ that later runs compare with). Shared by the tests that read its /metrics."""
 from __future__ import annotations
 
 import io
+import json
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,10 +20,22 @@ from prometheus_client import CollectorRegistry
 from ragmon.monitor.app import default_plugins, load_config
 from ragmon.monitor.config import RootConfig
 from ragmon.monitor.daemon import Daemon
+from ragmon.monitor.demo import traffic
 from ragmon.monitor.demo.run import write_config
 
 #: Windows a drift probe may still add to its reference pool before it decides.
 MAX_FILLING_RUNS = 12
+
+
+def send_traffic(port: int, probe: str, n: int, seed: int) -> None:
+    """``n`` questions of the demo's everyday topic mix, posted to the probe's ingest
+    endpoint as the RAG app would."""
+    texts = traffic.generate(n, seed=seed)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/ingest/{probe}", data=json.dumps({"texts": texts}).encode(),
+        method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        assert answer.status == 200
 
 
 @contextmanager
@@ -29,7 +43,8 @@ def running_demo_daemon(
     data: Path, port: int, edit: Callable[[dict[str, Any]], None] | None = None,
 ) -> Iterator[tuple[RootConfig, Daemon]]:
     """The demo's config (changed by ``edit`` on the raw YAML, if given) and its running
-    daemon, listening on ``port``. Only the demo's own probes must succeed."""
+    daemon, listening on ``port``. Only the demo's own probes must succeed. A drift probe of
+    query traffic gets a window of questions before each of its runs, until it compares."""
     path = write_config(data, port, io.StringIO(), default_plugins())
     demo_probes = set(yaml.safe_load(path.read_text())["probes"])
     if edit is not None:
@@ -46,14 +61,16 @@ def running_demo_daemon(
             assert time.monotonic() < deadline, "the scheduled first runs did not happen"
             time.sleep(0.5)
         for probe in sorted(demo_probes):  # second runs: they have a baseline or reference now
-            again, _ = daemon.runner.run(probe)
-            assert again.status == "ok", again.error
-            # A drift probe decides once its reference pool holds enough windows.
-            for _ in range(MAX_FILLING_RUNS):
-                if again.details.get("verdict") != "reference pool filling":
-                    break
+            pcfg = config.probes[probe]
+            queries = getattr(pcfg, "source", None) == "queries"
+            for seed in range(MAX_FILLING_RUNS):
+                if queries:
+                    send_traffic(port, probe, pcfg.window_size, seed)  # type: ignore[attr-defined]
                 again, _ = daemon.runner.run(probe)
                 assert again.status == "ok", again.error
+                # A drift probe compares (and exports its statistics) once it has a reference.
+                if again.details.get("verdict") in (None, "compared"):
+                    break
         yield config, daemon
     finally:
         daemon.shutdown()
