@@ -152,13 +152,33 @@ class ReportSender:
                 log.warning("report %s: sending failed (attempt %d), retrying at %s: %s",
                             period.key, claim.attempt, iso(retry_at), error)
             return Outcome("failed", period, error, retry_at)
-        try:
-            self.claims.sent(claim, details, now)
-        except Exception as exc:  # noqa: BLE001 - sent; the claim's lease cannot resend it
-            log.error("report %s: sent, but recording it failed: %s", period.key,
-                      self.redact(str(exc)))
+        self._record_sent(claim, details, now)
         log.info("report %s: sent to %d recipient(s)", period.key, len(self.section.to))
         return Outcome("sent", period, details=details)
+
+    def _record_sent(self, claim: Claim, details: dict[str, Any],
+                     now: datetime | None) -> None:
+        """Record the send, retrying a store that fails while the claim holds: a report sent
+        but still ``claimed`` when the lease ends is sent again by whoever takes it over.
+        The send ended by ``claim.deadline`` (half the lease); retries stop at three
+        quarters, the last quarter being margin for clock skew."""
+        stop = claim.deadline + self.section.retry.lease / 4
+        wait = 0.5
+        while True:
+            try:
+                self.claims.sent(claim, details, now)
+                return
+            except Exception as exc:  # noqa: BLE001 - sent: recorded if the store comes back
+                left = stop - time.monotonic()
+                if left <= wait:
+                    log.error("report %s: sent, but recording it failed (it may be sent "
+                              "again when the claim ends): %s", claim.period.key,
+                              self.redact(str(exc)))
+                    return
+                log.warning("report %s: sent, recording it failed; retrying in %gs: %s",
+                            claim.period.key, wait, self.redact(str(exc)))
+            time.sleep(wait)
+            wait = min(wait * 2, 10.0)
 
     def send(self, period: Period, *, deadline: float | None = None,
              to: list[str] | None = None) -> dict[str, Any]:

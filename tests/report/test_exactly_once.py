@@ -206,3 +206,45 @@ def test_two_ragmon_run_daemons_on_one_postgres_send_one_email(
     assert len({p for p, *_ in rows}) == len(rows)  # one row per period
     assert all((status, attempts) == ("sent", 1) for _, status, attempts, _, _ in rows)
     assert len(mailbox.messages) == len(rows)
+
+
+def test_a_sent_report_recorded_late_is_not_sent_again(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The store is blocked while the mail server accepts the message (another client holds
+    ``report_runs`` locked past the store's statement timeout): recording "sent" fails at
+    first, and must still land before the claim's lease ends, or the replica that takes the
+    claim over sends the same period again."""
+    import threading
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    prepared_store(postgres_url)
+    plain = make_url(postgres_url).set(drivername="postgresql")
+    locker = psycopg.connect(plain.render_as_string(hide_password=False))
+    store, other = Store(postgres_url, statement_timeout=1.0), Store(postgres_url)
+    at = UNTIL + timedelta(minutes=1)
+    try:
+        with smtp_server(None) as (port, mailbox):
+            config = load_config(write_config(tmp_path, report_section(
+                port, None, retry={"lease": f"{LEASE:g}s"}), postgres_url), environ={})
+            accept = mailbox.handle_DATA
+
+            async def handle_data(server: Any, session: Any, envelope: Any) -> str:
+                locker.execute("LOCK TABLE report_runs IN ACCESS EXCLUSIVE MODE")
+                threading.Timer(2.5, locker.commit).start()
+                return await accept(server, session, envelope)
+
+            mailbox.handle_DATA = handle_data  # type: ignore[method-assign]
+            sent = ReportSender(store, config, replica="first").attempt(now=at)
+            assert sent.status == "sent", sent.error
+            mailbox.wait_for(1)
+            later = ReportSender(other, config, replica="second")
+            assert later.attempt(now=at + timedelta(seconds=LEASE + 1)).status == "skipped"
+    finally:
+        locker.close()
+        store.close()
+        other.close()
+    assert len(mailbox.messages) == 1
+    assert report_rows(postgres_url)[0][1:4] == ("sent", 1, 0)
