@@ -30,7 +30,7 @@ from .fleet_support import (
 
 PROBES = [f"recall-{i}" for i in range(6)]
 INTERVAL = 2.0
-RUN_SECONDS = 45.0
+RUN_SECONDS = 30.0
 REPLICAS = ("r1", "r2", "r3")
 
 
@@ -96,7 +96,7 @@ def test_a_broken_claim_is_caught_as_duplicate_runs(new_postgres_database: Any,
     with store.engine.begin() as conn:  # test-only DDL: the claim has nothing to conflict on
         conn.execute(sa.text("ALTER TABLE probe_slots DROP CONSTRAINT uq_probe_slots_key"))
     store.close()
-    ready, stopped, _ = run_fleet(url, tmp_path, 12.0, broken_claim=True)
+    ready, stopped, _ = run_fleet(url, tmp_path, 8.0, broken_claim=True)
     since, until = ready + timedelta(seconds=INTERVAL), stopped - timedelta(seconds=2 * INTERVAL)
     problems = slot_problems(stored_runs(url), PROBES, INTERVAL, since, until)
     assert len(problems["duplicate"]) >= len(PROBES) * 2, problems
