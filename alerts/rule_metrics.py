@@ -55,19 +55,11 @@ def _report_configured(config: RootConfig) -> bool:
     return bool(getattr(report, "enabled", False))
 
 
-def _query_drift_configured(config: RootConfig) -> bool:
-    return any(getattr(p, "kind", None) == "drift" and getattr(p, "source", None) == "queries"
-               and getattr(p, "target", None) is not None for p in config.probes.values())
-
-
 #: Metrics the rules read that only a configured feature exports.
 CONDITIONAL: dict[str, Conditional] = {
     "ragmon_report_last_success_timestamp_seconds": Conditional(
         "the weekly report (report.enabled: a daemon that sends it exports when it last "
         "did)", _report_configured),
-    "ragmon_coverage_gap_ratio": Conditional(
-        "a drift probe of query traffic with a target (source: queries)",
-        _query_drift_configured),
 }
 
 
