@@ -10,8 +10,10 @@ The tests share one running deployment and run in file order; each leaves it hea
 from __future__ import annotations
 
 import math
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -82,8 +84,10 @@ class Deployment:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    data = tmp_path_factory.mktemp("e2e")
+def deployment() -> Iterator[Deployment]:
+    # Not under pytest's basetemp: a concurrent pytest run prunes old basetemps, which would
+    # delete the folder of a deployment still running.
+    data = Path(tempfile.mkdtemp(prefix="ragmon-e2e-"))
     receiver = start_receiver()
     with smtp_server(None) as (smtp_port, mailbox):
         port = free_port()
@@ -109,6 +113,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             traffic.stop()
             store.close()
             stop_receiver(receiver)
+            shutil.rmtree(data, ignore_errors=True)
 
 
 def test_metrics_carry_every_series_and_pass_promtool(deployment: Deployment,
