@@ -39,6 +39,7 @@ from typing import Any
 
 from sqlalchemy import CursorResult, and_, delete, or_, select, update
 
+from ragmon.alerts.after_send import record_after_send
 from ragmon.alerts.config import AlertsConfig
 from ragmon.alerts.metrics import AlertStats
 from ragmon.alerts.sinks import Notification, Sink, build_sink
@@ -268,7 +269,15 @@ class DeliveryWorker:
             values.update(status="pending", last_error=error[:2000],
                           next_attempt_at=now + timedelta(seconds=delay))
             outcome = "failed"
-        if not self._record(claim, values, f"{outcome}: {error}" if error else outcome):
+        what = f"{outcome}: {error}" if error else outcome
+        if outcome == "sent":  # the receiver has it: recorded before the lease ends, or resent
+            recorded = record_after_send(
+                f"alert notification {claim.row_id} to sink {claim.sink!r}",
+                lambda: self._record(claim, values, what), send_deadline=claim.deadline,
+                lease=self.delivery.lease, log=log, redact=self.redact)
+        else:
+            recorded = self._record(claim, values, what)
+        if not recorded:
             return
         self.stats.delivered(claim.sink, outcome)
         if outcome == "dropped":

@@ -21,6 +21,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, make_msgid
 from typing import Any
 
+from ragmon.alerts.after_send import record_after_send
 from ragmon.alerts.report.claim import Claim, ReportClaims
 from ragmon.alerts.report.config import ReportConfig, report_section
 from ragmon.alerts.report.model import Period, Rendered
@@ -158,27 +159,12 @@ class ReportSender:
 
     def _record_sent(self, claim: Claim, details: dict[str, Any],
                      now: datetime | None) -> None:
-        """Record the send, retrying a store that fails while the claim holds: a report sent
-        but still ``claimed`` when the lease ends is sent again by whoever takes it over.
-        The send ended by ``claim.deadline`` (half the lease); retries stop at three
-        quarters, the last quarter being margin for clock skew."""
-        stop = claim.deadline + self.section.retry.lease / 4
-        wait = 0.5
-        while True:
-            try:
-                self.claims.sent(claim, details, now)
-                return
-            except Exception as exc:  # noqa: BLE001 - sent: recorded if the store comes back
-                left = stop - time.monotonic()
-                if left <= wait:
-                    log.error("report %s: sent, but recording it failed (it may be sent "
-                              "again when the claim ends): %s", claim.period.key,
-                              self.redact(str(exc)))
-                    return
-                log.warning("report %s: sent, recording it failed; retrying in %gs: %s",
-                            claim.period.key, wait, self.redact(str(exc)))
-            time.sleep(wait)
-            wait = min(wait * 2, 10.0)
+        """Record the send while the claim holds, retrying a failing store: a report sent
+        but still ``claimed`` when the lease ends is sent again by whoever takes it over."""
+        record_after_send(f"report {claim.period.key}",
+                          lambda: self.claims.sent(claim, details, now),
+                          send_deadline=claim.deadline, lease=self.section.retry.lease,
+                          log=log, redact=self.redact)
 
     def send(self, period: Period, *, deadline: float | None = None,
              to: list[str] | None = None) -> dict[str, Any]:

@@ -43,6 +43,7 @@ class Receiver:
     fail_next: int = 0
     fail_status: int = 500
     delay: float = 0.0
+    on_request: Any = None  # called with no argument as each request arrives, before answering
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -74,6 +75,8 @@ def _handler(receiver_ref: list[Receiver]) -> type[BaseHTTPRequestHandler]:
                     receiver.fail_next -= 1
                     status = receiver.fail_status
                 delay = receiver.delay
+            if receiver.on_request is not None:
+                receiver.on_request()
             if delay:
                 time.sleep(delay)
             headers = {k.lower(): v for k, v in self.headers.items()}

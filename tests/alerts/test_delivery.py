@@ -228,3 +228,45 @@ def test_retention_keeps_what_is_still_to_be_sent(store: Store, receiver: Receiv
     assert {r.sink: r.status for r in rows(store)} == {"hook": "sent", "down": "pending"}
     assert worker.prune(retention_seconds=86400) == 1
     assert [r.sink for r in rows(store)] == ["down"]
+
+
+def test_a_sent_notification_recorded_late_is_not_sent_again(
+    postgres_url: str, receiver: Receiver
+) -> None:
+    """The store is blocked while the receiver accepts (another client holds the outbox
+    locked past the store's statement timeout): recording "sent" fails at first, and must
+    still land before the claim's lease ends, or the replica that takes the row over when
+    the lease ends sends the same notification again."""
+    import threading
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    plain = make_url(postgres_url).set(drivername="postgresql")
+    locker = psycopg.connect(plain.render_as_string(hide_password=False))
+    store, other = Store(postgres_url, statement_timeout=1.0), Store(postgres_url)
+    store.migrate()
+    lease = 4.0
+
+    def lock_the_outbox() -> None:
+        receiver.on_request = None
+        locker.execute("LOCK TABLE alert_notifications IN ACCESS EXCLUSIVE MODE")
+        threading.Timer(2.0, locker.commit).start()
+
+    try:
+        sink = {"hook": {"kind": "webhook", "url": receiver.url}}
+        engine, worker = setup(store, sink, lease=f"{lease:g}s", timeout="1s")
+        engine.evaluate("docs-recall", recall_run(0.5, T0))
+        receiver.on_request = lock_the_outbox
+        assert worker.run_once() == 1
+        receiver.wait_for(1)
+        time.sleep(lease + 0.5)  # the first claim's lease has ended
+        _, later = setup(other, sink, lease=f"{lease:g}s", timeout="1s")
+        later.run_once()
+        assert [(r.status, r.attempts) for r in rows(other)] == [("sent", 1)]
+    finally:
+        locker.close()
+        store.close()
+        other.close()
+    assert len(receiver.ok_requests) == 1
+    assert worker.stats.notifications[("hook", "sent")] == 1
