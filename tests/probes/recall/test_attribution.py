@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from ragmon.probes.recall.attribution import VERDICTS, Evidence, attribute
@@ -116,3 +117,38 @@ def test_the_default_floor_flags_a_fidelity_healthy_indexes_do_not_have() -> Non
                                      "k=10 (HNSW and IVF indexes with sane parameters reach")
     assert attribute(Evidence(**{**BASE, "baseline": False, "fidelity": 0.93})).verdict \
         == "healthy"
+
+
+def test_a_fidelity_below_the_floor_on_a_subset_needs_its_interval_below_it() -> None:
+    """Measured on 20 of 1,000 queries, 0.85 with an interval reaching 0.95 is not evidence
+    against the 0.9 floor; the same interval wholly below it is, and says it was a subset."""
+    subset = {**BASE, "baseline": False, "fidelity": 0.85, "fidelity_queries": 20,
+              "fidelity_total": 1000}
+    assert attribute(Evidence(**{**subset, "fidelity_lower": 0.7,
+                                 "fidelity_upper": 0.95})).verdict == "healthy"
+    out = attribute(Evidence(**{**subset, "fidelity_lower": 0.8, "fidelity_upper": 0.88}))
+    assert out.verdict == "index"
+    assert out.reasons[0].startswith("ANN-vs-exact recall is 0.850 (on 20 of 1000 queries, "
+                                     "interval 0.800..0.880), below the floor 0.9")
+    # every query measured: the bounds are the value, and the rule is the plain floor
+    full = {**BASE, "baseline": False, "fidelity": 0.85, "fidelity_lower": 0.85,
+            "fidelity_upper": 0.85, "fidelity_queries": 1000, "fidelity_total": 1000}
+    assert attribute(Evidence(**full)).verdict == "index"
+
+
+def test_a_fidelity_drop_between_different_subsets_is_judged_with_both_errors() -> None:
+    from ragmon.probes.recall.evidence import unpaired_drop
+
+    rng = np.random.default_rng(0)
+    before = list(rng.choice([1.0, 0.9, 0.8], size=100, p=[0.8, 0.15, 0.05]))
+    # the same distribution: no drop, whatever the subsets
+    same = list(rng.choice([1.0, 0.9, 0.8], size=100, p=[0.8, 0.15, 0.05]))
+    assert unpaired_drop(before, same, 1000, 1000, 0.05, 0.05)[1] is False
+    # a real fall of about 0.3, seen on 100 of 1,000 queries each time
+    worse = list(rng.choice([1.0, 0.5, 0.3], size=100, p=[0.3, 0.4, 0.3]))
+    mean_before, dropped = unpaired_drop(before, worse, 1000, 1000, 0.05, 0.05)
+    assert dropped and mean_before == pytest.approx(np.mean(before))
+    # five queries 0.1 lower on average are within the noise of so small a subset
+    small = [1.0, 0.6, 1.0, 0.7, 1.0]
+    assert np.mean(before) - np.mean(small) > 0.05
+    assert unpaired_drop(before, small, 1000, 1000, 0.05, 0.05)[1] is False
