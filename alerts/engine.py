@@ -24,9 +24,10 @@ from urllib.parse import quote
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from ragmon.alerts import gone
 from ragmon.alerts.config import AlertsConfig, RuleConfig
 from ragmon.alerts.explain import context_facts
-from ragmon.alerts.grouped import GROUP, observe_group
+from ragmon.alerts.grouped import GROUP, STALE_INTERVALS, observe_group
 from ragmon.alerts.metrics import AlertStats
 from ragmon.alerts.observations import Observation, fingerprint, instance_labels, observe
 from ragmon.alerts.sinks import Notification, build_sink
@@ -72,6 +73,8 @@ class AlertEngine:
                 continue
             try:
                 queued += self._evaluate_rule(name, rule, record, run_id)
+                if not rule.group_instances:
+                    queued += self._resolve_gone(name, rule, utc(record.finished_at))
             except Exception as exc:  # noqa: BLE001 - one rule must not stop the others
                 self.stats.evaluation_failed()
                 log.error("alert rule %r could not be evaluated: %s", name, exc)
@@ -137,6 +140,39 @@ class AlertEngine:
             row.details = {**(row.details or {}), "instances": group.summary()}
             return self._step(s, name, rule, row, group.observation, record, run_id, now)
 
+    def _resolve_gone(self, name: str, rule: RuleConfig, now: datetime) -> int:
+        """Resolve the active states of instances that stopped reporting (:mod:`alerts.gone`)."""
+        before = now - timedelta(seconds=STALE_INTERVALS
+                                 * self.intervals.get(rule.probe, 300.0))
+        with self.store.session() as s:
+            if not gone.active_elsewhere(s, name, self.store.instance, ACTIVE):
+                return 0
+        queued = 0
+        with self.store.session() as s:
+            found = gone.gone(s, rule.probe, gone.active_elsewhere(
+                s, name, self.store.instance, ACTIVE), before)
+            if not found:
+                return 0
+            rows = s.scalars(select(AlertState).where(
+                AlertState.rule == name, AlertState.instance.in_(sorted(found)))
+                .order_by(AlertState.instance, AlertState.fingerprint).with_for_update()).all()
+            for row in rows:  # re-read under the lock: only the first daemon sees it active
+                if row.state == "pending":
+                    row.state, row.active_since = "inactive", None
+                if row.state != "firing":
+                    continue
+                run = found[row.instance]
+                details = {**(row.details or {}),
+                           "resolved_reason": gone.reason(row.instance, rule.probe)}
+                row.state, row.resolved_at, row.last_evaluated_at = "resolved", now, now
+                row.details = details
+                record = gone.as_record(s, run) if run is not None else RunRecord(
+                    probe=rule.probe, kind="", target="", started_at=now, finished_at=now,
+                    status="gone", error=None, details={}, values=[])
+                queued += self._enqueue(s, name, rule, row, details, record,
+                                        None if run is None else run.id, now)
+        return queued
+
     def _step(
         self, s: Session, name: str, rule: RuleConfig, row: AlertState, obs: Observation,
         record: RunRecord, run_id: int | None, now: datetime,
@@ -158,6 +194,7 @@ class AlertEngine:
                 row.state, row.active_since = "pending", now
                 row.fired_at = row.resolved_at = None
                 details["notify_seq"] = 0
+                details.pop("resolved_reason", None)
             since = utc(row.active_since or now)
             if row.state == "pending" and active and now - since >= timedelta(seconds=rule.for_):
                 row.state, row.fired_at = "firing", now
@@ -253,6 +290,8 @@ class AlertEngine:
         }
         if rule.runbook_url:
             annotations["runbook_url"] = rule.runbook_url
+        if event == "resolved" and details.get("resolved_reason"):
+            annotations["resolved_reason"] = str(details["resolved_reason"])
         value = details.get("value")
         starts_at = iso(row.active_since or record.finished_at)
         assert starts_at is not None  # iso() gives None only for None; finished_at is set
