@@ -7,6 +7,10 @@ empty instance of a standalone daemon, so they keep working unchanged. The looku
 indexes and the keys of the reservoir and of the alert state take the instance after
 the probe (rule).
 
+The downgrade refuses while any of these tables holds a sidecar's rows (a non-empty
+instance): without the column they would merge into one history, and the old keys of the
+reservoir and of the alert state would collide.
+
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-01
@@ -68,6 +72,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _refuse_sidecar_rows()
     with op.batch_alter_table("alert_states") as batch:
         batch.drop_constraint("uq_alert_states_rule_fp", type_="unique")
         batch.create_unique_constraint("uq_alert_states_rule_fp", ["rule", "fingerprint"])
@@ -76,6 +81,30 @@ def downgrade() -> None:
     for table in reversed(TABLES):
         with op.batch_alter_table(table) as batch:
             batch.drop_column("instance")
+
+
+def _refuse_sidecar_rows() -> None:
+    """Without the instance column, sidecars' rows would merge into one history (and their
+    reservoirs and alert states collide on the old keys): refuse before changing anything."""
+    from ragmon.monitor.errors import SchemaError
+
+    bind, tables, instances = op.get_bind(), [], set()
+    for table in sorted(TABLES):
+        found = bind.execute(sa.text(
+            f"SELECT DISTINCT instance FROM {table} WHERE instance <> ''")).scalars().all()
+        if found:
+            tables.append(table)
+            instances.update(found)
+    if not tables:
+        return
+    names = sorted(instances)
+    shown = ", ".join(repr(n) for n in names[:5]) + (
+        f" and {len(names) - 5} more" if len(names) > 5 else "")
+    raise SchemaError(
+        f"cannot downgrade the schema below revision 0007: {', '.join(tables)} hold rows of "
+        f"sidecar instances {shown}, which would merge into one history without the "
+        "instance column; delete or export those instances' rows first (their instance is "
+        "not '')")
 
 
 def _indexes(after: bool) -> None:

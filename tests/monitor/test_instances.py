@@ -149,3 +149,52 @@ def test_rows_written_before_instances_belong_to_the_standalone_instance(
         old.migrate()
     finally:
         old.close()
+
+
+def test_downgrading_below_instances_refuses_while_sidecar_rows_exist(store_url: str) -> None:
+    """Without the instance column, two sidecars' reservoirs and alert states would collide
+    on their old keys, and every sidecar's runs and baselines would merge into one history:
+    the downgrade refuses, before it changes anything, until those rows are gone."""
+    from sqlalchemy import inspect
+
+    from ragmon.monitor.errors import SchemaError
+    from ragmon.monitor.store import migrate
+
+    store = Store(store_url)
+    try:
+        store.migrate()
+        head = store.revision()
+        with store.engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO probe_runs (probe, instance, kind, started_at, finished_at, "
+                "status, details) VALUES ('canary', 'pod-b', 'canary', :t, :t, 'ok', '{}')"),
+                {"t": T0})
+            for instance in ("", "pod-a"):
+                conn.execute(text(
+                    "INSERT INTO drift_reservoir (probe, instance, slot, received_at, text) "
+                    "VALUES ('query-drift', :i, 0, :t, 'reset a password')"),
+                    {"i": instance, "t": T0})
+        with pytest.raises(SchemaError) as caught:
+            migrate.downgrade(store.engine, "0006")
+        assert str(caught.value) == (
+            "cannot downgrade the schema below revision 0007: drift_reservoir, probe_runs "
+            "hold rows of sidecar instances 'pod-a', 'pod-b', which would merge into one "
+            "history without the instance column; delete or export those instances' rows "
+            "first (their instance is not '')")
+        assert store.revision() == head
+        with store.engine.connect() as conn:
+            assert "instance" in {c["name"] for c in inspect(conn).get_columns("drift_reservoir")}
+            assert conn.execute(text("SELECT count(*) FROM drift_reservoir")).scalar() == 2
+            assert conn.execute(text("SELECT count(*) FROM probe_runs")).scalar() == 1
+        with store.engine.begin() as conn:
+            for table in ("probe_runs", "drift_reservoir"):
+                conn.execute(text(f"DELETE FROM {table} WHERE instance <> ''"))
+        migrate.downgrade(store.engine, "0006")
+        assert store.revision() == "0006"
+        with store.engine.connect() as conn:
+            assert conn.execute(text("SELECT text FROM drift_reservoir")).scalars().all() == [
+                "reset a password"]
+        store.migrate()
+        assert store.revision() == head
+    finally:
+        store.close()
