@@ -68,17 +68,11 @@ def test_demo_detects_and_attributes_every_scenario(tmp_path: Path) -> None:
     assert not (data / rot.MARKER).exists()
     assert not [p.name for p in data.iterdir() if p.name.endswith((".tmp", ".rot"))]
 
-    # A second run keeps the user's edits to the config and the history.
-    path = data / "ragmon.yaml"
-    edited = path.read_text().replace("every: 5m", "every: 7m")
-    path.write_text(edited)
-    runs = len(Store(f"sqlite:///{data / 'ragmon.db'}").runs(probe="docs-recall", limit=1000))
-    out = io.StringIO()
-    assert run_demo(data, default_plugins(), out=out, only=["none"]) == 0, out.getvalue()
-    assert "using config" in out.getvalue() and "(your edits are kept)" in out.getvalue()
-    assert path.read_text() == edited
+    # History of every scenario is kept in the store.
     store = Store(f"sqlite:///{data / 'ragmon.db'}")
-    assert len(store.runs(probe="docs-recall", limit=1000)) > runs
+    verdicts = {r.details.get("verdict") for r in store.runs(probe="docs-recall", limit=1000)}
+    store.close()
+    assert {"healthy", "embedding", "index", "content"} <= verdicts
 
 
 def test_config_is_written_once_without_a_port(tmp_path: Path) -> None:
