@@ -16,7 +16,7 @@ from pydantic import Field
 
 from ragmon.monitor.config import ProbeConfig
 from ragmon.monitor.probe import Deadline, MetricSpec, Probe, ProbeResult
-from ragmon.probes.references import latest_reference, save_reference
+from ragmon.probes.references import fleet_reference, latest_reference, save_reference
 
 # Short and long texts from unrelated topics; the long ones exceed 128 tokens, so a change
 # of truncation length shows up too.
@@ -126,12 +126,18 @@ class CanaryProbe(Probe):
         store = self.context.store
         digest = texts_digest(list(cfg.texts))
         reference = latest_reference(store, self.name, "canary")
+        fleet = None if reference is not None or not store.instance else \
+            fleet_reference(store, self.name, "canary")  # a new pod: see fleet_reference
         if reference is None or reference.details.get("texts_digest") != digest:
             why = "first run" if reference is None else "canary texts changed"
             save_reference(store, 
                 self.name, "canary", fingerprint, vectors, list(range(len(cfg.texts))),
                 details={"texts_digest": digest, "fingerprint": embedder.fingerprint()},
             )
+            if fleet is not None and fleet.details.get("texts_digest") == digest:
+                result = self._compare(cfg, fleet, vectors, embedder.fingerprint(), result)
+                result.details["reference_from_instance"] = fleet.instance
+                return result
             result.details = {"reference": "captured", "reason": why}
             result.add("canary_changed", 0, embedder=cfg.embedder)
             return result

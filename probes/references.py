@@ -3,8 +3,8 @@
 A reference is a window of vectors kept as one float32 row-major blob, with the embedder
 fingerprint that produced it (vectors of different pipelines are never compared), the item
 ids, the time range it covers and whether a user pinned it. Samples are kept per (probe,
-instance): a sidecar (``deployment.instance``) reads and writes its own. The table is created by
-migration 0001.
+instance): a sidecar (``deployment.instance``) reads and writes its own, and compares with the
+fleet's while it has none (:func:`fleet_reference`). The table is created by migration 0001.
 
 Retention (:class:`ReferenceRetention`) deletes samples created before the cutoff, except
 pinned ones and the newest of each probe, instance and source created before it: that one
@@ -71,6 +71,8 @@ class Reference:
     details: dict[str, Any]
     holdout: np.ndarray | None = None
     """Rows of the same traffic held out of ``vectors`` to simulate its null (or None)."""
+    instance: str = ""
+    """The instance that stored it (``deployment.instance``; "" for standalone daemons)."""
 
     @classmethod
     def from_row(cls, row: ReferenceSample) -> Reference:
@@ -85,7 +87,7 @@ class Reference:
             id=row.id, probe=row.probe, source=row.source, created_at=row.created_at,
             embedder_fingerprint=row.embedder_fingerprint, vectors=vectors.copy(),
             item_ids=ids, pinned=row.pinned, details=details,
-            holdout=None if holdout is None else holdout.copy(),
+            holdout=None if holdout is None else holdout.copy(), instance=row.instance,
         )
 
     @property
@@ -185,6 +187,26 @@ def latest_reference(store: Store, probe: str, source: str) -> Reference | None:
         return None if row is None else Reference.from_row(row)
 
 
+def fleet_reference(store: Store, probe: str, source: str) -> Reference | None:
+    """The reference an instance without one of its own compares with: the newest pinned
+    reference of the probe stored by any other instance, else the newest one.
+
+    A sidecar's instance is its pod's name by default, and a rollout names its pods anew:
+    the new pod has no reference of its own, and capturing one from its first run would
+    take the new pipeline as the reference, missing the change the rollout shipped. Its
+    first run compares with the fleet's instead (the run says so), then captures its own.
+    """
+    with store.session() as s:
+        row = s.scalars(
+            select(ReferenceSample)
+            .where(ReferenceSample.probe == probe, ReferenceSample.instance != store.instance,
+                   ReferenceSample.source == source)
+            .order_by(ReferenceSample.pinned.desc(), ReferenceSample.id.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else Reference.from_row(row)
+
+
 class ReferenceRetention(RetentionPart):
     """Deletes reference samples created before the cutoff, except pinned ones, the newest
     of each probe and source created before it, and what other parts keep."""
@@ -207,5 +229,5 @@ class ReferenceRetention(RetentionPart):
 
 __all__ = [
     "Reference", "ReferenceRetention", "ReferenceSample", "arrange_reference",
-    "extend_reference", "latest_reference", "save_reference",
+    "extend_reference", "fleet_reference", "latest_reference", "save_reference",
 ]

@@ -130,6 +130,12 @@ class DriftProbe(Probe):
                 f"capture {self.name}` after an intended model change"
             )
         self.compare(reference, current, now, deadline, result)
+        if reference.instance != self.context.store.instance:  # the fleet's: a new pod's own
+            result.details["reference_from_instance"] = reference.instance  # follows
+            if cfg.reference.mode == "pinned":
+                self.capture(current, pinned=True)
+                self.finish_window(current, now, saved=True)
+                return result
         if pool.filling(reference, cfg):  # judged against a fresh-reference null, said so
             self.fill(reference, current, result)
         elif pool.calibrates(cfg) and pool.legacy(reference):

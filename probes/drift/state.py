@@ -30,7 +30,12 @@ from ragmon.probes.drift.tables import (
     DriftReservoirState,
     DriftStatistic,
 )
-from ragmon.probes.references import Reference, ReferenceSample, latest_reference
+from ragmon.probes.references import (
+    Reference,
+    ReferenceSample,
+    fleet_reference,
+    latest_reference,
+)
 
 log = logging.getLogger("ragmon.drift.state")
 _LOCKS: dict[str, threading.Lock] = {}
@@ -234,13 +239,23 @@ def rolling_reference(
 
     Only windows of the newest one's embedding pipeline are pooled: after an intended model
     change, ``ragmon baseline capture`` stores a window of the new pipeline and the rolling
-    reference restarts from it.
+    reference restarts from it. A sidecar with no window of its own in the period pools
+    the windows of the instance that stored the newest one (see
+    :func:`~ragmon.probes.references.fleet_reference`).
     """
+    recent = (ReferenceSample.probe == probe, ReferenceSample.source == source,
+              ReferenceSample.created_at >= since)
     with store.session() as s:
+        instance: str | None = store.instance
         rows = s.scalars(select(ReferenceSample).where(
-            ReferenceSample.probe == probe, ReferenceSample.instance == store.instance,
-            ReferenceSample.source == source, ReferenceSample.created_at >= since,
-        ).order_by(ReferenceSample.id)).all()
+            *recent, ReferenceSample.instance == instance).order_by(ReferenceSample.id)).all()
+        if not rows and store.instance:
+            instance = s.scalar(select(ReferenceSample.instance).where(
+                *recent, ReferenceSample.instance != store.instance)
+                .order_by(ReferenceSample.id.desc()).limit(1))
+            rows = [] if instance is None else s.scalars(select(ReferenceSample).where(
+                *recent, ReferenceSample.instance == instance)
+                .order_by(ReferenceSample.id)).all()
     if not rows:
         return None
     fingerprints = {r.embedder_fingerprint for r in rows}
@@ -269,13 +284,16 @@ def rolling_reference(
         pinned=False,
         details={"texts": texts, "windows": len(rows),
                  "other_fingerprints": sorted(fingerprints - {newest.embedder_fingerprint})},
-        holdout=holdout,
+        holdout=holdout, instance=newest.instance,
     )
 
 
 def pinned_reference(store: Store, probe: str, source: str) -> Reference | None:
-    """The newest pinned reference of the probe, if any."""
+    """The newest pinned reference of the probe, if any (a sidecar with no reference of
+    its own: the fleet's, see :func:`~ragmon.probes.references.fleet_reference`)."""
     ref = latest_reference(store, probe, source)
+    if ref is None and store.instance:
+        ref = fleet_reference(store, probe, source)
     return ref if ref is not None and ref.pinned else None
 
 

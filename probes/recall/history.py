@@ -22,7 +22,9 @@ Finding the baseline costs the same at any history size: the pin is the newest r
 index, with the verdict read in SQL, through at most ``SCAN`` successful runs.
 
 Everything here is kept per (probe, instance): a sidecar's baseline, pins and reference
-vectors are its own (``store.instance``; "" for standalone replicas, who share them).
+vectors are its own (``store.instance``; "" for standalone replicas, who share them). A
+sidecar that has no baseline yet (a pod a rollout just created) compares with the fleet's
+(:func:`fleet_baseline`).
 """
 
 from __future__ import annotations
@@ -57,21 +59,27 @@ class Baseline:
     run: ProbeRun
     how: str  # "pinned", "first healthy run", "previous golden set version"
     rows: dict[str, dict[str, Any]]
+    #: The instance whose baseline this is, when not this one's (see :func:`fleet_baseline`).
+    from_instance: str | None = None
 
 
-def find_baseline(store: Store, probe: str, golden_version: str) -> Baseline | None:
+def find_baseline(store: Store, probe: str, golden_version: str,
+                  instance: str | None = None) -> Baseline | None:
     """The run this run compares with (see the module docstring and docs/recall.md).
 
     A pin is the baseline of the golden set version it was taken on. After an edit of the
     golden set, the pinned run is compared on the queries both versions share, and the
     first eligible run of the new version started after the pin replaces it: an edit never
     keeps a probe on ``golden-set-changed`` for good, and the pin is never older than the
-    last edit that followed it."""
-    key = (probe, store.instance)  # each sidecar compares with its own runs
+    last edit that followed it. A sidecar with no baseline of its own gets the fleet's
+    (:func:`fleet_baseline`); with ``instance``, only that instance's is looked for."""
+    own = instance is None
+    instance = store.instance if instance is None else instance
+    key = (probe, instance)  # each sidecar compares with its own runs
     with store.session() as s:
         pin = s.scalars(
             select(RecallBaseline).where(RecallBaseline.probe == probe,
-                                         RecallBaseline.instance == store.instance)
+                                         RecallBaseline.instance == instance)
             .order_by(RecallBaseline.pinned_at.desc(), RecallBaseline.id.desc()).limit(1)
         ).first()
         run: ProbeRun | None = s.get(ProbeRun, pin.run_id) if pin else None
@@ -88,8 +96,38 @@ def find_baseline(store: Store, probe: str, golden_version: str) -> Baseline | N
             how = "previous golden set version"
             run = _newest_eligible(s, key)
     if run is None:
-        return None
+        return fleet_baseline(store, probe, golden_version) if own and instance else None
     return Baseline(run, how, query_rows(store, run.id))
+
+
+def fleet_baseline(store: Store, probe: str, golden_version: str) -> Baseline | None:
+    """The baseline of a sidecar with none of its own: the fleet's, so that a pod a rollout
+    just created compares its first runs with what the fleet measured before the rollout
+    (:func:`ragmon.probes.references.fleet_reference` says why). It is the newest pin of any
+    other instance, else the instance of the newest eligible run on this golden set version
+    (of any version, failing that) and that instance's baseline. The sidecar's own first
+    eligible run then becomes its baseline, as usual."""
+    with store.session() as s:
+        other = (RecallBaseline.probe == probe, RecallBaseline.instance != store.instance)
+        source = s.scalar(select(RecallBaseline.instance).where(*other)
+                          .order_by(RecallBaseline.pinned_at.desc(),
+                                    RecallBaseline.id.desc()).limit(1))
+        for version in (golden_version, None):
+            if source is not None:
+                break
+            where = [ProbeRun.probe == probe, ProbeRun.instance != store.instance,
+                     ProbeRun.status == "ok",
+                     ProbeRun.details["verdict"].as_string().in_(ELIGIBLE_VERDICTS)]
+            if version is not None:
+                where.append(ProbeRun.golden_version == version)
+            source = s.scalar(select(ProbeRun.instance).where(*where)
+                              .order_by(ProbeRun.id.desc()).limit(1))
+    if source is None:
+        return None
+    found = find_baseline(store, probe, golden_version, instance=source)
+    if found is not None:
+        found.from_instance = source
+    return found
 
 
 def _first_run_since(s: Any, probe: tuple[str, str], since: datetime) -> int | None:

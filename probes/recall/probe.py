@@ -205,6 +205,7 @@ class RecallProbe(Probe):
             "fidelity": gt.details(),
             "causes": {k: v for k, v in causes.items() if k not in ("doc_vectors", "chunk_docs")},
             "references": causes["references"],
+            "reference_from_instance": None if baseline is None else baseline.from_instance,
             "baseline": None if baseline is None else {
                 "run_id": baseline.run.id, "how": baseline.how,
                 "golden_version": baseline.run.golden_version,
