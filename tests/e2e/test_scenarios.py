@@ -287,4 +287,3 @@ def test_sigterm_during_a_probe_stores_no_partial_run(deployment: Deployment) ->
         assert r.finished_at is not None and r.status in ("ok", "failed", "timeout")
         if r.status == "ok":
             assert rows.get(r.id) == GOLDEN_QUESTIONS, (r.id, rows.get(r.id))
-    d.daemon.start()  # the next tests, if any, find it running
