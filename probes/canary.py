@@ -179,6 +179,9 @@ class CanaryProbe(Probe):
                     "against it")
         values = {n: v for n, _, v in result.values}
         lines = [head, f"  verdict: {d.get('verdict')}"]
+        if d.get("reference_from_instance") is not None:
+            lines.append(f"  compared with instance {d['reference_from_instance']!r}'s "
+                         "reference (this instance had none); its own is kept from now on")
         if "message" in d:
             lines.append(f"  {d['message']}")
         if "canary_cosine_min" in values:

@@ -61,6 +61,18 @@ def run_canary(tmp_path: Path, store_url: str, instance: str, **embedder: Any) -
     return result
 
 
+def render_canary(tmp_path: Path, store_url: str, result: Any) -> str:
+    config = load_config(tmp_path / "ragmon.yaml", environ={})
+    store = Store(store_url)
+    context = ProbeContext(config, store, config.plugins)
+    try:
+        runner = Runner(context, CollectorRegistry(), context.plugins.probes)
+        return runner.probes["canary"].render(result)
+    finally:
+        context.close()
+        store.close()
+
+
 def changed(result: Any) -> float:
     return {name: value for name, _, value in result.values}["canary_changed"]
 
@@ -74,6 +86,7 @@ def test_a_new_pod_catches_the_change_its_rollout_shipped(
     assert new.details["verdict"] == "changed" and changed(new) == 1
     assert new.details["reference_from_instance"] == "pod-a"
     assert new.details["fingerprint_diff"]["max_seq_length"] == [256, 32]
+    assert "compared with instance 'pod-a'" in render_canary(tmp_path, store_url, new)
     # ... and captured its own: the next run compares with it.
     again = run_canary(tmp_path, store_url, "pod-b", max_seq_length=32)
     assert again.details["verdict"] == "unchanged" and "reference_from_instance" not in \
