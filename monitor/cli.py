@@ -113,7 +113,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ragmon.monitor.demo.run import run_demo
 
-    return run_demo(args.data_dir, args.plugins, serve=args.serve)
+    return run_demo(args.data_dir, args.plugins, serve=args.serve, only=args.scenario)
 
 
 def cmd_config_reference(args: argparse.Namespace) -> int:
@@ -178,6 +178,9 @@ def build_parser(plugins: Plugins) -> argparse.ArgumentParser:
                    help="where the demo keeps its index, config and store (default: ./ragmon-demo)")
     p.add_argument("--serve", action="store_true",
                    help="after the demo runs, keep the daemon running (Ctrl-C stops it)")
+    p.add_argument("--scenario", action="append", metavar="NAME",
+                   choices=("embedding", "index", "content", "topics", "none"),
+                   help="run only this rot scenario (repeatable; default: all five)")
     add("config-reference", cmd_config_reference, "print the configuration reference "
         "(Markdown) of this install: every section and every installed kind")
     groups = CommandGroups(sub)

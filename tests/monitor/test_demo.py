@@ -18,6 +18,7 @@ from ragmon.monitor.app import default_plugins
 from ragmon.monitor.demo import rot, scenario
 from ragmon.monitor.demo.checks import DemoError, preflight
 from ragmon.monitor.demo.run import run_demo
+from ragmon.monitor.http import http_get
 from ragmon.monitor.store import Store
 
 RAGMON = [sys.executable, "-m", "ragmon.monitor"]
@@ -146,3 +147,27 @@ def test_ctrl_c_during_a_scenario_restores_the_index(tmp_path: Path) -> None:
     assert "interrupted; the index is restored" in rest
     assert (data / "index.faiss").read_bytes() == (data / "index.healthy.faiss").read_bytes()
     assert not (data / rot.MARKER).exists()
+
+
+def test_serve_keeps_metrics_up_until_sigterm(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([*RAGMON, "demo", "--serve", "--scenario", "none", "--data-dir",
+                             str(tmp_path / "demo")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("serving /metrics on "):
+                break
+        url = lines[-1].split()[3]
+        status, body = http_get(url)
+        assert status == 200 and "ragmon_probe_success" in body, "".join(lines)
+        time.sleep(1.5)  # still up a moment later
+        assert http_get(url)[0] == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, "".join(lines) + rest
+    assert "1 of 1 scenarios detected as expected" in rest
