@@ -77,8 +77,13 @@ def changed(result: Any) -> float:
     return {name: value for name, _, value in result.values}["canary_changed"]
 
 
-def test_a_new_pod_catches_the_change_its_rollout_shipped(
-        tmp_path: Path, store_url: str, store: Store) -> None:
+def test_a_new_pod_catches_the_change_its_rollout_shipped(tmp_path: Path) -> None:
+    """On SQLite (four real embedder loads): the lookup itself runs on both stores in the
+    drift tests below and in tests/probes/drift/test_sidecar_reference.py."""
+    store_url = f"sqlite:///{tmp_path / 'ragmon.db'}"
+    init = Store(store_url)
+    init.migrate()
+    init.close()
     old = run_canary(tmp_path, store_url, "pod-a")
     assert old.details == {"reference": "captured", "reason": "first run"}
     # The rollout replaces pod-a by pod-b, with a shorter truncation length.
