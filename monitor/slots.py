@@ -102,6 +102,7 @@ class SharedSchedule:
         self.stop = stop
         self.win_rate = 0.5
         self._lock = threading.Lock()
+        self._busy: dict[str, threading.Lock] = {}
         self.skipped = Counter(
             "ragmon_probe_slots_skipped",
             "Schedule slots this replica did not run, by reason: claimed_elsewhere (another "
@@ -130,7 +131,19 @@ class SharedSchedule:
 
     def fire(self, name: str) -> None:
         """The scheduler job of probe ``name``: run this slot if this replica claims it,
-        then a slot a dead replica left, if any."""
+        then a slot a dead replica left, if any. A probe still running here (its first run
+        after start is a job of its own) is not fired again: another replica may claim."""
+        with self._lock:
+            busy = self._busy.setdefault(name, threading.Lock())
+        if not busy.acquire(blocking=False):
+            log.debug("probe %s is still running here; its slot is left to the others", name)
+            return
+        try:
+            self._fire(name)
+        finally:
+            busy.release()
+
+    def _fire(self, name: str) -> None:
         cfg = self.config.probes[name]
         now = datetime.now(UTC)
         slot = slot_at(probe_trigger(cfg, name), now)
