@@ -144,34 +144,7 @@ class AlertEngine:
         """Resolve the active states of instances that stopped reporting (:mod:`alerts.gone`)."""
         before = now - timedelta(seconds=STALE_INTERVALS
                                  * self.intervals.get(rule.probe, 300.0))
-        with self.store.session() as s:
-            if not gone.active_elsewhere(s, name, self.store.instance, ACTIVE):
-                return 0
-        queued = 0
-        with self.store.session() as s:
-            found = gone.gone(s, rule.probe, gone.active_elsewhere(
-                s, name, self.store.instance, ACTIVE), before)
-            if not found:
-                return 0
-            rows = s.scalars(select(AlertState).where(
-                AlertState.rule == name, AlertState.instance.in_(sorted(found)))
-                .order_by(AlertState.instance, AlertState.fingerprint).with_for_update()).all()
-            for row in rows:  # re-read under the lock: only the first daemon sees it active
-                if row.state == "pending":
-                    row.state, row.active_since = "inactive", None
-                if row.state != "firing":
-                    continue
-                run = found[row.instance]
-                details = {**(row.details or {}),
-                           "resolved_reason": gone.reason(row.instance, rule.probe)}
-                row.state, row.resolved_at, row.last_evaluated_at = "resolved", now, now
-                row.details = details
-                record = gone.as_record(s, run) if run is not None else RunRecord(
-                    probe=rule.probe, kind="", target="", started_at=now, finished_at=now,
-                    status="gone", error=None, details={}, values=[])
-                queued += self._enqueue(s, name, rule, row, details, record,
-                                        None if run is None else run.id, now)
-        return queued
+        return gone.resolve(self.store, name, rule, now, before, self._enqueue)
 
     def _step(
         self, s: Session, name: str, rule: RuleConfig, row: AlertState, obs: Observation,

@@ -13,15 +13,17 @@ unique key, so however many daemons see it, it resolves and is told once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 
+from ragmon.alerts.config import RuleConfig
 from ragmon.alerts.grouped import GROUP, STALE_INTERVALS
 from ragmon.alerts.tables import AlertState
 from ragmon.monitor.common import utc
-from ragmon.monitor.store import RunRecord, parse_labels
+from ragmon.monitor.store import RunRecord, Store, parse_labels
 from ragmon.monitor.store.models import ProbeRun, RunValue
 
 
@@ -66,3 +68,37 @@ def as_record(s: Any, run: ProbeRun) -> RunRecord:
         finished_at=run.finished_at, status=run.status, error=run.error,
         details=dict(run.details or {}), values=values, golden_version=run.golden_version,
     )
+
+
+def resolve(store: Store, name: str, rule: RuleConfig, now: datetime, before: datetime,
+            enqueue: Callable[..., int]) -> int:
+    """Resolve rule ``name``'s active states of the instances that have not run its probe
+    since ``before``; ``enqueue`` is the engine's (it queues the notice once per sink).
+    Returns the notifications queued."""
+    active = ("pending", "firing")
+    with store.session() as s:
+        if not active_elsewhere(s, name, store.instance, active):
+            return 0
+    queued = 0
+    with store.session() as s:
+        found = gone(s, rule.probe, active_elsewhere(s, name, store.instance, active), before)
+        if not found:
+            return 0
+        rows = s.scalars(select(AlertState).where(
+            AlertState.rule == name, AlertState.instance.in_(sorted(found)))
+            .order_by(AlertState.instance, AlertState.fingerprint).with_for_update()).all()
+        for row in rows:  # re-read under the lock: only the first daemon sees it active
+            if row.state == "pending":
+                row.state, row.active_since = "inactive", None
+            if row.state != "firing":
+                continue
+            run = found[row.instance]
+            details = {**(row.details or {}), "resolved_reason": reason(row.instance, rule.probe)}
+            row.state, row.resolved_at, row.last_evaluated_at = "resolved", now, now
+            row.details = details
+            record = as_record(s, run) if run is not None else RunRecord(
+                probe=rule.probe, kind="", target="", started_at=now, finished_at=now,
+                status="gone", error=None, details={}, values=[])
+            queued += enqueue(s, name, rule, row, details, record,
+                              None if run is None else run.id, now)
+    return queued
