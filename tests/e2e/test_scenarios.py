@@ -182,15 +182,23 @@ def _edit_embedder(config: Path, **changes: Any) -> None:
 def test_pipeline_change_is_blamed_on_the_embedding(deployment: Deployment) -> None:
     d = deployment
     before = last_id(d.store, "docs-recall")
+    canary_before = last_id(d.store, "canary")
     _edit_embedder(d.config, max_seq_length=rot.TRUNCATION)  # the daemon reloads its config
-    run = d.verdict_run("embedding", before)
-    assert any("query embedding pipeline changed" in r or "canary" in r
-               for r in run.details["reasons"])
-    canary = next(r for r in d.store.runs(probe="canary", limit=20) if r.id and any(
-        v.name == "canary_changed" and v.value == 1.0 for v in d.store.run_values(r.id)))
-    assert canary.status == "ok"
-    d.notified("EmbeddingPipelineChanged", ["firing"])
-    _edit_embedder(d.config, max_seq_length=None)
+    try:
+        run = d.verdict_run("embedding", before)
+        assert any("query embedding pipeline changed" in r or "canary" in r
+                   for r in run.details["reasons"])
+
+        def changed_canary() -> Any:  # the canary runs on its own schedule, maybe later
+            return next((r for r in newest_runs(d.store, "canary", canary_before)
+                         if any(v.name == "canary_changed" and v.value == 1.0
+                                for v in d.store.run_values(r.id))), None)
+
+        canary = wait_until(changed_canary, 60, "no canary run saw the change", d.daemon)
+        assert canary.status == "ok"
+        d.notified("EmbeddingPipelineChanged", ["firing"])
+    finally:  # later scenarios need the pipeline back, whatever failed here
+        _edit_embedder(d.config, max_seq_length=None)
     d.verdict_run("healthy", run.id)
     d.notified("EmbeddingPipelineChanged", ["firing", "resolved"])
 
