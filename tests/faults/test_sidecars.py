@@ -165,14 +165,21 @@ def test_sidecars_keep_verdicts_baselines_and_alerts_per_instance(
         assert verdicts["pod-a"] == verdicts["pod-b"] == {"healthy"}, verdicts
         assert verdicts[DEGRADED] == {"index"}, verdicts
 
-        # Baselines: each instance's own runs, never another pod's.
+        # Baselines: each instance's own runs; a pod with no eligible run of its own yet
+        # compares with another pod's, and says which (what a pod a rollout created does).
         ids = {p: {r.id for r in runs[p]} for p in PODS}
+        own = {p: set() for p in PODS}
         for pod in PODS:
-            baselines = {(r.details.get("baseline") or {}).get("run_id") for r in runs[pod]}
-            baselines.discard(None)
-            assert baselines <= ids[pod], (pod, baselines)
-        assert any((r.details.get("baseline") or {}).get("run_id") for r in runs["pod-a"])
-        assert not any(r.details.get("baseline") for r in runs[DEGRADED])
+            for r in runs[pod]:
+                base = (r.details.get("baseline") or {}).get("run_id")
+                if base is None or base in ids[pod]:
+                    own[pod].add(base)
+                    continue
+                lender = r.details.get("reference_from_instance")
+                assert lender in PODS and lender != pod, (pod, base, r.details)
+                assert base in ids[lender], (pod, base, lender)
+        assert own["pod-a"] - {None}, "pod-a never compared with a baseline of its own"
+        assert own[DEGRADED] <= {None}, "the degraded pod's runs became its own baseline"
 
         # Alerts: one per-instance alert (pod-c's), one grouped alert counting 1 of 3.
         by_rule = {}
