@@ -18,6 +18,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from ragmon.monitor import http as http_module
 from ragmon.monitor.app import load_config
 from ragmon.monitor.config import ServerConfig
 from ragmon.monitor.daemon import Daemon
@@ -240,3 +241,60 @@ def test_stopping_while_a_request_is_served_lets_it_finish_without_an_error(
     client.join(10)
     assert [r.getMessage() for r in caplog.records] == []
     assert answers == [(200, "done\n")]
+
+
+def _thread_cpu_seconds(thread: threading.Thread) -> float:
+    """CPU time a thread of this process has used so far (user + system), from /proc."""
+    fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1]
+    utime, stime = (int(x) for x in fields.split()[11:13])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+CROWD = 900  # connections open at once, under the default connection_limit of 1,000
+
+
+def test_the_io_thread_does_not_spin_while_workers_send_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found under a burst of 2,000 posts: while a worker held a connection's output lock
+    to send its answer, the connection polled as writable but its write handler could do
+    nothing, so the I/O thread looped thousands of times a second, each pass over every
+    open connection. It held the GIL the workers needed back after each database call, and
+    ingest slowed from about 40 posts a second to 10 (898 of 2,000 answered in 90 s).
+    Here 900 connections wait while 8 workers answer them, each answer giving up the GIL 20
+    times as database calls do. The I/O loop needs a few passes per answer (accept, read,
+    wake-up, close); it made 30 to 150 while it spun."""
+    passes = [0]
+    readable = http_module._Server.readable
+
+    def counted(self: Any) -> bool:  # the listener is asked once per pass of the loop
+        passes[0] += 1
+        return bool(readable(self))
+
+    monkeypatch.setattr(http_module._Server, "readable", counted)
+
+    def answer(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        for _ in range(20):
+            time.sleep(0)  # gives up the GIL, as each sqlite3 call does
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "3")])
+        return [b"ok\n"]
+
+    server = serve(app_with(answer), threads=8)
+    conns: list[socket.socket] = []
+    try:
+        for _ in range(CROWD):
+            conn = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+            conn.sendall(b"GET /work HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            conns.append(conn)
+        answered = 0
+        for conn in conns:
+            data = b""
+            while chunk := conn.recv(4096):
+                data += chunk
+            answered += data.startswith(b"HTTP/1.1 200")
+        assert answered == CROWD
+        assert passes[0] < 8 * CROWD, f"{passes[0]} passes of the I/O loop for {CROWD} answers"
+    finally:
+        for conn in conns:
+            conn.close()
+        server.stop()
