@@ -5,6 +5,7 @@ live measurement."""
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -157,12 +158,12 @@ def test_live_search_is_batched_and_exact_search_is_one_call_for_all_queries(env
     assert all("exact" in row and "fidelity" in row for _, _, row in result.queries)
 
 
-def _padded_pg_docs(url: str, ids: list[str], vectors: np.ndarray, rows: int,
-                    width: int = 0) -> str:
+def _padded_pg_docs(url: str, ids: list[str], vectors: np.ndarray, rows: int) -> str:
     """The corpus in a pgvector table with an HNSW cosine index, plus ``rows`` rows that
-    have no vector yet (ingested, not embedded), each with ``width`` bytes of document text:
-    the index does not hold them, so live search stays fast (and a count reads the primary
-    key), but the sequential scan of exact search reads every row's page."""
+    have no vector yet (ingested, not embedded), each filling a page with document text:
+    the index does not hold them, so live search stays fast and a count reads only the
+    primary key (a few bytes a row), but the sequential scan of exact search reads a page
+    per row. Parallel scans are off, so the scan is slow on any number of cores."""
     import psycopg
 
     from .test_fidelity import _pg_docs
@@ -171,19 +172,47 @@ def _padded_pg_docs(url: str, ids: list[str], vectors: np.ndarray, rows: int,
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("ALTER TABLE docs ADD COLUMN body text")
         conn.execute("ALTER TABLE docs ALTER COLUMN body SET STORAGE PLAIN")
-        conn.execute("INSERT INTO docs SELECT 'pending-' || g, NULL, repeat('x', %s) "
-                     "FROM generate_series(1, %s) g", (width, rows))
+        conn.execute("ALTER TABLE docs SET (parallel_workers = 0)")
+        conn.execute("INSERT INTO docs SELECT 'pending-' || g, NULL, repeat('x', 8000) "
+                     "FROM generate_series(1, %s) g", (rows,))
         conn.execute("VACUUM ANALYZE docs")
+        conn.execute("CHECKPOINT")  # the bulk write is flushed before anything is timed
     return url
 
 
+def _timeout_between_live_and_scan(url: str, query: np.ndarray) -> str:
+    """A statement timeout that the slowest live statement (a count, an HNSW search) meets
+    and one exact scan does not, on this machine now: the geometric mean of the two,
+    measured the way the target runs them. A machine too loaded to tell them apart fails
+    here, saying so, rather than later with a puzzling verdict."""
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    def timed(conn: psycopg.Connection, sql: str, *args: object) -> float:
+        start = time.perf_counter()
+        conn.execute(sql, args).fetchall()
+        return time.perf_counter() - start
+
+    knn = "SELECT id, embedding <=> %s FROM docs ORDER BY embedding <=> %s LIMIT 10"
+    with psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn:
+        register_vector(conn)
+        live = max([timed(conn, "SELECT count(*) FROM docs") for _ in range(10)]
+                   + [timed(conn, knn, query, query) for _ in range(10)])
+        conn.execute("SET enable_indexscan = off")
+        scan = min(timed(conn, knn, query, query) for _ in range(3))
+    assert scan > 8 * live, (f"an exact scan ({scan * 1000:.0f} ms) is not much slower than "
+                             f"live statements ({live * 1000:.0f} ms): machine too loaded")
+    return f"{math.sqrt(live * scan) * 1000:.0f}ms"
+
+
 def test_ground_truth_that_fails_keeps_the_live_measurement(env: Env, postgres_url: str) -> None:
-    """pgvector's own exact mode (a sequential scan of 400,000 rows of 1.5 kB per query) past a 1 ms
-    exact_budget is a `budget` skip; past the target's 50 ms statement timeout it used to
-    fail the run with "did not answer" and lose the live results. Either way the run is now
-    ok, with live metrics equal to a run whose ground truth worked, no fidelity, and the
-    skip counted by reason."""
-    url = _padded_pg_docs(postgres_url, env.ids, env.vectors, 400_000, width=1500)
+    """pgvector's own exact mode (a sequential scan of 100,000 pages per query) past a 1 ms
+    exact_budget is a `budget` skip; past the target's statement timeout (set between
+    the slowest live statement and one scan, as measured here) it used to fail the run with
+    "did not answer" and lose the live results. Either way the run is now ok, with live
+    metrics equal to a run whose ground truth worked, no fidelity, and the skip counted by
+    reason."""
+    url = _padded_pg_docs(postgres_url, env.ids, env.vectors, 100_000)
     env.target = {"kind": "pgvector", "url": url, "table": "docs", "embedder": "minilm",
                   "ef_search": 40, "exact_mode": "engine"}
     env.probe.update(sample_size=0,  # a sample of rows would draw the vector-less ones
@@ -199,7 +228,7 @@ def test_ground_truth_that_fails_keeps_the_live_measurement(env: Env, postgres_u
     assert gt["skipped"] == "budget" and gt["asked"] == 65 and gt["projected"] > 0.001
     assert over.details["fidelity"]["note"].startswith(
         "fidelity not measured this run (budget): target 'docs': exact search of ")
-    env.target["timeout"] = "50ms"
+    env.target["timeout"] = _timeout_between_live_and_scan(url, env.vectors[0])
     env.reload()
     for result, budget, error in ((over, 1, 0), (env.run()[0], 1, 1), (env.run()[0], 1, 2)):
         assert result.status == "ok", result.error
