@@ -47,11 +47,17 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
+def json_text(data: Any) -> str:
+    """``data`` as JSON text, numpy scalars and arrays, sets and datetimes converted (see
+    :func:`jsonable`); the store's JSON columns are written with it."""
+    return json.dumps(data, default=_json_default)
+
+
 def jsonable(data: Any) -> Any:
     """``data`` as plain JSON types (numpy scalars and arrays, tuples, sets, datetimes
     converted), so no driver or sink sees a type it cannot store. Anything else raises
     ``TypeError``: silently storing ``str(obj)`` would hide a bug."""
-    return json.loads(json.dumps(data, default=_json_default))
+    return json.loads(json_text(data))
 
 
 # --- secrets --------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    insert,
     inspect,
     literal,
     select,
@@ -34,7 +35,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ragmon.monitor.common import jsonable, redact, utc
+from ragmon.monitor.common import json_text, jsonable, redact, utc
 from ragmon.monitor.errors import ClaimLost, SchemaError, StoreError, StoreUnavailable
 from ragmon.monitor.store import migrate, retention
 from ragmon.monitor.store.models import ProbeRun, QueryResult, RunValue
@@ -134,7 +135,8 @@ class Store:
             parsed = parsed.set(drivername="postgresql+psycopg")
         self.safe_url = parsed.render_as_string(hide_password=True)
         self.dialect = parsed.get_backend_name()
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        # JSON columns take numpy values as the rest of ragmon does (one encoding per row)
+        kwargs: dict[str, Any] = {"pool_pre_ping": True, "json_serializer": json_text}
         if self.dialect == "sqlite":
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         elif self.dialect == "postgresql":
@@ -265,14 +267,16 @@ class Store:
                 raise ClaimLost(f"probe {record.probe!r}: the claim on slot "
                                 f"{record.slot.isoformat() if record.slot else '-'} ran out "
                                 "before the run was stored; another replica holds it")
-            s.add_all(
-                RunValue(run_id=run.id, name=name, labels=canonical_labels(labels), value=float(v))
-                for name, labels, v in record.values
-            )
-            s.add_all(
-                QueryResult(run_id=run.id, query_id=qid, status=status, data=jsonable(data))
-                for qid, status, data in record.queries
-            )
+            # Bulk INSERTs (many rows per statement), not one ORM object per row: a
+            # 1,000-query run stores its rows in a fraction of the time.
+            values = [{"run_id": run.id, "name": name, "labels": canonical_labels(labels),
+                       "value": float(v)} for name, labels, v in record.values]
+            if values:
+                s.execute(insert(RunValue), values)
+            queries = [{"run_id": run.id, "query_id": qid, "status": status, "data": data}
+                       for qid, status, data in record.queries]
+            if queries:
+                s.execute(insert(QueryResult), queries)
             return run.id
 
     def latest_runs(
