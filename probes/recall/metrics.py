@@ -30,6 +30,8 @@ def break_ties(ids: Sequence[str], scores: Sequence[float] | None) -> list[str]:
     """The ranked list after the tie rule: equal adjacent scores -> id descending."""
     if scores is None or len(scores) != len(ids):
         ranked = list(ids)
+    elif len(set(scores)) == len(scores):  # no two scores equal: nothing to reorder
+        ranked = list(ids)
     else:
         ranked = []
         start = 0
@@ -37,13 +39,9 @@ def break_ties(ids: Sequence[str], scores: Sequence[float] | None) -> list[str]:
             if i == len(ids) or scores[i] != scores[start]:
                 ranked.extend(sorted(ids[start:i], reverse=True))
                 start = i
-    seen: set[str] = set()
-    unique = []
-    for doc in ranked:
-        if doc not in seen:
-            seen.add(doc)
-            unique.append(doc)
-    return unique
+    if len(set(ranked)) == len(ranked):
+        return ranked
+    return list(dict.fromkeys(ranked))  # a duplicate counts once, at its first position
 
 
 def gain_of(grade: float, gain: Gain) -> float:
@@ -95,17 +93,21 @@ def query_metrics(
     ranks = {doc: i + 1 for i, doc in enumerate(ranked) if doc in relevant}
     out = QueryMetrics(relevant_ranks=ranks)
     out.rr = 1.0 / min(ranks.values()) if ranks else 0.0
+    # The found documents by rank, and the ideal gains by grade, once for every k.
+    found_ranks = sorted((rank, gain_of(grades[doc], gain)) for doc, rank in ranks.items())
+    ideal = sorted((g for g in grades.values() if g > 0), reverse=True)
     for k in ks:
-        found = sum(1 for r in ranks.values() if r <= k)
+        found = 0
+        dcg = 0.0
+        for rank, gained in found_ranks:
+            if rank > k:
+                break
+            found += 1
+            dcg += gained / math.log2(rank + 1)
         out.recall[k] = found / n_relevant if n_relevant else 0.0
         out.precision[k] = found / k
         out.hit[k] = 1.0 if found else 0.0
-        dcg = sum(
-            gain_of(grades[doc], gain) / math.log2(rank + 1)
-            for doc, rank in ranks.items()
-            if rank <= k
-        )
-        idcg = ideal_dcg(grades, k, gain)
+        idcg = sum(gain_of(g, gain) / math.log2(i + 2) for i, g in enumerate(ideal[:k]))
         out.ndcg[k] = dcg / idcg if idcg > 0 else 0.0
     return out
 
