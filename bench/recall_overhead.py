@@ -141,7 +141,9 @@ def runner_for(tmp: Path, million: Million, golden: Path) -> tuple[Any, Any, Any
     store = Store(store_url)
     store.migrate()
     context = ProbeContext(config := load_config(str(path)), store, config.plugins)
-    return Runner(context, CollectorRegistry(), context.plugins.probes), context, store
+    # settle=True: the heap settled after the first run, as in the daemon
+    return (Runner(context, CollectorRegistry(), context.plugins.probes, settle=True),
+            context, store)
 
 
 def _timing(fn: Any, total: list[float]) -> Any:

@@ -79,7 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load(args)
     _setup_logging(config)
-    return Daemon(config).serve_forever()
+    return Daemon(config, settle=True).serve_forever()
 
 
 def cmd_probe(args: argparse.Namespace) -> int:

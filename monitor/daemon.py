@@ -53,11 +53,14 @@ def _exit_now() -> None:
 class Daemon:
     def __init__(self, config: RootConfig, registry: CollectorRegistry | None = None,
                  extensions: Sequence[DaemonExtension] | None = None,
-                 context: ProbeContext | None = None):
+                 context: ProbeContext | None = None, *, settle: bool = False):
         """``extensions`` are installed at start (default: the plugins' the config was
         validated with). ``context`` lets a caller that already loaded embedders and targets
-        (the demo) hand them over instead of loading them twice."""
+        (the demo) hand them over instead of loading them twice. ``settle``: the process is
+        this daemon's alone (``ragmon run``), so the heap is settled after each probe's first
+        run (:func:`ragmon.monitor.runner.settle_heap`)."""
         self.config = config
+        self._settle = settle
         self.plugins = config.plugins
         self.extensions = list(self.plugins.extensions if extensions is None else extensions)
         self._given_context = context
@@ -114,7 +117,8 @@ class Daemon:
         # Replicas sharing the store run each schedule slot once between them.
         self.claims = Claims(self.store, cfg.scheduler.replica, cfg.deployment.name)
         self.context.claims = self.claims
-        self.runner = Runner(self.context, self.registry, self.plugins.probes, self.claims)
+        self.runner = Runner(self.context, self.registry, self.plugins.probes, self.claims,
+                             settle=self._settle)
         self.schedule = SharedSchedule(lambda: self.config, self.runner, self.claims,
                                        self.registry, self._stopping)
         self.collector = StoreCollector(self.store, cfg, self.plugins.metric_specs())

@@ -379,3 +379,33 @@ def test_vector_sample_of_the_index_is_described(env: Env) -> None:
     assert sample["n"] == 256 and sample["nan"] == 0 and sample["zero"] == 0
     assert sample["norm"]["min"] == pytest.approx(1.0, abs=1e-4)  # MiniLM normalises
     assert sample["norm"]["max"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_a_daemon_settles_the_heap_after_each_probe_s_first_run_only(
+    env: Env, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``ragmon run`` freezes what a probe's first run left alive (its index, golden set,
+    the libraries it imported), so the collector's full passes stop walking it: one such
+    pass per 1,000-query run cost 80 to 90 ms of the probe's own work
+    (bench/recall_overhead.py). Later runs settle nothing more, and a runner built for a
+    short-lived process (the CLI's one-off run, tests) never does."""
+    import gc
+
+    from ragmon.monitor import runner as runner_module
+
+    settled: list[int] = []
+    monkeypatch.setattr(runner_module, "settle_heap", lambda: settled.append(1))
+    assert env.context is not None
+    runner = runner_module.Runner(env.context, CollectorRegistry(),
+                                  env.context.plugins.probes, settle=True)
+    for _ in range(2):
+        assert runner.run(PROBE)[0].status == "ok"
+    assert runner.run("canary")[0].status == "ok"
+    assert env.run()[0].status == "ok"  # the env's runner: settle off
+    assert settled == [1, 1]  # the first run of each of the two probes
+    monkeypatch.undo()
+    try:
+        runner_module.settle_heap()
+        assert gc.get_freeze_count() > 0  # live objects left the collector's passes
+    finally:
+        gc.unfreeze()  # the rest of the suite runs with a plain heap
