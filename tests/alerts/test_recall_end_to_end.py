@@ -42,7 +42,7 @@ def write_config(tmp_path: Path, receiver: Receiver) -> Path:
         "golden_sets": {"questions": {"path": "golden.jsonl"}},
         "probes": {"docs-recall": {"kind": "recall", "target": "docs",
                                    "golden_set": "questions", "documents": {"separator": "#"},
-                                   "every": "1h", "timeout": "5m"}},
+                                   "every": "1h", "timeout": "5m", "jitter": 0}},
         "alerts": {
             "delivery": {"poll": "100ms", "backoff": "100ms"},
             "sinks": {"hook": {"kind": "webhook", "url": receiver.url}},
@@ -86,6 +86,14 @@ def test_recall_regression_fires_once_and_resolves_once(
                     CollectorRegistry())
     daemon.start()
     try:
+        # The daemon's own first run (a second after the start) goes first: run alongside
+        # the index swap below, it read the good index and then the degraded one, and its
+        # mixed verdict could be the one notified.
+        assert daemon.store is not None
+        deadline = time.monotonic() + 120
+        while not daemon.store.latest_runs(["docs-recall"]) or daemon.runner.live_threads():
+            assert time.monotonic() < deadline, "the daemon's first run did not finish"
+            time.sleep(0.2)
         healthy, _ = daemon.runner.run("docs-recall")
         assert healthy.status == "ok"
         time.sleep(1.0)
