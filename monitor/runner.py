@@ -217,4 +217,3 @@ def settle_heap() -> None:
     and never in a short-lived process that builds many runners (the CLI, tests)."""
     gc.collect()
     gc.freeze()
-

@@ -50,9 +50,9 @@ def gain_of(grade: float, gain: Gain) -> float:
     return grade if gain == "linear" else 2.0**grade - 1.0
 
 
-def ideal_dcg(grades: Mapping[str, float], k: int, gain: Gain) -> float:
-    ordered = sorted((g for g in grades.values() if g > 0), reverse=True)[:k]
-    return sum(gain_of(g, gain) / math.log2(i + 2) for i, g in enumerate(ordered))
+def ideal_dcg(ordered: Sequence[float], k: int, gain: Gain) -> float:
+    """IDCG@k of the positive judged grades ``ordered`` highest first."""
+    return sum(gain_of(g, gain) / math.log2(i + 2) for i, g in enumerate(ordered[:k]))
 
 
 @dataclass
@@ -107,7 +107,7 @@ def query_metrics(
         out.recall[k] = found / n_relevant if n_relevant else 0.0
         out.precision[k] = found / k
         out.hit[k] = 1.0 if found else 0.0
-        idcg = sum(gain_of(g, gain) / math.log2(i + 2) for i, g in enumerate(ideal[:k]))
+        idcg = ideal_dcg(ideal, k, gain)
         out.ndcg[k] = dcg / idcg if idcg > 0 else 0.0
     return out
 
