@@ -3,12 +3,15 @@ every module uses these)."""
 
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 
-from ragmon.monitor.common import Redactor, iso, jsonable, redact, utc
+from ragmon.monitor.common import Redactor, iso, json_text, jsonable, redact, utc
 
 
 def test_utc_takes_naive_as_utc_and_converts_aware() -> None:
@@ -33,8 +36,33 @@ def test_jsonable_converts_numpy_tuples_sets_and_datetimes() -> None:
 
 
 def test_jsonable_refuses_what_it_cannot_store_faithfully() -> None:
-    with pytest.raises(TypeError, match="object is not JSON serializable"):
+    with pytest.raises(TypeError, match="^object is not JSON serializable$"):
         jsonable({"x": object()})
+    with pytest.raises(TypeError, match="^Point is not JSON serializable$"):
+        jsonable({"x": Point(1, 2)})  # a dataclass is refused too, not stored by its fields
+
+
+def test_json_text_says_what_json_dumps_says() -> None:
+    """orjson writes the store's JSON where it says the same as json.dumps; NaN and
+    Infinity (orjson: null), 128-bit integers and lone surrogates (orjson: refused) are
+    written by json.dumps, so they read back as they were."""
+    from ragmon.monitor.common import _json_default
+
+    rows = {"rows": [{"recall": {"10": 1 / 3}, "ids": ["a", "b"]}] * 3, 7: np.float64(2.5)}
+    one = '{"recall":{"10":0.3333333333333333},"ids":["a","b"]}'
+    assert json_text(rows) == f'{{"rows":[{one},{one},{one}],"7":2.5}}'  # orjson, compact
+    for data in ({"l": [1, None, "x"], "s": {2, 1}}, {"big": 2**70}, {"t": "a\ud800b"},
+                 {"n": float("nan"), "i": float("-inf")}):
+        assert json_text(data) == json.dumps(data, default=_json_default)
+    back = json.loads(json_text({"n": float("nan"), "i": float("-inf")}))
+    assert math.isnan(back["n"]) and back["i"] == float("-inf")
+    assert jsonable({"x": float("inf")}) == {"x": float("inf")}
+
+
+@dataclass
+class Point:
+    x: int
+    y: int
 
 
 def test_every_secret_is_redacted_longest_first() -> None:
