@@ -18,7 +18,6 @@ the cheaper one from an estimated cost (see :class:`Costs`).
 from __future__ import annotations
 
 import time
-from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -94,19 +93,29 @@ class ExactTopK:
         return self
 
     def result(self) -> tuple[list[list[str]], list[list[float]]]:
-        """Ids and scores per query, best first; fewer than k when fewer vectors were added."""
+        """Ids and scores per query, best first; fewer than k when fewer vectors were added.
+        Ids are looked up block by block (a block's ``take``, when it has one, maps all its
+        positions at once), not one bisection per result."""
         self._heap.finalize()
-        out_ids: list[list[str]] = []
-        out_scores: list[list[float]] = []
-        for dist_row, pos_row in zip(self._heap.D, self._heap.I, strict=True):
-            keep = pos_row >= 0
-            out_ids.append([self._id_at(p) for p in pos_row[keep].tolist()])
-            out_scores.append(dist_row[keep].astype(float).tolist())
-        return out_ids, out_scores
-
-    def _id_at(self, position: int) -> str:
-        block = bisect_right(self._offsets, position) - 1
-        return self._blocks[block][position - self._offsets[block]]
+        dist, pos = self._heap.D, self._heap.I
+        if len(pos) == 0:
+            return [], []
+        keep = pos >= 0
+        found = pos[keep]  # row-major: query by query, best first
+        names = np.empty(len(found), dtype=object)
+        block_of = np.searchsorted(np.asarray(self._offsets), found, side="right") - 1
+        for block in np.unique(block_of).tolist():
+            at = np.flatnonzero(block_of == block)
+            lookup, relative = self._blocks[block], found[at] - self._offsets[block]
+            take = getattr(lookup, "take", None)
+            names[at] = take(relative) if take is not None else \
+                [lookup[p] for p in relative.tolist()]
+        flat: list[str] = names.tolist()
+        ends = np.cumsum(keep.sum(axis=1)).tolist()
+        out_ids = [flat[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+        if keep.all():
+            return out_ids, dist.astype(float).tolist()
+        return out_ids, [row[m].astype(float).tolist() for row, m in zip(dist, keep, strict=True)]
 
 
 def exact_topk(

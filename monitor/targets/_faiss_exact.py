@@ -45,6 +45,14 @@ class _Span:
         pos = self.start + i
         return str(self.labels[pos]) if self.labels is not None else str(pos)
 
+    def take(self, positions: np.ndarray) -> list[str]:
+        """The ids at ``positions`` (relative to the span) in one go."""
+        absolute = (positions + self.start).tolist()
+        if self.labels is None:
+            return list(map(str, absolute))
+        labels = self.labels
+        return [str(labels[p]) for p in absolute]
+
 
 class _Listed:
     """Ids of a block of decoded inverted-list entries (the lists' own ids)."""

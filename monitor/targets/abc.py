@@ -11,10 +11,12 @@ fetched vectors wherever ties matter.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -74,6 +76,11 @@ class Description:
     stats: dict[str, Any] = field(default_factory=dict)
     #: What exact search measures against (see ``GroundTruthOf``).
     ground_truth_of: GroundTruthOf = "stored"
+    #: True when live and exact search scores are the metric's own distances computed on
+    #: the vectors as stored (no quantisation, no rescoring): fidelity then ranks by the
+    #: scores and fetches no vectors. ``l2``: the squared distance; ``ip``: the inner
+    #: product; ``cosine``: the similarity that ``cosine_ranking`` names.
+    scores_are_distances: bool = False
 
     def fingerprint(self) -> str:
         """Hash of everything but the count, stats and ground-truth source: a rebuilt or
@@ -82,6 +89,7 @@ class Description:
         data.pop("count")
         data.pop("stats")
         data.pop("ground_truth_of")
+        data.pop("scores_are_distances")
         text = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -166,6 +174,14 @@ class VectorTarget(ABC):
             self.name, f"this target ({type(self).__name__}) keeps no metadata, so documents "
             f"cannot be read from field {field!r}; map chunk ids to documents with "
             "documents.pattern or documents.separator instead")
+
+    def pinned(self) -> AbstractContextManager[None]:
+        """Within it, this thread's calls read one version of the index: the one its first
+        call read (a file-backed index rewritten meanwhile is read again by the next
+        ``pinned`` block, never half-way through one). A probe run holds it, so its live
+        and exact sides describe the same index. The default pins nothing: an engine
+        served over the network answers from its live state."""
+        return contextlib.nullcontext()
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default does nothing."""

@@ -5,22 +5,27 @@ optional sidecar ``ids_path`` (UTF-8 text, one id per line, line i names the i-t
 added) gives string ids; with neither, the vector's position is its id.
 
 The file is checked on every call and re-opened when its (mtime, size, inode) changes, so a
-rebuilt index written with an atomic rename is seen at the next call. It is read from one
-open file descriptor, so a rename during the read yields the complete old index (and the new
-one next time), never a mix.
+rebuilt index written with an atomic rename is seen at the next call, except inside a
+``pinned()`` block (a probe run): there a thread keeps the version its first call read. It
+is read from one open file descriptor, so a rename during the read yields the complete old
+index (and the new one next time), never a mix.
 
 Exact search is one streaming pass over every stored vector for all queries, block by
 block (``exact_memory`` caps a block): read in place when the index keeps them flat (Flat,
 HNSWFlat), decoded per inverted list (IVF) or reconstructed (PQ, SQ) otherwise; decoded
 vectors are what a quantised index really compares against (``ground_truth_of:
 decoded``). ``ground_truth.vectors`` names the original vectors instead (``reference``).
+With flat storage both searches score by the exact metric over the stored vectors, so the
+scores are distances (``Description.scores_are_distances``) and fidelity needs no fetch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -37,7 +42,6 @@ from ragmon.monitor.targets._helpers import (
     choose,
     engine_errors,
     no_filter,
-    timed_per_query,
 )
 from ragmon.monitor.targets.abc import Description, Metric, SearchResult, Vectors, VectorTarget
 
@@ -99,6 +103,7 @@ class FaissTarget(VectorTarget):
         super().__init__(name, config)
         self._loaded: _Loaded | None = None
         self._lock = threading.Lock()  # probes in parallel threads: load each version once
+        self._pins = threading.local()  # per thread: the version a pinned block holds
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -109,14 +114,35 @@ class FaissTarget(VectorTarget):
             raise TargetUnavailable(self.name, f"{what} {str(path)!r} does not exist") from exc
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator[None]:
+        """This thread's calls read the version of the file its first call in the block
+        read; blocks nest (the outermost one decides)."""
+        depth = getattr(self._pins, "depth", 0)
+        if depth == 0:
+            self._pins.loaded = None
+        self._pins.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._pins.depth = depth
+            if depth == 0:
+                self._pins.loaded = None
+
     def _current(self) -> _Loaded:
+        held: _Loaded | None = getattr(self._pins, "loaded", None)
+        if held is not None:
+            return held
         cfg = self.config
         version = (self._stat(cfg.path),
                    self._stat(cfg.ids_path, "ids file") if cfg.ids_path else None)
         with self._lock:
             if self._loaded is None or self._loaded.version != version:
                 self._loaded = self._load()
-            return self._loaded
+            loaded = self._loaded
+        if getattr(self._pins, "depth", 0):
+            self._pins.loaded = loaded
+        return loaded
 
     def _read_index(self) -> tuple[Any, tuple[int, int, int]]:
         faiss = _faiss()
@@ -200,6 +226,16 @@ class FaissTarget(VectorTarget):
             return self.config.metric
         return "l2" if loaded.index.metric_type == faiss.METRIC_L2 else "ip"
 
+    def _one_metric(self, loaded: _Loaded) -> bool:
+        """Live search scores by the index's own metric, exact search by the configured
+        one (``l2``, else inner product): True when the two are the same distance."""
+        faiss = _faiss()
+
+        own = loaded.index.metric_type
+        if self._metric(loaded) == "l2":
+            return bool(own == faiss.METRIC_L2)
+        return bool(own == faiss.METRIC_INNER_PRODUCT)
+
     @staticmethod
     def _map_ids(loaded: _Loaded, row: np.ndarray) -> list[str]:
         found = row[row >= 0].tolist()
@@ -223,15 +259,31 @@ class FaissTarget(VectorTarget):
         if self._metric(loaded) == "cosine":
             queries = _unit(queries)
         index = loaded.index
-
-        def one(query: np.ndarray) -> tuple[list[str], list[float]]:
-            dist, pos = index.search(query[None, :], k)
-            keep = pos[0] >= 0
-            return self._map_ids(loaded, pos[0]), dist[0][keep].tolist()
-
+        dist = np.empty((len(queries), k), dtype=np.float32)
+        pos = np.empty((len(queries), k), dtype=np.int64)
+        latencies: list[float] = []
         with engine_errors(self.name, f"index file {str(self.config.path)!r}"):
-            ids, scores, latencies = timed_per_query(queries, one)
+            for row, query in enumerate(queries):  # timed one by one: what a caller sees
+                start = time.perf_counter()
+                dist[row], pos[row] = index.search(query[None, :], k)
+                latencies.append(time.perf_counter() - start)
+        ids, scores = self._results(loaded, dist, pos)
         return SearchResult(ids, scores, latencies, exact=False)
+
+    @classmethod
+    def _results(cls, loaded: _Loaded, dist: np.ndarray,
+                 pos: np.ndarray) -> tuple[list[list[str]], list[list[float]]]:
+        """Ids and scores of every query at once (-1: fewer than k results)."""
+        if len(pos) == 0 or not (pos >= 0).all():
+            keep = pos >= 0
+            return ([cls._map_ids(loaded, row) for row in pos],
+                    [d[m].tolist() for d, m in zip(dist, keep, strict=True)])
+        flat = pos.ravel().tolist()
+        labels = loaded.labels
+        names = [labels[i] for i in flat] if isinstance(labels, list) else list(map(str, flat))
+        width = pos.shape[1]
+        return ([names[a:a + width] for a in range(0, len(names), width)],
+                dist.astype(float).tolist())
 
     def exact_search(
         self,
@@ -333,7 +385,8 @@ class FaissTarget(VectorTarget):
         truth = ("reference" if self.config.ground_truth is not None
                  else _faiss_exact.ground_truth_of(loaded.inner))
         return Description("faiss", faiss.__version__, int(index.d), self._metric(loaded),
-                           int(index.ntotal), loaded.id_type, params, ground_truth_of=truth)
+                           int(index.ntotal), loaded.id_type, params, ground_truth_of=truth,
+                           scores_are_distances=truth == "stored" and self._one_metric(loaded))
 
     def close(self) -> None:
         self._loaded = None

@@ -55,6 +55,13 @@ def test_fewer_vectors_than_k_gives_a_shortfall() -> None:
     assert all(len(r) == 2 for r in scores)
 
 
+def test_no_queries_or_no_vectors_give_empty_answers() -> None:
+    top = ExactTopK(np.ones((0, 3), np.float32), 5, "ip")
+    top.add(["a", "b"], np.eye(3, dtype=np.float32)[:2])
+    assert top.result() == ([], [])
+    assert ExactTopK(np.ones((2, 3), np.float32), 5, "l2").result() == ([[], []], [[], []])
+
+
 def test_pages_regroup_into_blocks_and_every_vector_is_searched() -> None:
     rng = np.random.default_rng(5)
     vectors = rng.normal(size=(1000, 8)).astype(np.float32)

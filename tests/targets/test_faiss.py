@@ -63,6 +63,68 @@ def test_a_file_replaced_while_open_is_read_whole(build: Build, tmp_path: Path,
     assert old.ntotal == 100 and target.count() == 50
 
 
+def test_a_pinned_block_reads_one_version_of_a_rebuilt_file(build: Build, tmp_path: Path,
+                                                            data: Any) -> None:
+    """Inside ``pinned()`` every call of the thread reads the version its first call read,
+    through nested blocks, however often the file is rebuilt; another thread, and the same
+    thread after the block, read the file as it is now."""
+    import threading
+
+    path = write(tmp_path / "i.faiss", data.vectors[:100])
+    target = build("docs", {"kind": "faiss", "path": str(path)})
+    seen: list[int] = []
+    with target.pinned():
+        assert target.count() == 100
+        write(path, data.vectors[:300], "HNSW16")
+        with target.pinned():
+            assert target.count() == 100
+            assert target.describe().params["index"] == "IndexFlatIP"
+        assert target.exact_search(data.vectors[250:251], 1).ids != [["250"]]
+        other = threading.Thread(target=lambda: seen.append(target.count()))
+        other.start()
+        other.join()
+        write(path, data.vectors[:50])
+        assert target.count() == 100
+    assert seen == [300] and target.count() == 50
+    with target.pinned():  # a new block reads the file afresh
+        write(path, data.vectors[:70])
+        assert target.count() == 70
+
+
+@pytest.mark.parametrize(("factory", "index_metric", "configured", "distances"), [
+    ("HNSW8", faiss.METRIC_INNER_PRODUCT, None, True),
+    ("HNSW8", faiss.METRIC_INNER_PRODUCT, "cosine", True),
+    ("Flat", faiss.METRIC_L2, None, True),
+    ("HNSW8", faiss.METRIC_L2, "cosine", False),  # live scores L2, exact by inner product
+    ("Flat", faiss.METRIC_L2, "ip", False),
+    ("Flat", faiss.METRIC_INNER_PRODUCT, "l2", False),
+    ("Flat", faiss.METRIC_L1, None, False),
+    ("IVF4,PQ4", faiss.METRIC_INNER_PRODUCT, None, False),  # quantised: approximate scores
+])
+def test_scores_are_distances_only_when_both_searches_score_by_one_metric(
+    build: Build, tmp_path: Path, data: Any, factory: str, index_metric: int,
+    configured: str | None, distances: bool,
+) -> None:
+    """The recall probe ranks fidelity by the scores instead of fetched vectors only when
+    the live search (the index's own metric) and the exact search (the configured one) give
+    the same distance over the stored vectors; then the scores of one vector agree."""
+    vectors = np.ascontiguousarray(data.vectors[:400], dtype=np.float32)
+    path = write(tmp_path / "i.faiss", vectors, factory, index_metric)
+    config = {"kind": "faiss", "path": str(path)}
+    if configured:
+        config["metric"] = configured
+    target = build("docs", config)
+    assert target.describe().scores_are_distances is distances
+    if distances:
+        live, exact = target.search(vectors[:5], 3), target.exact_search(vectors[:5], 3)
+        for ids, scores, exact_ids, exact_scores in zip(live.ids, live.scores, exact.ids,
+                                                        exact.scores, strict=True):
+            for doc, score in zip(ids, scores, strict=True):
+                if doc in exact_ids:
+                    assert score == pytest.approx(exact_scores[exact_ids.index(doc)],
+                                                  abs=1e-5)
+
+
 def test_sidecar_ids_name_the_vectors(build: Build, tmp_path: Path, data: Any) -> None:
     path = write(tmp_path / "i.faiss", data.vectors[:20])
     ids = tmp_path / "ids.txt"
