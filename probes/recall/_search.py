@@ -76,9 +76,12 @@ class Searched:
 
 
 def _groups(queries: list[GoldenQuery], members: Sequence[int]) -> dict[str, list[int]]:
+    """The queries by filter (its canonical JSON), in order; most have none."""
     groups: dict[str, list[int]] = {}
     for i in members:
-        groups.setdefault(json.dumps(queries[i].filter, sort_keys=True), []).append(i)
+        filt = queries[i].filter
+        key = "null" if filt is None else json.dumps(filt, sort_keys=True)
+        groups.setdefault(key, []).append(i)
     return groups
 
 
@@ -116,7 +119,7 @@ def search_all(
                 continue
             for j, i in enumerate(rows):
                 out.live_ids[i], out.live_scores[i] = list(live.ids[j]), list(live.scores[j])
-                out.latencies.append(float(live.latencies[j]))
+            out.latencies.extend(map(float, live.latencies))
     return out, vectors
 
 

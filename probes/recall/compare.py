@@ -16,7 +16,8 @@ is compared on what it still shares with the baseline.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import operator
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,36 +114,59 @@ def compare_runs(
     resamples: int = 2000, seed: int = 0,
 ) -> Comparison:
     """Compare per-query rows (query id -> stored data) of two runs at ``k``."""
-    out = Comparison(mode=mode, k=k)
-    qids = paired_queries(baseline, current)
-    out.n = len(qids)
+    return compare_at(baseline, current, [k], mode, alpha=alpha, min_effect=min_effect,
+                      resamples=resamples, seed=seed)[k]
+
+
+def compare_at(
+    baseline: Mapping[str, Mapping[str, Any]], current: Mapping[str, Mapping[str, Any]],
+    ks: Sequence[int], mode: str = "live", *, alpha: float = 0.05, min_effect: float = 0.02,
+    resamples: int = 2000, seed: int = 0, qids: list[str] | None = None,
+) -> dict[int, Comparison]:
+    """:func:`compare_runs` at each of ``ks``, reading each query's rows once; ``qids``:
+    their :func:`paired_queries`, when the caller already has them."""
+    qids = paired_queries(baseline, current) if qids is None else qids
+    out = {k: Comparison(mode=mode, k=k, n=len(qids)) for k in ks}
     if not qids:
         return out
-    key = str(k)
+    keys = [str(k) for k in ks]
     before = [_side(baseline[q], mode) for q in qids]
     after = [_side(current[q], mode) for q in qids]
-    r0 = np.array([s.get("recall", {}).get(key, 0.0) for s in before])
-    r1 = np.array([s.get("recall", {}).get(key, 0.0) for s in after])
-    h0 = np.array([s.get("hit", {}).get(key, 0.0) > 0 for s in before])
-    h1 = np.array([s.get("hit", {}).get(key, 0.0) > 0 for s in after])
-    out.b, out.c = int(np.sum(h0 & ~h1)), int(np.sum(~h0 & h1))
-    out.p_value = mcnemar_p(out.b, out.c)
-    deltas = r1 - r0
-    out.mean_delta = float(deltas.mean())
-    out.hit_delta = (out.c - out.b) / len(qids)
-    out.ci = paired_bootstrap_ci(deltas, resamples, 1.0 - alpha, seed)
-    tested = (out.p_value < alpha and out.b > out.c) or out.ci[1] < 0
-    large = min(out.mean_delta, out.hit_delta) <= -min_effect
-    out.significant_drop = bool(tested and large)
-    for q, s0, s1, d in zip(qids, before, after, deltas, strict=True):
-        if d < 0:
-            out.regressed.append(_change(q, s0, s1, k))
-        elif d > 0:
-            out.improved.append(_change(q, s0, s1, k))
-    out.regressed.sort(key=lambda r: (r["recall_after"] - r["recall_before"], r["query_id"]))
-    out.improved.sort(key=lambda r: (r["recall_before"] - r["recall_after"], r["query_id"]))
-    out.overlap = topk_overlap(before, after, k)
+    r0, h0 = _values(before, keys)
+    r1, h1 = _values(after, keys)
+    for j, k in enumerate(ks):
+        c = out[k]
+        c.b, c.c = int(np.sum(h0[:, j] & ~h1[:, j])), int(np.sum(~h0[:, j] & h1[:, j]))
+        c.p_value = mcnemar_p(c.b, c.c)
+        deltas = r1[:, j] - r0[:, j]
+        c.mean_delta = float(deltas.mean())
+        c.hit_delta = (c.c - c.b) / len(qids)
+        c.ci = paired_bootstrap_ci(deltas, resamples, 1.0 - alpha, seed)
+        tested = (c.p_value < alpha and c.b > c.c) or c.ci[1] < 0
+        large = min(c.mean_delta, c.hit_delta) <= -min_effect
+        c.significant_drop = bool(tested and large)
+        for n in np.flatnonzero(deltas).tolist():
+            side = c.regressed if deltas[n] < 0 else c.improved
+            side.append(_change(qids[n], before[n], after[n], k))
+        c.regressed.sort(key=lambda r: (r["recall_after"] - r["recall_before"], r["query_id"]))
+        c.improved.sort(key=lambda r: (r["recall_before"] - r["recall_after"], r["query_id"]))
+        c.overlap = topk_overlap(before, after, k)
     return out
+
+
+def _values(sides: list[Mapping[str, Any]], keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Recall (float) and hit (bool) of each side at each k, one row per query."""
+    return (_column(sides, "recall", keys), _column(sides, "hit", keys) > 0)
+
+
+def _column(sides: list[Mapping[str, Any]], name: str, keys: list[str]) -> np.ndarray:
+    """``side[name][key]`` for every side and key (0 where missing), as a matrix."""
+    get = operator.itemgetter(*keys)
+    try:  # every side has every k (a stored run always does): one C call per side
+        got = [get(side[name]) for side in sides]
+    except (KeyError, TypeError):
+        got = [[side.get(name, {}).get(key, 0.0) for key in keys] for side in sides]
+    return np.array(got, dtype=float).reshape(len(sides), len(keys))
 
 
 def topk_overlap(
@@ -153,6 +177,9 @@ def topk_overlap(
     for s0, s1 in zip(before, after, strict=True):
         ids0, ids1 = s0.get("ids"), s1.get("ids")
         if ids0 is None or ids1 is None:
+            continue
+        if ids0[:k] == ids1[:k]:  # the usual case, without building two sets
+            shares.append(1.0 if ids0[:1] else 0.0)
             continue
         top0, top1 = set(ids0[:k]), set(ids1[:k])
         shares.append(len(top0 & top1) / max(len(top0), len(top1), 1))

@@ -109,64 +109,98 @@ def query_fidelity(
 def fidelity_rows(
     queries: np.ndarray, sides: Sequence[tuple[Sequence[str], Sequence[str]]],
     vectors: Mapping[str, np.ndarray], metric: str, ks: Sequence[int], epsilon: float,
-    cosine: CosineRanking = "direction",
+    cosine: CosineRanking = "direction", known: Sequence[Mapping[str, float]] | None = None,
+    affine: tuple[float, float] = (1.0, 0.0),
 ) -> list[dict[str, dict[str, Any]]]:
     """Stored fidelity (``recall`` and ``shortfall`` by k as a string) of each query, from
     its (live ids, exact ids): what :func:`query_fidelity` gives each, computed for all
     queries at once. Distances of every (query, id) pair come from a few array operations;
-    a query with an id whose vector was not fetched takes the one-query path."""
+    a query with an id whose vector was not fetched takes the one-query path.
+
+    ``known`` gives each query's distances by id instead (from the searches' own scores,
+    when the target's scores are the metric's distances over the vectors as stored:
+    ``Description.scores_are_distances``); nothing is recomputed then. ``affine`` = (sign,
+    offset) turns a known value into a distance: ``offset + sign * value``."""
     ks = list(ks)
     live_u = [list(dict.fromkeys(live)) for live, _ in sides]
     truth_u = [list(dict.fromkeys(exact)) for _, exact in sides]
-    pairs = [[i for i in dict.fromkeys([*lu, *tu]) if i in vectors]
-             for lu, tu in zip(live_u, truth_u, strict=True)]
-    values = pair_distances(queries, pairs, vectors, metric, cosine)
+    dists: Sequence[Mapping[str, float]]
+    if known is None:
+        pairs = [[i for i in dict.fromkeys([*lu, *tu]) if i in vectors]
+                 for lu, tu in zip(live_u, truth_u, strict=True)]
+        values = pair_distances(queries, pairs, vectors, metric, cosine)
+        computed, start = [], 0
+        for ids in pairs:
+            computed.append(dict(zip(ids, values[start:start + len(ids)], strict=True)))
+            start += len(ids)
+        dists = computed
+    else:
+        dists = known
     width = max((len(x) for x in (*live_u, *truth_u)), default=0) or 1
     n = len(sides)
-    live_d = np.full((n, width), np.inf)
-    truth_d = np.full((n, width), -np.inf)
+    # every query's distances in one flat list per side (NaN: an id without a distance),
+    # placed into (query, rank) matrices in one step
+    live_d = _matrix([dist.get(d, np.nan) for lu, dist in zip(live_u, dists, strict=True)
+                      for d in lu], [len(lu) for lu in live_u], width)
+    truth_d = _matrix([dist.get(d, np.nan) for tu, dist in zip(truth_u, dists, strict=True)
+                       for d in tu], [len(tu) for tu in truth_u], width)
     n_truth = np.array([len(t) for t in truth_u])
-    slow: list[int] = []
-    start = 0
-    for i, (lu, tu, ids) in enumerate(zip(live_u, truth_u, pairs, strict=True)):
-        got = values[start:start + len(ids)]
-        start += len(ids)
-        if len(ids) < len(lu) + len(tu) - len(set(lu) & set(tu)):
-            slow.append(i)  # an unfetched id: ties cannot be told for it
-            continue
-        dist = dict(zip(ids, got, strict=True))
-        live_d[i, :len(lu)] = [dist[d] for d in lu]
-        truth_d[i, :len(tu)] = [dist[d] for d in tu]
+    n_live = np.array([len(lu) for lu in live_u])
+    cols = np.arange(width)
+    # an id without a distance: ties cannot be told for that query (the one-query path)
+    slow = np.flatnonzero(np.isnan(np.where(cols < n_live[:, None], live_d, 0.0)).any(axis=1)
+                          | np.isnan(np.where(cols < n_truth[:, None], truth_d, 0.0)).any(axis=1))
+    live_d[slow], truth_d[slow] = np.nan, np.nan
+    sign, offset = affine
+    if affine != (1.0, 0.0):
+        live_d, truth_d = offset + sign * live_d, offset + sign * truth_d
+    live_d[np.isnan(live_d)], truth_d[np.isnan(truth_d)] = np.inf, -np.inf
     kth_all = np.maximum.accumulate(truth_d, axis=1)  # the k-th distance: a prefix max
-    recall: dict[int, np.ndarray] = {}
+    keys = [str(k) for k in ks]
+    recall, short = [], []
+    # distinct live ids in the first k results (a list with a repeated id counts it once)
+    distinct = {k: np.minimum(k, n_live) for k in ks}
+    for i, (live, _) in enumerate(sides):
+        if len(live) != n_live[i]:
+            for k in ks:
+                distinct[k][i] = len(set(live[:k]))
     for k in ks:
         m = np.minimum(k, n_truth)
         kth = kth_all[np.arange(n), np.maximum(m - 1, 0)]
         kth = np.where(np.isfinite(kth), kth, 0.0)  # no ground truth (or a slow-path row)
         threshold = kth + epsilon * np.maximum(1.0, np.abs(kth))
         hits = np.sum(live_d[:, :k] <= threshold[:, None], axis=1)
-        recall[k] = np.where(m == 0, 1.0, np.minimum(hits, m) / np.maximum(m, 1))
-    out: list[dict[str, dict[str, Any]]] = []
-    for i, (live, _) in enumerate(sides):
-        seen: set[str] = set()
-        distinct = [0]  # distinct live ids in the first j results, for j = 0..len(live)
-        for d in live:
-            seen.add(d)
-            distinct.append(len(seen))
-        short = {str(k): distinct[min(k, len(live))] < min(k, int(n_truth[i])) for k in ks}
-        out.append({"recall": {str(k): float(recall[k][i]) for k in ks}, "shortfall": short})
-    for i in slow:
-        one = query_fidelity(queries[i], *sides[i], vectors, metric, ks, epsilon, cosine)
-        out[i]["recall"] = {str(k): v for k, v in one.recall.items()}
+        recall.append(np.where(m == 0, 1.0, np.minimum(hits, m) / np.maximum(m, 1)).tolist())
+        short.append((distinct[k] < m).tolist())
+    out: list[dict[str, dict[str, Any]]] = [
+        {"recall": dict(zip(keys, r, strict=True)), "shortfall": dict(zip(keys, f, strict=True))}
+        for r, f in zip(zip(*recall, strict=True), zip(*short, strict=True), strict=True)]
+    for i in slow.tolist():  # what query_fidelity gives: unknown ids count only when in the truth
+        dist = {d: offset + sign * v for d, v in dists[i].items()}
+        out[i]["recall"] = {str(k): tie_tolerant_recall(*sides[i], dist, k, epsilon)
+                            for k in ks}
+    return out
+
+
+def _matrix(values: list[float], lengths: list[int], width: int) -> np.ndarray:
+    """Rows of ``lengths[i]`` values each (from the flat ``values``), NaN after them."""
+    out = np.full((len(lengths), width), np.nan)
+    if values:
+        counts = np.asarray(lengths)
+        rows = np.repeat(np.arange(len(lengths)), counts)
+        starts = np.cumsum(counts) - counts
+        out[rows, np.arange(len(values)) - np.repeat(starts, counts)] = values
     return out
 
 
 class StoredVectors(Mapping[str, np.ndarray]):
-    """Fetched vectors as one float64 matrix with a row per id: a mapping from id to its
-    vector, without a copy per vector."""
+    """Fetched vectors as one matrix with a row per id, kept in the type they came in (a
+    float64 copy of tens of thousands of rows costs more than the distances): a mapping
+    from id to its vector, without a copy per vector. Distances are taken in float64 per
+    query (:func:`pair_distances`)."""
 
     def __init__(self, ids: Sequence[str], matrix: np.ndarray):
-        matrix = np.asarray(matrix, dtype=np.float64)
+        matrix = np.asarray(matrix)
         self.matrix = matrix.reshape(len(ids), -1) if len(ids) else matrix.reshape(0, 1)
         self.row = {d: n for n, d in enumerate(ids)}
 
@@ -197,24 +231,23 @@ def pair_distances(
         vectors = StoredVectors(names, np.stack([vectors[d] for d in names]))
     stored, row = vectors.matrix, vectors.row
     q = np.asarray(queries, dtype=np.float64).reshape(len(pairs), -1)
-    norms = np.linalg.norm(stored, axis=1) if metric == "cosine" and cosine != "query" \
-        else None
+    direction = metric == "cosine" and cosine != "query"
     out: list[float] = []
     for query, ids in zip(q, pairs, strict=True):
         if not ids:
             continue
         rows = [row[d] for d in ids]
-        sub = stored[rows]
+        sub = stored[rows].astype(np.float64)
         if metric == "l2":
             out.extend(np.sum((sub - query) ** 2, axis=1).tolist())
             continue
         dot = sub @ query
         if metric == "ip":
             out.extend((-dot).tolist())
-        elif norms is None:  # cosine ranked by the unit query against the stored vector
+        elif not direction:  # cosine ranked by the unit query against the stored vector
             out.extend((1.0 - dot / max(float(np.linalg.norm(query)), 1e-30)).tolist())
         else:
-            scale = np.maximum(norms[rows] * np.linalg.norm(query), 1e-30)
+            scale = np.maximum(np.linalg.norm(sub, axis=1) * np.linalg.norm(query), 1e-30)
             out.extend((1.0 - dot / scale).tolist())
     return out
 

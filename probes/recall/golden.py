@@ -35,6 +35,16 @@ FIELDS = ("id", "query", "vector", "relevant", "filter", "tags")
 _INT_ID = re.compile(r"-?\d+")
 
 
+def judgments(relevant: dict[str, float], mapping: str | None = None) -> str:
+    """Digest of a query's judgments (and of the document mapping: runs judged at another
+    level are never paired with each other)."""
+    items: list[Any] = sorted(relevant.items())
+    if mapping is not None:
+        items.append(["documents", mapping])
+    blob = json.dumps(items, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class GoldenQuery:
     id: str
@@ -60,14 +70,41 @@ class GoldenSet:
     source: str
     queries: list[GoldenQuery]
     version: str = field(default="")
+    #: :meth:`judgment_digests` by document mapping, kept with the parsed set.
+    _digests: dict[str | None, tuple[str, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+    _given: tuple[list[int], np.ndarray] | None = field(
+        default=None, init=False, repr=False, compare=False)
+    _doc_ids: list[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.version:
             self.version = content_version(self.queries)
 
+    def judgment_digests(self, mapping: str | None = None) -> tuple[str, ...]:
+        """:func:`judgments` of each query, computed once per mapping for this set."""
+        if mapping not in self._digests:
+            self._digests.clear()  # one mapping at a time: a changed one replaces the old
+            self._digests[mapping] = tuple(judgments(q.relevant, mapping) for q in self.queries)
+        return self._digests[mapping]
+
+    def given_vectors(self) -> tuple[list[int], np.ndarray]:
+        """The positions of the queries given as vectors and those vectors as one float32
+        matrix (read-only), built once for this set (the caller has checked their
+        dimensions agree)."""
+        if self._given is None:
+            rows = [i for i, q in enumerate(self.queries) if q.vector is not None]
+            matrix = np.array([self.queries[i].vector for i in rows], dtype=np.float32)
+            matrix.flags.writeable = False  # shared by every run of this set
+            self._given = (rows, matrix)
+        return self._given
+
     def doc_ids(self) -> list[str]:
-        """Every relevant (grade > 0) document id, sorted, once."""
-        return sorted({d for q in self.queries for d, g in q.relevant.items() if g > 0})
+        """Every relevant (grade > 0) document id, sorted, once (computed once per set)."""
+        if self._doc_ids is None:
+            self._doc_ids = sorted({d for q in self.queries for d, g in q.relevant.items()
+                                    if g > 0})
+        return list(self._doc_ids)
 
     def to_json(self) -> list[dict[str, Any]]:
         return [q.content() for q in self.queries]

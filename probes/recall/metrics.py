@@ -18,10 +18,13 @@ string comparison). A duplicate id counts once, at its first position.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+
+import numpy as np
 
 Gain = Literal["linear", "exponential"]
 
@@ -53,6 +56,12 @@ def gain_of(grade: float, gain: Gain) -> float:
 def ideal_dcg(ordered: Sequence[float], k: int, gain: Gain) -> float:
     """IDCG@k of the positive judged grades ``ordered`` highest first."""
     return sum(gain_of(g, gain) / math.log2(i + 2) for i, g in enumerate(ordered[:k]))
+
+
+@functools.lru_cache(maxsize=4096)
+def _ideal(ordered: tuple[float, ...], ks: tuple[int, ...], gain: Gain) -> tuple[float, ...]:
+    """:func:`ideal_dcg` at each k, once per pattern of grades (a golden set repeats few)."""
+    return tuple(ideal_dcg(ordered, k, gain) for k in ks)
 
 
 @dataclass
@@ -87,29 +96,87 @@ def zero_metrics(ks: Iterable[int]) -> QueryMetrics:
 def query_metrics(
     ranked: Sequence[str], grades: Mapping[str, float], ks: Iterable[int], gain: Gain = "linear"
 ) -> QueryMetrics:
-    """Metrics of ``ranked`` (already tie-broken, see :func:`break_ties`) at each k."""
-    relevant = {d for d, g in grades.items() if g > 0}
-    n_relevant = len(relevant)
-    ranks = {doc: i + 1 for i, doc in enumerate(ranked) if doc in relevant}
-    out = QueryMetrics(relevant_ranks=ranks)
-    out.rr = 1.0 / min(ranks.values()) if ranks else 0.0
-    # The found documents by rank, and the ideal gains by grade, once for every k.
-    found_ranks = sorted((rank, gain_of(grades[doc], gain)) for doc, rank in ranks.items())
-    ideal = sorted((g for g in grades.values() if g > 0), reverse=True)
-    for k in ks:
-        found = 0
-        dcg = 0.0
-        for rank, gained in found_ranks:
-            if rank > k:
-                break
-            found += 1
-            dcg += gained / math.log2(rank + 1)
-        out.recall[k] = found / n_relevant if n_relevant else 0.0
-        out.precision[k] = found / k
-        out.hit[k] = 1.0 if found else 0.0
-        idcg = ideal_dcg(ideal, k, gain)
-        out.ndcg[k] = dcg / idcg if idcg > 0 else 0.0
-    return out
+    """Metrics of ``ranked`` (already tie-broken, see :func:`break_ties`) at each k: one
+    list through :func:`stored_batch`, which a run uses for all its lists at once."""
+    ks = tuple(ks)
+    side = stored_batch([list(dict.fromkeys(ranked))], [grades], ks, tuple(map(str, ks)),
+                        gain)[0]
+
+    def by_k(name: str) -> dict[int, float]:
+        values: dict[str, float] = side[name]  # type: ignore[assignment]
+        return {k: values[str(k)] for k in ks}
+
+    return QueryMetrics(by_k("recall"), by_k("precision"), by_k("hit"), by_k("ndcg"),
+                        side["rr"], side["relevant_ranks"])  # type: ignore[arg-type]
+
+
+def stored_batch(
+    ranked: Sequence[Sequence[str]], grades: Sequence[Mapping[str, float]],
+    ks: tuple[int, ...], keys: tuple[str, ...], gain: Gain = "linear",
+) -> list[dict[str, object]]:
+    """What a run stores for each of many ranked lists (each holds an id once, as
+    :func:`break_ties` leaves it): ``{"ids": ranked, **query_metrics(...).as_dict()}`` with
+    the ks as ``keys``, equal to it value for value. The gains by rank go into one matrix
+    whose running sums (left to right, as the one-list loop adds them; adding a zero changes
+    no float) give every k at once."""
+    n = len(ranked)
+    if n == 0:
+        return []
+    # a query's live and exact sides share one grades mapping: its gains and ideal DCG once
+    judged: dict[int, tuple[dict[str, float], tuple[float, ...]]] = {}
+    for one in grades:
+        if id(one) not in judged:
+            judged[id(one)] = (
+                {d: gain_of(g, gain) for d, g in one.items() if g > 0},
+                _ideal(tuple(sorted((g for g in one.values() if g > 0), reverse=True)), ks,
+                       gain))
+    gains = [judged[id(one)][0] for one in grades]
+    lengths = [len(r) for r in ranked]
+    depth = max(max(lengths), max(ks))
+    # NaN: not relevant (a relevant document's gain can be 0.0: 2**g - 1 of a tiny grade)
+    matrix = np.full((n, depth), np.nan)
+    flat = [g.get(d, np.nan) for r, g in zip(ranked, gains, strict=True) for d in r]
+    if flat:
+        counts = np.asarray(lengths)
+        starts = np.cumsum(counts) - counts
+        matrix[np.repeat(np.arange(n), counts),
+               np.arange(len(flat)) - np.repeat(starts, counts)] = flat
+    relevant = ~np.isnan(matrix)
+    matrix[~relevant] = 0.0
+    found = np.cumsum(relevant, axis=1)
+    dcg = np.cumsum(matrix / _discounts(depth), axis=1)
+    n_relevant = np.array([len(g) for g in gains])
+    ideal = np.array([judged[id(one)][1] for one in grades]).reshape(n, len(ks))
+    cols = np.array(ks) - 1
+    hits = found[:, cols]
+    recall = np.divide(hits, n_relevant[:, None], out=np.zeros(hits.shape),
+                       where=n_relevant[:, None] > 0)
+    precision = hits / np.array(ks)
+    ndcg = np.divide(dcg[:, cols], ideal, out=np.zeros(hits.shape), where=ideal > 0)
+    first = np.argmax(relevant, axis=1) + 1
+    rr = np.where(relevant.any(axis=1), 1.0 / first, 0.0).tolist()
+    ranks: list[dict[str, int]] = [{} for _ in range(n)]
+    at_row, at_col = np.nonzero(relevant)  # row by row, best rank first
+    for i, j in zip(at_row.tolist(), at_col.tolist(), strict=True):
+        ranks[i][ranked[i][j]] = j + 1
+    return [{"ids": r, "recall": dict(zip(keys, rec, strict=True)),
+             "precision": dict(zip(keys, pre, strict=True)),
+             "hit": dict(zip(keys, hit, strict=True)), "ndcg": dict(zip(keys, nd, strict=True)),
+             "rr": one_rr, "relevant_ranks": one_ranks}
+            for r, rec, pre, hit, nd, one_rr, one_ranks in zip(
+                ranked, recall.tolist(), precision.tolist(), (hits > 0).astype(float).tolist(),
+                ndcg.tolist(), rr, ranks, strict=True)]
+
+
+_DISCOUNTS: dict[int, np.ndarray] = {}
+
+
+def _discounts(depth: int) -> np.ndarray:
+    """``math.log2(rank + 1)`` for ranks 1..depth (math's, so a division by it rounds as
+    the one-list loop's does)."""
+    if depth not in _DISCOUNTS:
+        _DISCOUNTS[depth] = np.array([math.log2(rank + 1) for rank in range(1, depth + 1)])
+    return _DISCOUNTS[depth]
 
 
 def mean_metrics(

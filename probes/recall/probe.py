@@ -158,15 +158,20 @@ class RecallProbe(Probe):
         out = np.zeros((len(queries), dim or 1), dtype=np.float32)
         if encoded is not None:
             out[need] = encoded
-        for i, q in enumerate(queries):
-            if q.vector is not None:
-                out[i] = q.vector
+        given, matrix = golden.given_vectors()
+        if given:
+            out[given] = matrix
         return out, fingerprint
 
     def run(self, deadline: Deadline) -> ProbeResult:
-        cfg: RecallConfig = self.config
         golden, golden_note = self._golden()
-        target = self.context.target(cfg.target)
+        target = self.context.target(self.config.target)
+        with target.pinned():  # one version of the index for every step of the run
+            return self._run(target, golden, golden_note, deadline)
+
+    def _run(self, target: VectorTarget, golden: GoldenSet, golden_note: str | None,
+             deadline: Deadline) -> ProbeResult:
+        cfg: RecallConfig = self.config
         desc = target.describe()
         docs = DocumentMap(cfg.documents) if cfg.documents is not None else None
         if docs is not None:  # judged chunks map to their documents before any search

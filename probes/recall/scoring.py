@@ -7,8 +7,8 @@ trec_eval semantics (:mod:`probes.recall.metrics`); a failed query scores 0 with
 
 from __future__ import annotations
 
-import hashlib
-import json
+import copy
+import operator
 from typing import Any
 
 from ragmon.monitor.probe import ProbeResult
@@ -21,10 +21,8 @@ from ragmon.probes.recall.evidence import mean
 from ragmon.probes.recall.fidelity import latency_quantiles
 from ragmon.probes.recall.golden import GoldenSet
 from ragmon.probes.recall.metrics import (
-    QueryMetrics,
     break_ties,
-    mean_metrics,
-    query_metrics,
+    stored_batch,
     zero_metrics,
 )
 
@@ -34,11 +32,14 @@ def score(
 ) -> dict[str, dict[str, Any]]:
     """Per query and mode, the metrics of the ranking the golden set judges: chunks, or
     with ``docs`` the documents (MaxP), chunk-level kept under ``chunks``. The ``exact``
-    side exists for the queries that had ground truth this run (``s.truth``)."""
+    side exists for the queries that had ground truth this run (``s.truth``). Metrics are
+    computed for all sides at once (:func:`~probes.recall.metrics.stored_batch`)."""
     rows: dict[str, dict[str, Any]] = {}
     mapping = None if docs is None else docs.describe()
+    digests = golden.judgment_digests(mapping)
+    sides = _Sides(cfg)
     for i, q in enumerate(golden.queries):
-        row: dict[str, Any] = {"status": s.status[i], "judgments": judgments(q.relevant, mapping)}
+        row: dict[str, Any] = {"status": s.status[i], "judgments": digests[i]}
         if s.error[i]:
             row["error"] = s.error[i]
         modes = [("live", s.live_ids[i], s.live_scores[i])]
@@ -47,35 +48,50 @@ def score(
         ok = s.status[i] == "ok"
         for mode, ids, scores in modes:
             if docs is None:
-                row[mode] = side(cfg, break_ties(ids, scores), q.relevant, ok)
+                sides.add(row, mode, break_ties(ids, scores), q.relevant, ok)
                 continue
             ranked = break_ties(ids, scores)
             judged = docs.judged_chunks(q.relevant)
-            row.setdefault("chunks", {})[mode] = \
-                side(cfg, ranked, judged, ok) if judged else {"ids": ranked if ok else []}
-            row[mode] = side(cfg, collapse(ids, scores, docs.of), docs.lift(q.relevant), ok)
+            chunks = row.setdefault("chunks", {})
+            if judged:
+                sides.add(chunks, mode, ranked, judged, ok)
+            else:
+                chunks[mode] = {"ids": ranked if ok else []}
+            sides.add(row, mode, collapse(ids, scores, docs.of), docs.lift(q.relevant), ok)
         if docs is not None:
             row["doc_chunks"] = doc_chunks(row, q.relevant, docs)
         rows[q.id] = row
+    sides.fill()
     return rows
 
 
-def judgments(relevant: dict[str, float], mapping: str | None = None) -> str:
-    """Digest of a query's judgments (and of the document mapping: runs judged at another
-    level are never paired with each other)."""
-    items: list[Any] = sorted(relevant.items())
-    if mapping is not None:
-        items.append(["documents", mapping])
-    blob = json.dumps(items, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+class _Sides:
+    """Each mode's ranked ids and metrics, placed as they are met and filled in one batch;
+    a failed query scores 0 with no ids."""
 
+    def __init__(self, cfg: RecallConfig):
+        self.ks = tuple(cfg.k)
+        self.keys = tuple(str(k) for k in self.ks)
+        self.gain = cfg.gain
+        self.zero = zero_metrics(self.ks).as_dict()
+        self.places: list[dict[str, Any]] = []
+        self.ranked: list[list[str]] = []
+        self.grades: list[dict[str, float]] = []
 
-def side(cfg: RecallConfig, ranked: list[str], grades: dict[str, float],
-         ok: bool) -> dict[str, Any]:
-    """One mode's ranked ids and metrics; a failed query scores 0 with no ids."""
-    if not ok:
-        return {"ids": [], **zero_metrics(cfg.k).as_dict()}
-    return {"ids": ranked, **query_metrics(ranked, grades, cfg.k, cfg.gain).as_dict()}
+    def add(self, into: dict[str, Any], key: str, ranked: list[str], grades: dict[str, float],
+            ok: bool) -> None:
+        if not ok:
+            into[key] = {"ids": [], **copy.deepcopy(self.zero)}
+            return
+        into[key] = place = {"ids": ranked}  # its ids now (read before the batch is filled)
+        self.places.append(place)
+        self.ranked.append(ranked)
+        self.grades.append(grades)
+
+    def fill(self) -> None:
+        for place, side in zip(self.places, stored_batch(self.ranked, self.grades, self.ks,
+                                                          self.keys, self.gain), strict=True):
+            place.update(side)
 
 
 def add_values(
@@ -86,10 +102,10 @@ def add_values(
     """The run's values: labelled metrics per mode (``exact``: over the queries that had
     ground truth), the shortfall, the comparison, the verdict and the causes' ratios."""
     for mode in ("live", "exact"):
-        sides = [as_metrics(r[mode]) for r in rows.values() if mode in r]
+        sides = [r[mode] for r in rows.values() if mode in r]
         if not sides:
             continue
-        means = mean_metrics(sides, cfg.k)
+        means = stored_means(sides, cfg.k)
         for k in cfg.k:
             result.add("recall_ratio", means["recall"][k], k=k, mode=mode)
             result.add("precision_ratio", means["precision"][k], k=k, mode=mode)
@@ -136,16 +152,22 @@ def level_values(cfg: RecallConfig, result: ProbeResult, rows: dict[str, Any]) -
                  if mode in r["chunks"] and "recall" in r["chunks"][mode]]
         if not sides:
             continue
-        means = mean_metrics([as_metrics(one) for one in sides], cfg.k)
+        means = stored_means(sides, cfg.k)
         for k in cfg.k:
             result.add("chunk_recall_ratio", means["recall"][k], k=k, mode=mode)
             result.add("chunk_ndcg_ratio", means["ndcg"][k], k=k, mode=mode)
 
 
-def as_metrics(side: dict[str, Any]) -> QueryMetrics:
-    """A stored side (JSON: string keys) back as metrics."""
-    def ints(d: dict[str, float]) -> dict[int, float]:
-        return {int(k): v for k, v in d.items()}
-
-    return QueryMetrics(ints(side["recall"]), ints(side["precision"]), ints(side["hit"]),
-                        ints(side["ndcg"]), side["rr"], side["relevant_ranks"])
+def stored_means(sides: list[dict[str, Any]], ks: list[int]) -> dict[str, dict[int, float]]:
+    """:func:`~probes.recall.metrics.mean_metrics` of stored sides (JSON: string keys),
+    summed in the same order, without turning each back into metrics first."""
+    n = max(len(sides), 1)
+    keys = [str(k) for k in ks]
+    get = operator.itemgetter(*keys)
+    out: dict[str, dict[int, float]] = {}
+    for name in ("recall", "precision", "hit", "ndcg"):
+        rows = [get(side[name]) for side in sides]
+        columns = list(zip(*rows, strict=True)) if len(keys) > 1 else [tuple(rows)]
+        out[name] = {k: sum(column) / n for k, column in zip(ks, columns, strict=True)}
+    out["mrr"] = {0: sum(side["rr"] for side in sides) / n}
+    return out

@@ -103,18 +103,27 @@ def fill_fidelity(
     cfg: RecallConfig, target: VectorTarget, desc: Description, golden: GoldenSet,
     vectors: np.ndarray | None, s: Searched, rows: dict[str, dict[str, Any]],
 ) -> str | None:
-    """Each measured row's tie-tolerant fidelity; a note when ties cannot be recognised."""
+    """Each measured row's tie-tolerant fidelity; a note when ties cannot be recognised.
+
+    Distances come from the searches' scores when the target says they are the metric's
+    own (``Description.scores_are_distances``: an id on the exact side takes the exact
+    side's score, so the same vector never counts as two), else from fetched vectors."""
     measured = [i for i in range(len(golden.queries)) if s.truth[i] and s.status[i] == "ok"]
     if not measured:
         return None
     note = None
     fetched: Mapping[str, np.ndarray] = {}
+    known: list[dict[str, float]] | None = None
+    affine = (1.0, 0.0)
     sides = []
     for i in measured:
         row = rows[golden.queries[i].id]
         chunks = row.get("chunks", row)  # fidelity compares chunks, never documents
         sides.append((chunks["live"]["ids"], chunks["exact"]["ids"]))
-    if target.supports_fetch and vectors is not None:
+    if desc.scores_are_distances and vectors is not None:
+        known = [_scores(s, i) for i in measured]
+        affine = _SCORE_TO_DISTANCE[desc.metric]
+    elif target.supports_fetch and vectors is not None:
         wanted = sorted({d for live, exact in sides for d in (*live, *exact)})
         got = target.fetch(wanted)
         fetched = StoredVectors(got.ids, got.vectors)
@@ -125,9 +134,23 @@ def fill_fidelity(
     queries = np.zeros((len(measured), dim)) if vectors is None else vectors[measured]
     for i, fid in zip(measured, fidelity_rows(
             queries, sides, fetched, desc.metric, cfg.k, cfg.fidelity_epsilon,
-            target.cosine_ranking), strict=True):
+            target.cosine_ranking, known, affine), strict=True):
         rows[golden.queries[i].id]["fidelity"] = fid
     return note
+
+
+#: (sign, offset): distance = offset + sign * score, for a target whose scores are
+#: distances (squared L2; inner product; cosine similarity), in
+#: :mod:`probes.recall.fidelity`'s terms.
+_SCORE_TO_DISTANCE = {"l2": (1.0, 0.0), "ip": (-1.0, 0.0), "cosine": (-1.0, 1.0)}
+
+
+def _scores(s: Searched, i: int) -> dict[str, float]:
+    """Query i's scores by id, live and exact, the exact side's last (an id on both sides
+    takes one value, so the same vector never counts as two)."""
+    out = dict(zip(s.live_ids[i], s.live_scores[i], strict=True))
+    out.update(zip(s.exact_ids[i], s.exact_scores[i], strict=True))
+    return out
 
 
 def add_values(cfg: RecallConfig, result: ProbeResult, rows: dict[str, dict[str, Any]],

@@ -103,3 +103,26 @@ def test_drift_alarm_state_is_per_instance(pods: dict[str, Store]) -> None:
     assert previous_alarm_state(pods["pod-a"], "query-drift", "mmd") == {"streak": 2}
     assert previous_alarm_state(pods["pod-b"], "query-drift", "mmd") == {"streak": 0}
     assert previous_alarm_state(pods[""], "query-drift", "mmd") == {}
+
+
+def test_a_reference_changed_by_one_bit_is_kept_as_a_new_sample(pods: dict[str, Store]) -> None:
+    """keep_reference remembers the last vectors it hashed (a steady run skips the hash);
+    a change of one bit, -0.0 for 0.0 or one ulp in one element, is still a new sample,
+    and going back finds the stored one again only when it is the newest."""
+    store = pods[""]
+    vectors = np.random.default_rng(2).normal(size=(50, 16)).astype(np.float32)
+    vectors[3, 4] = 0.0
+    ids = [f"d{i}" for i in range(50)]
+    first = keep_reference(store, "docs-recall", "recall-docs", "fp", ids, vectors)
+    assert keep_reference(store, "docs-recall", "recall-docs", "fp", ids, vectors.copy()) \
+        == first
+    signed = vectors.copy()
+    signed[3, 4] = -0.0
+    ulp = vectors.copy()
+    ulp[7, 1] = np.nextafter(ulp[7, 1], np.float32(np.inf))
+    got = [keep_reference(store, "docs-recall", "recall-docs", "fp", ids, v)
+           for v in (signed, signed, ulp, vectors)]
+    assert got[0] not in (first, None) and got[1] == got[0]
+    assert got[2] not in (first, got[0]) and got[3] not in (first, got[0], got[2])
+    assert keep_reference(store, "docs-recall", "recall-docs", "fp", ids[::-1], vectors) \
+        != got[3]  # the same vectors under other ids

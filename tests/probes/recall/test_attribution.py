@@ -152,3 +152,15 @@ def test_a_fidelity_drop_between_different_subsets_is_judged_with_both_errors() 
     small = [1.0, 0.6, 1.0, 0.7, 1.0]
     assert np.mean(before) - np.mean(small) > 0.05
     assert unpaired_drop(before, small, 1000, 1000, 0.05, 0.05)[1] is False
+
+
+def test_an_unchanged_zero_vector_is_not_a_moved_document() -> None:
+    """A zero vector has no direction: kept as it was it is not "changed" (vector_stats
+    reports it as a zero vector); one that became zero, or moved, is."""
+    from ragmon.probes.recall.evidence import changed_ids
+
+    zero, unit = np.zeros(4, np.float32), np.eye(4, dtype=np.float32)
+    before = {"kept-zero": zero, "became-zero": unit[0], "moved": unit[1], "same": unit[2]}
+    now = {"kept-zero": zero.copy(), "became-zero": zero, "moved": unit[3],
+           "same": unit[2].copy()}
+    assert changed_ids(before, now, 0.99) == ["became-zero", "moved"]

@@ -264,8 +264,18 @@ def test_fidelity_of_many_queries_at_once_equals_one_query_at_a_time(
     sides[0] = (["t0", "t1", "d0"], ["d0", "t2", "t0"])
     ks = [1, 5, 10, 20]
     stored = StoredVectors(list(pool), np.stack(list(pool.values())))  # as fetched
-    for fetched in (pool, stored):
-        rows = fidelity_rows(queries, sides, fetched, metric, ks, 1e-6, cosine)
+    # distances given by id (a target whose scores are distances): as they are, and as
+    # scores that an affine step turns back into them (sign -1 is exact in floating point)
+    known = []
+    for query, (live, exact) in zip(queries, sides, strict=True):
+        ids = [d for d in dict.fromkeys([*live, *exact]) if d in pool]
+        values = distances(query, np.stack([pool[d] for d in ids]), metric, cosine) \
+            if ids else []
+        known.append(dict(zip(ids, values, strict=True)))
+    given = [{d: -v for d, v in one.items()} for one in known]
+    for fetched, by_id, affine in ((pool, None, (1.0, 0.0)), (stored, None, (1.0, 0.0)),
+                                   ({}, known, (1.0, 0.0)), ({}, given, (-1.0, 0.0))):
+        rows = fidelity_rows(queries, sides, fetched, metric, ks, 1e-6, cosine, by_id, affine)
         for query, (live, exact), row in zip(queries, sides, rows, strict=True):
             one = query_fidelity(query, live, exact, pool, metric, ks, 1e-6, cosine)
             assert row["recall"] == {str(k): pytest.approx(v, abs=1e-12)

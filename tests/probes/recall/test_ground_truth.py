@@ -4,6 +4,7 @@ live measurement."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from ragmon.probes.recall.groundtruth import (
     slice_of,
 )
 
-from .conftest import PROBE, Env
+from .conftest import PROBE, Env, write_index
 
 
 def values(result: Any) -> dict[tuple[str, str], float]:
@@ -316,3 +317,68 @@ def test_a_run_past_its_budget_measures_a_subset_next_time_with_an_interval(env:
         assert f"from {n} of 65 queries" in report
     else:
         assert values(second)[("ground_truth_skipped_total", "reason=budget")] == 1
+
+
+def test_fidelity_from_flat_storage_scores_equals_fetched_vectors_and_the_oracle(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FAISS index that keeps its vectors flat scores live and exact results by the exact
+    inner product, so fidelity ranks by those scores and fetches nothing. On a degraded
+    HNSW index (M 4, efSearch 2) of the real corpus: the per-query fidelity equals the
+    fetched-vectors path's, and a float64 numpy brute force over the same vectors; a
+    quantised index keeps fetching (its scores are approximate)."""
+    import dataclasses
+
+    import faiss
+
+    from ragmon.monitor.targets.faiss import FaissTarget
+
+    index = faiss.IndexHNSWFlat(env.vectors.shape[1], 4, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction, index.hnsw.efSearch = 8, 2
+    index.add(np.ascontiguousarray(env.vectors, dtype=np.float32))
+    faiss.write_index(index, str(env.index))
+    env.probe.update(k=[1, 5, 10])
+    env.reload()
+    fetched: list[int] = []
+    fetch = FaissTarget.fetch
+    monkeypatch.setattr(FaissTarget, "fetch", lambda self, ids: (fetched.append(len(ids)),
+                                                                 fetch(self, ids))[1])
+    by_scores, _ = env.run()
+    assert by_scores.details["target"]["params"]["efSearch"] == 2
+    causes = len(fetched)  # the golden documents' vectors and the health sample
+    describe = FaissTarget.describe
+    monkeypatch.setattr(FaissTarget, "describe", lambda self: dataclasses.replace(
+        describe(self), scores_are_distances=False))
+    by_vectors, _ = env.run()
+    rows = {q: d for q, _, d in by_scores.queries}
+    assert {q: d["fidelity"] for q, d in rows.items()} == \
+        {q: d["fidelity"] for q, _, d in by_vectors.queries}
+    assert len(fetched) == 2 * causes + 1  # + one fetch of the results' vectors
+    # the oracle: float64 inner products over every stored vector
+    texts = {json.loads(line)["id"]: json.loads(line)["query"]
+             for line in env.golden.read_text().splitlines()}
+    qids = list(rows)
+    queries = np.asarray(env.minilm.encode([texts[q] for q in qids]), dtype=np.float64)
+    base = np.asarray(env.vectors, dtype=np.float64)
+    position = {d: i for i, d in enumerate(env.ids)}
+    recall = []
+    for q, vector in zip(qids, queries, strict=True):
+        dist = -(base @ vector)
+        ordered = np.sort(dist)
+        got = {}
+        for k in (1, 5, 10):
+            kth = ordered[k - 1]
+            live = rows[q]["live"]["ids"][:k]
+            hits = sum(dist[position[d]] <= kth + 1e-6 * max(1.0, abs(kth)) for d in live)
+            got[str(k)] = min(hits, k) / k
+        assert rows[q]["fidelity"]["recall"] == got, q
+        recall.append(got["10"])
+    assert 0.1 < float(np.mean(recall)) < 0.95  # degraded: far from 1, far from 0
+    # a quantised index: scores are approximate, so the results' vectors are fetched
+    write_index(env.index, env.vectors, env.ids, kind="ivfpq")
+    env.reload()
+    fetched.clear()
+    monkeypatch.setattr(FaissTarget, "describe", describe)
+    pq, _ = env.run()
+    assert pq.details["fidelity"]["ground_truth"]["of"] == "decoded"
+    assert len(fetched) == causes + 1

@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 
 from ragmon.probes.recall.config import DocumentsConfig
 from ragmon.probes.recall.documents import DocumentMap, collapse
-from ragmon.probes.recall.metrics import break_ties, mean_metrics, query_metrics, zero_metrics
+from ragmon.probes.recall.metrics import (
+    break_ties,
+    mean_metrics,
+    query_metrics,
+    stored_batch,
+    zero_metrics,
+)
 
 KS = [1, 3, 5, 10]
 DOCS = [f"d{i}" for i in range(15)]
@@ -136,3 +142,40 @@ def test_failed_query_scores_zero_and_stays_in_the_mean() -> None:
     good = query_metrics(["a"], {"a": 1}, [1])
     mean = mean_metrics([good, zero_metrics([1])], [1])
     assert mean["recall"][1] == 0.5 and mean["mrr"][0] == 0.5
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(qrels_and_run(ties=True), min_size=1, max_size=12),
+       st.sampled_from(["linear", "exponential"]))
+def test_the_batch_the_probe_stores_equals_one_list_at_a_time_and_trec_eval(
+    cases, gain: str
+) -> None:  # type: ignore[no-untyped-def]
+    """stored_batch (what a run stores, all sides at once) gives every list exactly what
+    query_metrics gives it, and trec_eval's values; with an empty list and a query without
+    a positive judgment and one whose exponential gain is 0.0 though it is relevant."""
+    cases = [*cases, ({"d1": 2}, {}), ({"d1": 0, "d2": 0}, {"d1": 1.0})]
+    tiny = ({"d1": 1e-17, "d2": 1}, {"d0": 2.0, "d1": 1.0})  # 2**1e-17 - 1 == 0.0
+    ranked = [break_ties(*engine_order(run)) for _, run in (*cases, tiny)]
+    grades = [grades for grades, _ in (*cases, tiny)]
+    keys = tuple(str(k) for k in KS)
+    got = stored_batch(ranked, grades, tuple(KS), keys, gain)  # type: ignore[arg-type]
+    assert got == [{"ids": r, **query_metrics(r, g, KS, gain).as_dict()}  # type: ignore[arg-type]
+                   for r, g in zip(ranked, grades, strict=True)]
+    assert got[-1]["relevant_ranks"] == {"d1": 2}
+    got = got[:-1]  # trec_eval takes integer grades only
+    judged = [{d: (2**g - 1 if gain == "exponential" else g) for d, g in one.items()}
+              for one, _ in cases]
+    evaluator = pytrec_eval.RelevanceEvaluator(
+        {f"q{i}": one for i, one in enumerate(judged) if any(g > 0 for g in one.values())},
+        MEASURES)
+    oracle = evaluator.evaluate({f"q{i}": run for i, (_, run) in enumerate(cases) if run})
+    for i, side in enumerate(got):
+        expected = oracle.get(f"q{i}", {})
+        for k in KS:
+            assert side["ndcg"][str(k)] == pytest.approx(expected.get(f"ndcg_cut_{k}", 0.0),
+                                                         abs=1e-12)
+            assert side["recall"][str(k)] == pytest.approx(expected.get(f"recall_{k}", 0.0),
+                                                           abs=1e-12)
+            assert side["precision"][str(k)] == pytest.approx(expected.get(f"P_{k}", 0.0),
+                                                              abs=1e-12)
+        assert side["rr"] == pytest.approx(expected.get("recip_rank", 0.0), abs=1e-12)
