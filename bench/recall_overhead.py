@@ -251,7 +251,10 @@ def main() -> None:
         own_t: list[float] = []
         raw_t: list[float] = []
         probe_t: list[float] = []
-        results = []
+        # the statuses of every run and the last result: a daemon keeps no result after
+        # storing it, and holding every run's rows would grow the heap the collector walks
+        statuses: list[str] = []
+        last = None
         rss_before_probe = vm_rss_mib()
         for _ in range(args.runs):
             raw_t.append(timed(raw)[0])
@@ -259,17 +262,19 @@ def main() -> None:
             seconds, (result, run_id) = timed(lambda: runner.run(PROBE))
             probe_t.append(seconds)
             own_t.append(seconds - search_t[0])
-            results.append((result, run_id))
+            statuses.append(result.status)
+            last = result
+            del result
         rss_probe = vm_rss_mib()
         profile, own, profiled = profile_run(runner)
-        ab = fidelity_ab(target, results[-1][0], queries)
+        assert last is not None
+        ab = fidelity_ab(target, last, queries)
         steady_raw, steady_probe = statistics.median(raw_t[1:]), statistics.median(probe_t[1:])
         ratio = steady_probe / steady_raw
         min_ratio = min(probe_t[1:]) / min(raw_t[1:])
         store_s = statistics.median(store_t[1:args.runs])
         own_s = statistics.median(own_t[1:])
         idle = (min(raw_t) + own_s) / min(raw_t)
-        last = results[-1][0]
         values = {(name, tuple(sorted((k, str(v)) for k, v in labels.items()))): value
                   for name, labels, value in last.values}
         context.close()
@@ -304,7 +309,7 @@ def main() -> None:
         f"{profiled:.3f} s outside FAISS's C++ calls",
         f"all runs: raw {', '.join(f'{t:.2f}' for t in raw_t)} s; probe "
         f"{', '.join(f'{t:.2f}' for t in probe_t)} s",
-        f"run statuses: {', '.join(r.status for r, _ in results)}; last verdict "
+        f"run statuses: {', '.join(statuses)}; last verdict "
         f"{(last.details or {}).get('verdict')}; live recall@10 "
         f"{value('recall_ratio', k=10, mode='live')}, "
         f"exact recall@10 {value('recall_ratio', k=10, mode='exact')}, fidelity@10 "
