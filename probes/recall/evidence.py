@@ -267,8 +267,9 @@ def _distinct_rows(rows: np.ndarray) -> int:
 
 def cosines(before: dict[str, np.ndarray], now: dict[str, np.ndarray]) -> list[float]:
     """Cosine of each id's vector now against before, over the ids both have; vectors of
-    another dimension count as cosine 0 (the pipeline changed), a zero vector as 1 when it
-    is unchanged and 0 otherwise (so an unchanged one is never reported as moved)."""
+    another dimension count as cosine 0 (the pipeline changed), a zero or non-finite
+    vector as 1 when it is unchanged and 0 otherwise (so an unchanged one is never reported
+    as moved)."""
     shared = [i for i in now if i in before]
     if not shared:
         return []
@@ -277,9 +278,12 @@ def cosines(before: dict[str, np.ndarray], now: dict[str, np.ndarray]) -> list[f
     if a.shape[1] != b.shape[1]:
         return [0.0] * len(shared)
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    cos = np.sum(a * b, axis=1) / np.maximum(norms, 1e-30)
-    # a zero vector has no direction: unchanged (equal) it is 1, else 0
-    values: list[float] = np.where(norms > 0, cos, np.all(a == b, axis=1)).tolist()
+    with np.errstate(invalid="ignore"):  # inf / inf: such a row takes the bitwise answer
+        cos = np.sum(a * b, axis=1) / np.maximum(norms, 1e-30)
+    # a zero or non-finite vector has no direction: unchanged (equal bit for bit, NaN
+    # equal to NaN) it is 1, else 0
+    unchanged = np.all((a == b) | (np.isnan(a) & np.isnan(b)), axis=1)
+    values: list[float] = np.where(np.isfinite(norms) & (norms > 0), cos, unchanged).tolist()
     return values
 
 

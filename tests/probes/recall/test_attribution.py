@@ -164,3 +164,17 @@ def test_an_unchanged_zero_vector_is_not_a_moved_document() -> None:
     now = {"kept-zero": zero.copy(), "became-zero": zero, "moved": unit[3],
            "same": unit[2].copy()}
     assert changed_ids(before, now, 0.99) == ["became-zero", "moved"]
+
+
+def test_an_unchanged_non_finite_vector_is_not_a_moved_document() -> None:
+    """A vector holding NaN or infinity has no cosine: kept bit for bit as it was (broken
+    ingestion that stays broken, which vector_stats reports) it is not "changed"; one that
+    became non-finite is."""
+    from ragmon.probes.recall.evidence import changed_ids
+
+    nan, inf = np.array([np.nan, 1, 0, 0], np.float32), np.array([np.inf, 1, 0, 0], np.float32)
+    unit = np.eye(4, dtype=np.float32)
+    before = {"kept-nan": nan, "kept-inf": inf, "became-nan": unit[0], "same": unit[2]}
+    now = {"kept-nan": nan.copy(), "kept-inf": inf.copy(), "became-nan": nan.copy(),
+           "same": unit[2].copy()}
+    assert changed_ids(before, now, 0.99) == ["became-nan"]
