@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -183,9 +184,21 @@ def mean_metrics(
     per_query: Sequence[QueryMetrics], ks: Iterable[int]
 ) -> dict[str, dict[int, float]]:
     """Means over queries: ``{"recall": {k: mean}, ..., "mrr": {0: value}}``."""
-    n = max(len(per_query), 1)
+    return stored_means([q.as_dict() for q in per_query], list(ks))
+
+
+def stored_means(sides: Sequence[Mapping[str, Any]],
+                 ks: Sequence[int]) -> dict[str, dict[int, float]]:
+    """:func:`mean_metrics` of stored sides (JSON: string keys), summed query by query,
+    without turning each back into metrics first."""
+    n = max(len(sides), 1)
+    keys = [str(k) for k in ks]
+    get = operator.itemgetter(*keys)
     out: dict[str, dict[int, float]] = {}
     for name in ("recall", "precision", "hit", "ndcg"):
-        out[name] = {k: sum(getattr(q, name)[k] for q in per_query) / n for k in ks}
-    out["mrr"] = {0: sum(q.rr for q in per_query) / n}
+        rows = [get(side[name]) for side in sides]
+        columns = [tuple(rows)] if len(keys) == 1 else \
+            list(zip(*rows, strict=True)) or [()] * len(keys)  # no sides: each mean is 0
+        out[name] = {k: sum(column) / n for k, column in zip(ks, columns, strict=True)}
+    out["mrr"] = {0: sum(side["rr"] for side in sides) / n}
     return out

@@ -8,7 +8,6 @@ trec_eval semantics (:mod:`probes.recall.metrics`); a failed query scores 0 with
 from __future__ import annotations
 
 import copy
-import operator
 from typing import Any
 
 from ragmon.monitor.probe import ProbeResult
@@ -23,6 +22,7 @@ from ragmon.probes.recall.golden import GoldenSet
 from ragmon.probes.recall.metrics import (
     break_ties,
     stored_batch,
+    stored_means,
     zero_metrics,
 )
 
@@ -156,18 +156,3 @@ def level_values(cfg: RecallConfig, result: ProbeResult, rows: dict[str, Any]) -
         for k in cfg.k:
             result.add("chunk_recall_ratio", means["recall"][k], k=k, mode=mode)
             result.add("chunk_ndcg_ratio", means["ndcg"][k], k=k, mode=mode)
-
-
-def stored_means(sides: list[dict[str, Any]], ks: list[int]) -> dict[str, dict[int, float]]:
-    """:func:`~probes.recall.metrics.mean_metrics` of stored sides (JSON: string keys),
-    summed in the same order, without turning each back into metrics first."""
-    n = max(len(sides), 1)
-    keys = [str(k) for k in ks]
-    get = operator.itemgetter(*keys)
-    out: dict[str, dict[int, float]] = {}
-    for name in ("recall", "precision", "hit", "ndcg"):
-        rows = [get(side[name]) for side in sides]
-        columns = list(zip(*rows, strict=True)) if len(keys) > 1 else [tuple(rows)]
-        out[name] = {k: sum(column) / n for k, column in zip(ks, columns, strict=True)}
-    out["mrr"] = {0: sum(side["rr"] for side in sides) / n}
-    return out
