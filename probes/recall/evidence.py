@@ -24,7 +24,6 @@ from ragmon.probes.recall.canary_check import canary_evidence, canary_names
 from ragmon.probes.recall.compare import (
     Comparison,
     compare_at,
-    compare_runs,
     paired_bootstrap_ci,
     paired_queries,
 )
@@ -135,12 +134,10 @@ def _golden_diff(store: Store, golden: GoldenSet, old_version: str | None) -> Go
 def _compare(cfg: RecallConfig, ev: Evidence, comparisons: dict[str, Comparison],
              before: dict[str, Any], rows: dict[str, Any]) -> None:
     kv = cfg.decision_k
-    compare = functools.partial(compare_runs, alpha=cfg.alpha, min_effect=cfg.min_effect,
+    compare = functools.partial(compare_at, alpha=cfg.alpha, min_effect=cfg.min_effect,
                                 resamples=cfg.bootstrap_resamples)
     paired = paired_queries(before, rows)
-    for k, c in compare_at(before, rows, cfg.k, "live", alpha=cfg.alpha,
-                           min_effect=cfg.min_effect, resamples=cfg.bootstrap_resamples,
-                           qids=paired).items():
+    for k, c in compare(before, rows, cfg.k, "live", qids=paired).items():
         comparisons[f"live@{k}"] = c
     ev.live_drop = comparisons[f"live@{kv}"].significant_drop
     # exact sides: the queries that had ground truth in both runs (all of them, unless
@@ -148,7 +145,7 @@ def _compare(cfg: RecallConfig, ev: Evidence, comparisons: dict[str, Comparison]
     now = {q: r for q, r in rows.items() if "exact" in r}
     then = {q: r for q, r in before.items() if "exact" in r}
     if now and then:
-        comparisons[f"exact@{kv}"] = compare(then, now, kv, "exact")
+        comparisons[f"exact@{kv}"] = compare(then, now, [kv], "exact")[kv]
         ev.exact_drop = comparisons[f"exact@{kv}"].significant_drop
     _fidelity_change(cfg, ev, before, rows, kv, paired)
 
